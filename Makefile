@@ -1,0 +1,67 @@
+# FpgaAccel: build, test, run and measure the FA-1 driver stack.
+# On a fresh machine: `make run` (the main job, on the model) and `make test`.
+
+DOTNET        ?= dotnet
+CONFIG        ?= Release
+SLN           := FpgaAccel.sln
+CLI           := driver/FpgaAccel.Cli/FpgaAccel.Cli.csproj
+TESTS         := tests/FpgaAccel.Tests.csproj
+PERF          := perf/FpgaAccel.Perf.csproj
+RESULTS       := artifacts/test-results
+# Tests that need a board carry [Category("Hardware")]; they run only with FPGAACCEL_DEVICE set.
+TEST_FILTER   ?= $(if $(FPGAACCEL_DEVICE),,Category!=Hardware)
+export DOTNET_CLI_TELEMETRY_OPTOUT := 1
+export DOTNET_NOLOGO := 1
+export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
+
+.PHONY: all deps restore build test run bench format format-fix clean
+
+all: build
+
+# What a fresh machine may lack. The .NET SDK is the machine's own; gcc and the kernel's uapi
+# headers (linux/vfio.h) are needed by the header-checked layout tests and come from Debian.
+deps:
+	@command -v $(DOTNET) >/dev/null || { echo "make: the .NET 10 SDK ('$(DOTNET)') is not on PATH; install it first." >&2; exit 1; }
+	@if ! command -v gcc >/dev/null || [ ! -f /usr/include/linux/vfio.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing gcc and linux-libc-dev"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev linux-libc-dev >/dev/null; \
+	  else \
+	    echo "make: gcc or /usr/include/linux/vfio.h is missing; install gcc and linux-libc-dev (header tests will be skipped)" >&2; \
+	  fi; \
+	fi
+
+restore: deps
+	$(DOTNET) restore $(SLN)
+
+build: restore
+	$(DOTNET) build $(SLN) -c $(CONFIG) --no-restore
+
+test: build
+	@rm -rf $(RESULTS)
+	$(DOTNET) test $(TESTS) -c $(CONFIG) --no-build --filter "$(TEST_FILTER)" \
+	  --logger "trx;LogFileName=tests.trx" --results-directory $(RESULTS)
+	@trx=$$(ls $(RESULTS)/*.trx 2>/dev/null | head -1); \
+	if [ -n "$$trx" ]; then \
+	  counters=$$(grep -o '<Counters [^>]*>' "$$trx"); \
+	  passed=$$(echo "$$counters" | sed -n 's/.* passed="\([0-9]*\)".*/\1/p'); \
+	  failed=$$(echo "$$counters" | sed -n 's/.* failed="\([0-9]*\)".*/\1/p'); \
+	  notrun=$$(echo "$$counters" | sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p'); \
+	  echo "$$passed passed, $$failed failed, $${notrun:-0} skipped"; \
+	fi
+
+run: build
+	$(DOTNET) run --project $(CLI) -c $(CONFIG) --no-build -- info --backend model
+
+bench: build
+	$(DOTNET) run --project $(PERF) -c $(CONFIG) --no-build -- --short --filter '*'
+
+format: restore
+	$(DOTNET) format $(SLN) --verify-no-changes --no-restore
+
+format-fix: restore
+	$(DOTNET) format $(SLN) --no-restore
+
+clean:
+	$(DOTNET) clean $(SLN) -c $(CONFIG)
+	rm -rf artifacts BenchmarkDotNet.Artifacts

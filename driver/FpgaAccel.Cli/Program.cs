@@ -1,0 +1,3 @@
+using FpgaAccel.Cli;
+
+return FpgaAccelCli.Run(args, Console.Out, Console.Error);

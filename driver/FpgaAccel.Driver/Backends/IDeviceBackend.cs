@@ -1,0 +1,49 @@
+using FpgaAccel.Interop;
+
+namespace FpgaAccel.Driver.Backends;
+
+/// <summary>Which device the driver talks to.</summary>
+public enum BackendKind
+{
+    /// <summary>The board when a VFIO-bound FA-1 is found and usable, otherwise the model.</summary>
+    Auto,
+
+    /// <summary>A real FA-1 through VFIO.</summary>
+    Board,
+
+    /// <summary>The software model in hw-sim.</summary>
+    Model,
+}
+
+/// <summary>
+/// The one seam between the driver and a device: the board through VFIO, or the model.
+/// Everything above it is the same code for both.
+/// </summary>
+/// <remarks>
+/// MMIO: one 64-bit load or store per call (spec 2). Interrupts: eventfds the driver owns, one per
+/// MSI-X vector, connected as VFIO_DEVICE_SET_IRQS connects them. DMA: IOVA mappings through the
+/// platform IOMMU (VFIO type1 on the board, the model's IOMMU in CI); mapping a page pins it.
+/// </remarks>
+public interface IDeviceBackend : IDisposable
+{
+    /// <summary>Board or model.</summary>
+    BackendKind Kind { get; }
+
+    /// <summary>One line a person can read: which device, where.</summary>
+    string Description { get; }
+
+    /// <summary>One 64-bit register read of BAR0.</summary>
+    ulong Read64(uint offset);
+
+    /// <summary>One 64-bit register write of BAR0.</summary>
+    void Write64(uint offset, ulong value);
+
+    /// <summary>
+    /// Connects MSI-X vectors 0..n-1 to <paramref name="vectors"/>. Returns how many vectors the host
+    /// granted: all three, or one (every cause then arrives on vector 0).
+    /// </summary>
+    int ConnectInterrupts(IReadOnlyList<EventFd> vectors);
+
+    /// <summary>Disconnects every vector; safe to call when none is connected.</summary>
+    void DisconnectInterrupts();
+}

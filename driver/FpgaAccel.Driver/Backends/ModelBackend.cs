@@ -1,0 +1,34 @@
+using FpgaAccel.HwSim;
+using FpgaAccel.Interop;
+
+namespace FpgaAccel.Driver.Backends;
+
+/// <summary>The software model behind the backend seam. Owns the model it wraps.</summary>
+public sealed class ModelBackend : IDeviceBackend
+{
+    public ModelBackend(Fa1Model model) => Model = model;
+
+    /// <summary>Creates a model with <paramref name="options"/> and wraps it.</summary>
+    public ModelBackend(ModelOptions? options = null)
+        : this(new Fa1Model(options))
+    {
+    }
+
+    /// <summary>The model, for tests and tools that inject faults or read its counters.</summary>
+    public Fa1Model Model { get; }
+
+    public BackendKind Kind => BackendKind.Model;
+
+    public string Description =>
+        $"FA-1 software model ({Model.Options.Clock.ToString().ToLowerInvariant()} clock, {Model.Options.MsixVectors} MSI-X vector(s))";
+
+    public ulong Read64(uint offset) => Model.Read64(offset);
+
+    public void Write64(uint offset, ulong value) => Model.Write64(offset, value);
+
+    public int ConnectInterrupts(IReadOnlyList<EventFd> vectors) => Model.ConnectInterrupts(vectors);
+
+    public void DisconnectInterrupts() => Model.DisconnectInterrupts();
+
+    public void Dispose() => Model.Dispose();
+}

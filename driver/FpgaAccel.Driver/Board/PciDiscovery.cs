@@ -1,0 +1,137 @@
+using System.Globalization;
+
+namespace FpgaAccel.Driver.Board;
+
+/// <summary>One PCI function as sysfs describes it.</summary>
+/// <param name="Address">Its address.</param>
+/// <param name="VendorId">PCI vendor ID.</param>
+/// <param name="DeviceId">PCI device ID.</param>
+/// <param name="ClassCode">24-bit class code (base class in the top byte).</param>
+/// <param name="Driver">Name of the bound driver, or null when none is bound.</param>
+/// <param name="IommuGroup">IOMMU group number, or null when the IOMMU is off.</param>
+/// <param name="GroupMembers">Every function in the same IOMMU group, this one included.</param>
+public sealed record PciFunction(
+    PciAddress Address,
+    ushort VendorId,
+    ushort DeviceId,
+    uint ClassCode,
+    string? Driver,
+    int? IommuGroup,
+    IReadOnlyList<PciAddress> GroupMembers)
+{
+    /// <summary>True when vfio-pci owns the function.</summary>
+    public bool BoundToVfio => Driver == "vfio-pci";
+}
+
+/// <summary>
+/// Finds PCI functions under a sysfs root (<c>/sys</c>, or a fixture tree in tests):
+/// <c>bus/pci/devices/ADDR/{vendor,device,class,driver,iommu_group}</c>.
+/// </summary>
+public sealed class PciDiscovery
+{
+    public PciDiscovery(string sysfsRoot = "/sys") => SysfsRoot = sysfsRoot;
+
+    public string SysfsRoot { get; }
+
+    /// <summary>Where PCI functions are listed.</summary>
+    public string DevicesDirectory => Path.Combine(SysfsRoot, "bus", "pci", "devices");
+
+    /// <summary>Every function with the given IDs, in address order.</summary>
+    public IReadOnlyList<PciFunction> FindByIds(ushort vendorId, ushort deviceId)
+    {
+        if (!Directory.Exists(DevicesDirectory))
+        {
+            return [];
+        }
+
+        var found = new List<PciFunction>();
+        foreach (var entry in Directory.EnumerateFileSystemEntries(DevicesDirectory).Order(StringComparer.Ordinal))
+        {
+            if (!PciAddress.TryParse(Path.GetFileName(entry), out var address))
+            {
+                continue;
+            }
+
+            var function = Describe(address);
+            if (function is not null && function.VendorId == vendorId && function.DeviceId == deviceId)
+            {
+                found.Add(function);
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>The function at <paramref name="address"/>, or null when sysfs has none there.</summary>
+    public PciFunction? Describe(PciAddress address)
+    {
+        var dir = Path.Combine(DevicesDirectory, address.ToString());
+        if (!Directory.Exists(dir))
+        {
+            return null;
+        }
+
+        var vendor = ReadHex(Path.Combine(dir, "vendor"));
+        var device = ReadHex(Path.Combine(dir, "device"));
+        if (vendor is null || device is null)
+        {
+            return null;
+        }
+
+        var cls = ReadHex(Path.Combine(dir, "class")) ?? 0;
+        var driver = LinkName(Path.Combine(dir, "driver"));
+        int? group = int.TryParse(LinkName(Path.Combine(dir, "iommu_group")), NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
+        var members = group is null ? [address] : GroupMembers(group.Value);
+        return new PciFunction(address, (ushort)vendor.Value, (ushort)device.Value, (uint)cls, driver, group, members);
+    }
+
+    /// <summary>Functions in IOMMU group <paramref name="group"/> (from <c>kernel/iommu_groups/N/devices</c>).</summary>
+    public IReadOnlyList<PciAddress> GroupMembers(int group)
+    {
+        var dir = Path.Combine(SysfsRoot, "kernel", "iommu_groups", group.ToString(CultureInfo.InvariantCulture), "devices");
+        if (!Directory.Exists(dir))
+        {
+            return [];
+        }
+
+        var members = new List<PciAddress>();
+        foreach (var entry in Directory.EnumerateFileSystemEntries(dir).Order(StringComparer.Ordinal))
+        {
+            if (PciAddress.TryParse(Path.GetFileName(entry), out var address))
+            {
+                members.Add(address);
+            }
+        }
+
+        return members;
+    }
+
+    private static ulong? ReadHex(string path)
+    {
+        try
+        {
+            var text = File.ReadAllText(path).Trim();
+            if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+            {
+                text = text[2..];
+            }
+
+            return ulong.TryParse(text, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var value) ? value : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    // sysfs links (driver, iommu_group) point at a directory whose name is the answer.
+    private static string? LinkName(string path)
+    {
+        var target = new FileInfo(path).LinkTarget;
+        return target is null ? null : Path.GetFileName(target.TrimEnd('/'));
+    }
+}

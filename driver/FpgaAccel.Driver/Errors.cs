@@ -1,0 +1,126 @@
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.Driver;
+
+/// <summary>Base of every error the driver raises on purpose. Messages name the value, the rule and the fix.</summary>
+public class FpgaAccelException : Exception
+{
+    public FpgaAccelException(string message)
+        : base(message)
+    {
+    }
+
+    public FpgaAccelException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}
+
+/// <summary>The device reads all ones: it dropped off the bus (spec 2).</summary>
+public sealed class DeviceLostException : FpgaAccelException
+{
+    public DeviceLostException(string when, string backend)
+        : base($"The FA-1 ({backend}) reads 0xFFFFFFFFFFFFFFFF {when}: it has dropped off the bus (surprise removal, link down, " +
+               "or a cold reset from the management port). Check the link and the board's power, then open the device again.")
+    {
+        When = when;
+    }
+
+    /// <summary>What the driver was doing when it saw the device gone.</summary>
+    public string When { get; }
+}
+
+/// <summary>The ID register does not hold the FA-1's value.</summary>
+public sealed class UnexpectedDeviceIdException : FpgaAccelException
+{
+    public UnexpectedDeviceIdException(ulong id, string backend)
+        : base($"The device ({backend}) has ID 0x{id:X16}, not the FA-1's 0x{Fa1Identity.IdValue:X16} (spec 3). " +
+               "The bitstream loaded is not an FA-1; load the FA-1 bitstream or select the right device with --device.")
+    {
+        Id = id;
+    }
+
+    public ulong Id { get; }
+}
+
+/// <summary>VERSION fails the spec's rule: same major, minor at least the driver's.</summary>
+public sealed class IncompatibleDeviceVersionException : FpgaAccelException
+{
+    public IncompatibleDeviceVersionException(Fa1Version device, Fa1Version required)
+        : base($"The device implements register interface {device}, this driver needs {required.Major}.{required.Minor} or a later " +
+               $"{required.Major}.x (spec 3: same major, minor at least {required.Minor}). " +
+               (device.Major != required.Major
+                   ? $"Use a driver built for interface {device.Major}.x, or load a bitstream of interface {required.Major}.x."
+                   : $"Load a bitstream of interface {required.Major}.{required.Minor} or later."))
+    {
+        DeviceVersion = device;
+        RequiredVersion = required;
+    }
+
+    public Fa1Version DeviceVersion { get; }
+
+    public Fa1Version RequiredVersion { get; }
+}
+
+/// <summary>A reset did not complete in time.</summary>
+public sealed class DeviceResetTimeoutException : FpgaAccelException
+{
+    public DeviceResetTimeoutException(TimeSpan timeout, ulong status)
+        : base($"The FA-1 did not finish its reset within {timeout.TotalMilliseconds:0.#} ms (STATUS = 0x{status:X}: " +
+               $"{(StatusBits)status}). Raise FpgaDeviceOptions.ResetTimeout if the bitstream resets slowly, " +
+               "or cold-reset the board through its management port.")
+    {
+        Timeout = timeout;
+        Status = status;
+    }
+
+    public TimeSpan Timeout { get; }
+
+    public ulong Status { get; }
+}
+
+/// <summary>A backend name that is not auto, board or model.</summary>
+public sealed class UnknownBackendException : FpgaAccelException
+{
+    public UnknownBackendException(string name)
+        : base($"Unknown backend '{name}': it must be one of auto, board, model.")
+    {
+        Name = name;
+    }
+
+    public string Name { get; }
+}
+
+/// <summary>The board was asked for and none is usable. The message lists what was looked for.</summary>
+public sealed class BoardNotFoundException : FpgaAccelException
+{
+    public BoardNotFoundException(string message)
+        : base(message)
+    {
+    }
+}
+
+/// <summary>A setting of <see cref="FpgaDeviceOptions"/> is out of range.</summary>
+public sealed class InvalidDeviceOptionException : FpgaAccelException
+{
+    public InvalidDeviceOptionException(string option, object? value, string rule)
+        : base($"Option {option} = {value ?? "null"} is invalid: {rule}.")
+    {
+        Option = option;
+    }
+
+    public string Option { get; }
+}
+
+/// <summary>The device reported a fatal error (STATUS.FATAL, spec 3).</summary>
+public sealed class DeviceFatalException : FpgaAccelException
+{
+    public DeviceFatalException(ErrorRegister error)
+        : base($"The FA-1 is in a fatal state: cause {error.Cause} ({(uint)error.Cause}), detail 0x{error.Detail:X8}. " +
+               "Reset the device (dispose and open it again) after fixing the cause.")
+    {
+        Error = error;
+    }
+
+    public ErrorRegister Error { get; }
+}

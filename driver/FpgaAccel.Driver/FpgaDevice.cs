@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.FirmwareInterface;
+using Microsoft.Extensions.Logging;
+
+namespace FpgaAccel.Driver;
+
+/// <summary>What <see cref="FpgaDevice.Open(FpgaDeviceOptions?)"/> read from the device.</summary>
+/// <param name="Backend">Board or model.</param>
+/// <param name="BackendDescription">Which device, where.</param>
+/// <param name="Id">The ID register.</param>
+/// <param name="Version">The VERSION register.</param>
+/// <param name="Capabilities">The CAPS register.</param>
+/// <param name="ClockHz">The CLOCK_HZ register.</param>
+/// <param name="InterruptVectors">MSI-X vectors granted: 3, or 1.</param>
+public sealed record DeviceInfo(
+    BackendKind Backend,
+    string BackendDescription,
+    ulong Id,
+    Fa1Version Version,
+    Capabilities Capabilities,
+    ulong ClockHz,
+    int InterruptVectors);
+
+/// <summary>
+/// An open FA-1: checked (ID, VERSION), reset, capabilities read, interrupts connected and enabled.
+/// Dispose releases every descriptor, mapping and thread it holds.
+/// </summary>
+public sealed partial class FpgaDevice : IDisposable
+{
+    private readonly ILogger _logger;
+    private readonly FpgaDeviceOptions _options;
+    private DeviceInterrupts? _interrupts;
+    private ulong _fatalRaw;
+    private volatile bool _hasFatal;
+    private int _disposed;
+
+    private FpgaDevice(IDeviceBackend backend, FpgaDeviceOptions options)
+    {
+        Backend = backend;
+        _options = options;
+        _logger = options.LoggerFactory.CreateLogger<FpgaDevice>();
+        Info = null!;
+    }
+
+    /// <summary>What the device reported when it was opened.</summary>
+    public DeviceInfo Info { get; private set; }
+
+    /// <summary>The backend seam, for the driver's own layers (MMU, queues, faults).</summary>
+    internal IDeviceBackend Backend { get; }
+
+    /// <summary>The interrupt vectors and their dispatcher.</summary>
+    public DeviceInterrupts Interrupts => _interrupts ?? throw new ObjectDisposedException(nameof(FpgaDevice));
+
+    /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
+    public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
+
+    /// <summary>Opens an FA-1 as <paramref name="options"/> say: board, model, or auto.</summary>
+    public static FpgaDevice Open(FpgaDeviceOptions? options = null)
+    {
+        options ??= new FpgaDeviceOptions();
+        options.Validate();
+        var logger = options.LoggerFactory.CreateLogger<FpgaDevice>();
+        var backend = BackendFactory.Create(options, logger);
+        return Open(backend, options);
+    }
+
+    /// <summary>Opens the device behind <paramref name="backend"/>, taking ownership of it (disposed on failure too).</summary>
+    public static FpgaDevice Open(IDeviceBackend backend, FpgaDeviceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        options ??= new FpgaDeviceOptions();
+        var device = new FpgaDevice(backend, options);
+        try
+        {
+            options.Validate();
+            device.Initialize();
+            return device;
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads CYCLES, the device's free-running cycle counter.</summary>
+    public ulong ReadCycles() => ReadChecked(Fa1Registers.Cycles, "reading CYCLES");
+
+    /// <summary>Writes SCRATCH and reads it back: a liveness check. Returns true when the value came back.</summary>
+    public bool CheckLiveness(ulong pattern)
+    {
+        Backend.Write64(Fa1Registers.Scratch, pattern);
+        return ReadChecked(Fa1Registers.Scratch, "reading SCRATCH") == pattern;
+    }
+
+    /// <summary>Resets the device (spec 3 CTRL.RESET) and waits for READY within the reset timeout.</summary>
+    public void Reset()
+    {
+        Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Reset);
+        var timeout = _options.ResetTimeout;
+        var clock = Stopwatch.StartNew();
+        var spins = 0;
+        while (true)
+        {
+            var status = Backend.Read64(Fa1Registers.Status);
+            if (status == Fa1Identity.DeviceLost)
+            {
+                throw new DeviceLostException("while waiting for its reset to complete", Backend.Description);
+            }
+
+            if ((status & (ulong)StatusBits.Resetting) == 0 && (status & (ulong)StatusBits.Ready) != 0)
+            {
+                LogResetDone(_logger, clock.Elapsed.TotalMicroseconds);
+                return;
+            }
+
+            if (clock.Elapsed > timeout)
+            {
+                throw new DeviceResetTimeoutException(timeout, status);
+            }
+
+            // Spin briefly (a model reset takes ~100 us), then yield the core: these machines have two.
+            if (++spins < 200)
+            {
+                Thread.SpinWait(64);
+            }
+            else
+            {
+                Thread.Sleep(1);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _interrupts?.Dispose();
+            _interrupts = null;
+        }
+        finally
+        {
+            Backend.Dispose();
+        }
+    }
+
+    private void Initialize()
+    {
+        var id = Backend.Read64(Fa1Registers.Id);
+        if (id == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException("at open (ID register)", Backend.Description);
+        }
+
+        if (id != Fa1Identity.IdValue)
+        {
+            throw new UnexpectedDeviceIdException(id, Backend.Description);
+        }
+
+        var version = Fa1Version.FromRaw(ReadChecked(Fa1Registers.Version, "at open (VERSION register)"));
+        if (!version.SatisfiesRequirement(_options.RequiredVersion))
+        {
+            throw new IncompatibleDeviceVersionException(version, _options.RequiredVersion);
+        }
+
+        Reset();
+        var caps = new Capabilities(ReadChecked(Fa1Registers.Caps, "at open (CAPS register)"));
+        if (caps.Contexts is < 1 or > Fa1Registers.MaxAddressableContexts || caps.Queues < 1)
+        {
+            throw new FpgaAccelException(
+                $"The device reports {caps.Contexts} contexts and {caps.Queues} queues (CAPS = 0x{caps.Raw:X16}); " +
+                $"the register map holds 1..{Fa1Registers.MaxAddressableContexts} contexts and at least one queue. " +
+                "The bitstream is malformed or not an FA-1 1.x; reload it.");
+        }
+
+        var clockHz = ReadChecked(Fa1Registers.ClockHz, "at open (CLOCK_HZ register)");
+        if (clockHz == 0)
+        {
+            throw new FpgaAccelException("The device reports CLOCK_HZ = 0; cycle counts cannot be turned into time. Reload the bitstream.");
+        }
+
+        _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
+        _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
+        Backend.Write64(Fa1Registers.IrqMask, 0);
+        Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
+        Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);
+        LogOpened(_logger, Backend.Kind, version.ToString(), caps.Contexts, caps.Queues, _interrupts.GrantedVectors);
+    }
+
+    private void OnErrorInterrupt()
+    {
+        var error = ErrorRegister.FromRaw(Backend.Read64(Fa1Registers.Error));
+        // Raw first, then the flag: a reader that sees the flag sees the value (volatile write is a release).
+        Interlocked.Exchange(ref _fatalRaw, error.Raw);
+        _hasFatal = true;
+        LogFatal(_logger, error.Cause, error.Detail);
+    }
+
+    private ulong ReadChecked(uint offset, string when)
+    {
+        var value = Backend.Read64(offset);
+        if (value == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException(when, Backend.Description);
+        }
+
+        return value;
+    }
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "FA-1 opened: {Backend}, interface {Version}, {Contexts} contexts, {Queues} queues, {Vectors} MSI-X vector(s)")]
+    private static partial void LogOpened(ILogger logger, BackendKind backend, string version, int contexts, int queues, int vectors);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Debug, Message = "Reset complete in {Microseconds:0} us")]
+    private static partial void LogResetDone(ILogger logger, double microseconds);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Critical, Message = "FA-1 fatal error: cause {Cause}, detail 0x{Detail:X8}")]
+    private static partial void LogFatal(ILogger logger, FatalCause cause, uint detail);
+}

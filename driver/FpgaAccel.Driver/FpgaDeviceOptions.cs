@@ -1,0 +1,63 @@
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.FirmwareInterface;
+using FpgaAccel.HwSim;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace FpgaAccel.Driver;
+
+/// <summary>How to find, check and open an FA-1.</summary>
+public sealed record FpgaDeviceOptions
+{
+    /// <summary>Board, model, or auto (board when usable, else model).</summary>
+    public BackendKind Backend { get; init; } = BackendKind.Auto;
+
+    /// <summary>PCI address (domain:bus:device.function) of the board; null finds it by IDs.</summary>
+    public string? PciAddress { get; init; }
+
+    /// <summary>PCI vendor ID to look for (spec 1: options, not constants).</summary>
+    public ushort VendorId { get; init; } = Fa1Identity.DefaultVendorId;
+
+    /// <summary>PCI device ID to look for.</summary>
+    public ushort DeviceId { get; init; } = Fa1Identity.DefaultDeviceId;
+
+    /// <summary>Root of sysfs; tests point it at a fixture tree.</summary>
+    public string SysfsRoot { get; init; } = "/sys";
+
+    /// <summary>Root of the device nodes (where vfio/vfio lives).</summary>
+    public string DevRoot { get; init; } = "/dev";
+
+    /// <summary>Settings of the model, when the model is used.</summary>
+    public ModelOptions Model { get; init; } = new();
+
+    /// <summary>How long a reset may take before open fails.</summary>
+    public TimeSpan ResetTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
+    public Fa1Version RequiredVersion { get; init; } = Fa1Version.MinimumSupported;
+
+    /// <summary>Where the driver logs.</summary>
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>Parses a backend name as the CLI takes it.</summary>
+    public static BackendKind ParseBackend(string name) => name?.Trim().ToLowerInvariant() switch
+    {
+        "auto" => BackendKind.Auto,
+        "board" => BackendKind.Board,
+        "model" => BackendKind.Model,
+        _ => throw new UnknownBackendException(name ?? "(null)"),
+    };
+
+    internal void Validate()
+    {
+        if (ResetTimeout <= TimeSpan.Zero || ResetTimeout > TimeSpan.FromMinutes(5))
+        {
+            throw new InvalidDeviceOptionException(nameof(ResetTimeout), ResetTimeout, "it must be above zero and at most 5 minutes");
+        }
+
+        if (!Enum.IsDefined(Backend))
+        {
+            throw new UnknownBackendException(Backend.ToString());
+        }
+    }
+}

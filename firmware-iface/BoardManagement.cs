@@ -1,0 +1,49 @@
+namespace FpgaAccel.FirmwareInterface;
+
+/// <summary>
+/// Spec 8: the board-management controller (BMC) behind the board's USB bridge.
+/// ASCII lines, one request a line, one reply line starting with OK or ERR.
+/// </summary>
+public static class BoardManagement
+{
+    /// <summary>USB vendor ID of the bridge (FTDI).</summary>
+    public const ushort UsbVendorId = 0x0403;
+
+    /// <summary>USB product ID of the bridge (FT2232H-style, two interfaces).</summary>
+    public const ushort UsbProductId = 0x6010;
+
+    /// <summary>Interface B, the second one, carries the BMC UART.</summary>
+    public const int UsbInterface = 1;
+
+    public const int BaudRate = 115_200;
+    public const int DataBits = 8;
+    public const char Parity = 'N';
+    public const int StopBits = 1;
+
+    /// <summary>Lines end with a newline.</summary>
+    public const string LineTerminator = "\n";
+
+    public const string ReplyOk = "OK";
+    public const string ReplyError = "ERR";
+
+    /// <summary>Replies <c>OK FA1-BMC &lt;major&gt;.&lt;minor&gt;.&lt;patch&gt;</c>.</summary>
+    public const string CommandVersion = "VERSION";
+
+    /// <summary>Replies <c>OK &lt;board serial&gt;</c>.</summary>
+    public const string CommandSerial = "SERIAL";
+
+    /// <summary>Replies <c>OK &lt;millidegrees C&gt;</c>.</summary>
+    public const string CommandTemperature = "TEMP";
+
+    /// <summary>Replies <c>OK</c>, then cold-resets the FPGA: the PCIe device drops off the bus for about a second.</summary>
+    public const string CommandReset = "RESET";
+
+    /// <summary><c>LOG &lt;n&gt;</c> replies <c>OK &lt;count&gt;</c> then that many lines of the firmware log.</summary>
+    public const string CommandLog = "LOG";
+
+    /// <summary>The product name in the VERSION reply.</summary>
+    public const string VersionProduct = "FA1-BMC";
+
+    /// <summary>How long the PCIe device stays off the bus after RESET (approximately).</summary>
+    public static readonly TimeSpan ResetOffBus = TimeSpan.FromSeconds(1);
+}

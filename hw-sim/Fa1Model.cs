@@ -1,0 +1,350 @@
+using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
+
+namespace FpgaAccel.HwSim;
+
+/// <summary>
+/// The FA-1 software model: register for register the device of shared/spec/fa1-device.md, behind
+/// the same seam a VFIO BAR mapping offers (one 64-bit read or write at an offset).
+/// </summary>
+/// <remarks>
+/// Concurrency: every register access and every side effect runs under <see cref="_lock"/>, the
+/// model's register bus. Device engines (later blocks) take the same lock for state changes and do
+/// their modelled work outside it, so a doorbell write never waits behind a long DMA.
+/// </remarks>
+public sealed class Fa1Model : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly RegisterTable _registers = new();
+    private readonly List<DeviceBlock> _blocks = [];
+    private readonly InterruptController _interrupts;
+    private volatile bool _present = true;
+    private bool _resetting;
+    private ulong _resetDoneAt;
+    private bool _fatal;
+    private ErrorRegister _error;
+    private long _reads;
+    private long _writes;
+    private long _ignoredWrites;
+    private long _unimplemented;
+    private long _resets;
+    private bool _disposed;
+
+    public Fa1Model(ModelOptions? options = null)
+    {
+        Options = options ?? new ModelOptions();
+        Options.Validate();
+        Clock = ModelClock.Create(Options.Clock);
+        _interrupts = new InterruptController(Options.MsixVectors);
+        DeclareGlobalRegisters();
+    }
+
+    /// <summary>The settings this model was built with.</summary>
+    public ModelOptions Options { get; }
+
+    /// <summary>The clock behind CYCLES and every modelled cost.</summary>
+    public ModelClock Clock { get; }
+
+    /// <summary>False after <see cref="SurpriseRemove"/>: every read returns all ones (spec 2).</summary>
+    public bool IsPresent => _present;
+
+    /// <summary>Counters of what the model saw.</summary>
+    public ModelCounters Counters => new(
+        Interlocked.Read(ref _reads),
+        Interlocked.Read(ref _writes),
+        Interlocked.Read(ref _ignoredWrites),
+        Interlocked.Read(ref _unimplemented),
+        _interrupts.Messages,
+        Interlocked.Read(ref _resets));
+
+    /// <summary>One 64-bit register read at <paramref name="offset"/> of BAR0.</summary>
+    public ulong Read64(uint offset)
+    {
+        CheckOffset(offset);
+        if (!_present)
+        {
+            return Fa1Identity.DeviceLost;
+        }
+
+        Interlocked.Increment(ref _reads);
+        if (Clock.Mode == ClockMode.Virtual)
+        {
+            // A non-posted read is a round trip across the link; on the wall clock the host's own
+            // access time is that cost, on the virtual clock it is charged here.
+            Clock.Spend(Options.MmioReadCycles);
+        }
+
+        lock (_lock)
+        {
+            if (!_present)
+            {
+                return Fa1Identity.DeviceLost;
+            }
+
+            PollReset();
+            var register = _registers.Find(offset);
+            if (register is null)
+            {
+                // Spec 2: reads of unimplemented offsets return 0.
+                Interlocked.Increment(ref _unimplemented);
+                return 0;
+            }
+
+            return register.Access switch
+            {
+                RegisterAccess.WriteOnly => 0,
+                _ => register.OnRead?.Invoke() ?? register.Value,
+            };
+        }
+    }
+
+    /// <summary>One 64-bit register write at <paramref name="offset"/> of BAR0 (posted: costs the host nothing).</summary>
+    public void Write64(uint offset, ulong value)
+    {
+        CheckOffset(offset);
+        if (!_present)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _writes);
+        lock (_lock)
+        {
+            if (!_present)
+            {
+                return;
+            }
+
+            PollReset();
+            var register = _registers.Find(offset);
+            if (register is null)
+            {
+                // Spec 2: writes to unimplemented offsets are ignored.
+                Interlocked.Increment(ref _unimplemented);
+                return;
+            }
+
+            if (_resetting || register.Access == RegisterAccess.ReadOnly)
+            {
+                // Decision: while RESETTING the device takes no writes; RO registers never do.
+                Interlocked.Increment(ref _ignoredWrites);
+                return;
+            }
+
+            switch (register.Access)
+            {
+                case RegisterAccess.ReadWrite:
+                    register.Value = (register.Value & ~register.WritableMask) | (value & register.WritableMask);
+                    register.OnWrite?.Invoke(register.Value);
+                    break;
+                case RegisterAccess.WriteOneToClear:
+                    register.Value &= ~value;
+                    register.OnWrite?.Invoke(value);
+                    break;
+                case RegisterAccess.WriteOnly:
+                    register.OnWrite?.Invoke(value);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Connects MSI-X vectors to eventfds (what VFIO_DEVICE_SET_IRQS does on the board). Vector 0 is
+    /// FAULT, 1 COMPLETION, 2 ERROR; returns how many vectors the host granted (3, or 1).
+    /// The caller keeps ownership of the eventfds and must <see cref="DisconnectInterrupts"/> before closing them.
+    /// </summary>
+    public int ConnectInterrupts(IReadOnlyList<EventFd?> vectors)
+    {
+        ArgumentNullException.ThrowIfNull(vectors);
+        lock (_lock)
+        {
+            return _interrupts.Connect(vectors);
+        }
+    }
+
+    /// <summary>Disconnects every vector; later causes still latch in IRQ_STATUS.</summary>
+    public void DisconnectInterrupts()
+    {
+        lock (_lock)
+        {
+            _interrupts.Disconnect();
+        }
+    }
+
+    /// <summary>Latches <paramref name="causes"/> and sends MSI-X messages for unmasked ones (device engines use this).</summary>
+    public void RaiseInterrupt(InterruptCauses causes)
+    {
+        lock (_lock)
+        {
+            if (_present)
+            {
+                _interrupts.Raise(causes & InterruptCauses.All);
+            }
+        }
+    }
+
+    /// <summary>Makes the device FATAL with <paramref name="cause"/> (spec 3), raising the ERROR interrupt.</summary>
+    public void InjectFatal(FatalCause cause, uint detail = 0)
+    {
+        lock (_lock)
+        {
+            EnterFatal(cause, detail);
+        }
+    }
+
+    /// <summary>The device drops off the bus: every read returns all ones, writes vanish (spec 2).</summary>
+    public void SurpriseRemove() => _present = false;
+
+    /// <summary>The device comes back as after a cold reset (the BMC's RESET, spec 8).</summary>
+    public void Reinsert()
+    {
+        lock (_lock)
+        {
+            _present = true;
+            StartReset();
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _interrupts.Disconnect();
+            _present = false;
+        }
+    }
+
+    /// <summary>Adds a block (MMU, fault ring, queues) and declares its registers. Called while building the model.</summary>
+    internal void AddBlock(DeviceBlock block)
+    {
+        lock (_lock)
+        {
+            block.Declare(_registers);
+            _blocks.Add(block);
+        }
+    }
+
+    /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="cause"/>.</summary>
+    internal void EnterFatal(FatalCause cause, uint detail)
+    {
+        if (_fatal)
+        {
+            return;
+        }
+
+        _fatal = true;
+        _error = new ErrorRegister(cause, detail);
+        _interrupts.Raise(InterruptCauses.Error);
+    }
+
+    private static void CheckOffset(uint offset)
+    {
+        if (offset >= Fa1Identity.Bar0Size)
+        {
+            ThrowOffset(offset);
+        }
+    }
+
+    private static void ThrowOffset(uint offset) =>
+        throw new ArgumentOutOfRangeException(nameof(offset), offset, $"BAR0 offset 0x{offset:X} is outside the {Fa1Identity.Bar0Size}-byte BAR.");
+
+    // The global block of spec 3. Every register's side effect is declared in this one table.
+    private void DeclareGlobalRegisters()
+    {
+        var caps = Options.Capabilities.Raw;
+        Declare(Fa1Registers.Id, "ID", RegisterAccess.ReadOnly, read: () => Options.IdValue);
+        Declare(Fa1Registers.Version, "VERSION", RegisterAccess.ReadOnly, read: () => Options.Version.Raw);
+        Declare(Fa1Registers.Caps, "CAPS", RegisterAccess.ReadOnly, read: () => caps);
+        Declare(Fa1Registers.ClockHz, "CLOCK_HZ", RegisterAccess.ReadOnly, read: () => Clock.Hz);
+        Declare(Fa1Registers.Cycles, "CYCLES", RegisterAccess.ReadOnly, read: () => Clock.Now);
+        Declare(Fa1Registers.Scratch, "SCRATCH", RegisterAccess.ReadWrite);
+        Declare(Fa1Registers.Ctrl, "CTRL", RegisterAccess.ReadWrite, write: OnControlWrite,
+            mask: (ulong)(ControlBits.Enable | ControlBits.Reset));
+        Declare(Fa1Registers.Status, "STATUS", RegisterAccess.ReadOnly, read: ReadStatus);
+        Declare(Fa1Registers.Error, "ERROR", RegisterAccess.ReadOnly, read: () => _error.Raw);
+        Declare(Fa1Registers.IrqStatus, "IRQ_STATUS", RegisterAccess.WriteOneToClear,
+            read: () => _interrupts.Status, write: _interrupts.ClearStatus);
+        Declare(Fa1Registers.IrqMask, "IRQ_MASK", RegisterAccess.ReadWrite,
+            read: () => _interrupts.Mask, write: _interrupts.WriteMask, mask: (ulong)InterruptCauses.All);
+    }
+
+    private void Declare(uint offset, string name, RegisterAccess access, Func<ulong>? read = null, Action<ulong>? write = null, ulong mask = ulong.MaxValue) =>
+        _registers.Add(new Register { Offset = offset, Name = name, Access = access, OnRead = read, OnWrite = write, WritableMask = mask });
+
+    private ulong ReadStatus()
+    {
+        var status = 0UL;
+        if (_resetting)
+        {
+            status |= (ulong)StatusBits.Resetting;
+        }
+        else
+        {
+            status |= (ulong)StatusBits.Ready;
+        }
+
+        if (_fatal)
+        {
+            status |= (ulong)StatusBits.Fatal;
+        }
+
+        foreach (var block in _blocks)
+        {
+            status |= block.StatusBits;
+        }
+
+        return status;
+    }
+
+    private void OnControlWrite(ulong value)
+    {
+        if ((value & (ulong)ControlBits.Reset) != 0)
+        {
+            StartReset();
+        }
+    }
+
+    // Spec 3: a reset clears TLB, walk cache, contexts, queues, rings and counters; RESET self-clears
+    // when done. The state is cleared at once and the device reports RESETTING for ResetCycles.
+    private void StartReset()
+    {
+        Interlocked.Increment(ref _resets);
+        _registers.ResetStorage();
+        _interrupts.Reset();
+        _fatal = false;
+        _error = default;
+        foreach (var block in _blocks)
+        {
+            block.Reset();
+        }
+
+        if (Options.InjectDropOffBusOnReset)
+        {
+            _present = false;
+        }
+
+        Clock.Restart();
+        _resetting = true;
+        _resetDoneAt = Options.InjectStuckReset ? ulong.MaxValue : Options.ResetCycles;
+        ControlRegister.Value = (ulong)ControlBits.Reset;
+    }
+
+    // Reset completion is evaluated when anything looks at the device, so it needs no timer thread
+    // and follows the virtual clock exactly.
+    private void PollReset()
+    {
+        if (_resetting && Clock.Now >= _resetDoneAt)
+        {
+            _resetting = false;
+            ControlRegister.Value &= ~(ulong)ControlBits.Reset;
+        }
+    }
+
+    private Register ControlRegister => _registers.Find(Fa1Registers.Ctrl)!;
+}

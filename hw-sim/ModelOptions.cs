@@ -1,0 +1,81 @@
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.HwSim;
+
+/// <summary>
+/// Settings of the software model. Defaults follow the spec (sections 3 and 7); each cost is a setting.
+/// </summary>
+public sealed record ModelOptions
+{
+    /// <summary>Wall or virtual clock (spec 7).</summary>
+    public ClockMode Clock { get; init; } = ClockMode.Wall;
+
+    /// <summary>Seed for every random choice the model makes, for reproducible virtual-clock runs.</summary>
+    public int Seed { get; init; } = 1;
+
+    public int Contexts { get; init; } = 16;
+
+    public int Queues { get; init; } = 8;
+
+    public int TlbWays { get; init; } = Fa1Timing.TlbWays;
+
+    public int TlbSetsLog2 { get; init; } = 7;
+
+    public bool Huge2M { get; init; } = true;
+
+    public bool Dropin { get; init; } = true;
+
+    public int VaBits { get; init; } = 48;
+
+    public int IovaBits { get; init; } = 48;
+
+    /// <summary>What VERSION reads; change it to test the driver's version rule.</summary>
+    public Fa1Version Version { get; init; } = Fa1Version.Current;
+
+    /// <summary>What ID reads; change it to test identity checks.</summary>
+    public ulong IdValue { get; init; } = Fa1Identity.IdValue;
+
+    /// <summary>
+    /// MSI-X vectors the host grants (spec 1): 3, or 1 when every cause shares vector 0.
+    /// </summary>
+    public int MsixVectors { get; init; } = Fa1Identity.MsixVectors;
+
+    /// <summary>Cycles from a CTRL.RESET write until STATUS.READY.</summary>
+    public ulong ResetCycles { get; init; } = Fa1Timing.Reset;
+
+    /// <summary>
+    /// Cost of one register read on the virtual clock (a PCIe non-posted read round trip, about
+    /// 800 ns). On the wall clock the host's own access time is the cost.
+    /// </summary>
+    public ulong MmioReadCycles { get; init; } = 200;
+
+    /// <summary>Fault injection: a reset that never completes.</summary>
+    public bool InjectStuckReset { get; init; }
+
+    /// <summary>Fault injection: the device drops off the bus when a reset starts.</summary>
+    public bool InjectDropOffBusOnReset { get; init; }
+
+    /// <summary>CAPS as this model reports it.</summary>
+    public Capabilities Capabilities => FirmwareInterface.Capabilities.Create(
+        Contexts, Queues, TlbWays, TlbSetsLog2, isModel: true, Huge2M, Dropin, VaBits, IovaBits);
+
+    /// <summary>Checks the settings and throws naming the first bad one.</summary>
+    public void Validate()
+    {
+        Check(Contexts is >= 1 and <= Fa1Registers.MaxAddressableContexts, nameof(Contexts), Contexts, $"1..{Fa1Registers.MaxAddressableContexts}");
+        Check(Queues is >= 1 and <= Fa1Registers.MaxAddressableQueues - 1, nameof(Queues), Queues, "1..255");
+        Check(TlbWays is >= 1 and <= 255, nameof(TlbWays), TlbWays, "1..255");
+        Check(TlbSetsLog2 is >= 0 and <= 16, nameof(TlbSetsLog2), TlbSetsLog2, "0..16");
+        Check(MsixVectors is 1 or 3, nameof(MsixVectors), MsixVectors, "1 or 3");
+        Check(VaBits is >= 32 and <= 48, nameof(VaBits), VaBits, "32..48");
+        Check(IovaBits is >= 32 and <= 52, nameof(IovaBits), IovaBits, "32..52");
+    }
+
+    private static void Check(bool ok, string name, object value, string rule)
+    {
+        if (!ok)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"Model setting {name} = {value} is out of range; it must be {rule}.");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+using System.Runtime.InteropServices;
+
+namespace FpgaAccel.Interop;
+
+/// <summary>Readiness flags for <see cref="Epoll"/>.</summary>
+[Flags]
+public enum EpollEvents : uint
+{
+    None = 0,
+    In = 0x001,
+    Out = 0x004,
+    Error = 0x008,
+    HangUp = 0x010,
+}
+
+/// <summary>One ready descriptor, as <see cref="Epoll.Wait"/> reports it.</summary>
+/// <param name="Events">What is ready.</param>
+/// <param name="Token">The caller's token given to <see cref="Epoll.Add"/>.</param>
+public readonly record struct EpollReady(EpollEvents Events, ulong Token);
+
+/// <summary>
+/// An epoll instance. Waiting retries EINTR itself (callers never see it), and allocates nothing.
+/// </summary>
+public sealed class Epoll : IDisposable
+{
+    private readonly SafeFileDescriptor _fd;
+
+    private Epoll(SafeFileDescriptor fd) => _fd = fd;
+
+    /// <summary>Creates an epoll instance (close-on-exec).</summary>
+    public static Epoll Create()
+    {
+        if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        {
+            // struct epoll_event is packed only on x86-64; the layout here is that one.
+            throw new PlatformNotSupportedException(
+                $"epoll bindings are laid out for x86-64; this process is {RuntimeInformation.ProcessArchitecture}.");
+        }
+
+        var fd = Interop.Libc.epoll_create1(Interop.Libc.EPOLL_CLOEXEC);
+        if (fd < 0)
+        {
+            throw Interop.Libc.Error("epoll_create1");
+        }
+
+        return new Epoll(new SafeFileDescriptor(fd));
+    }
+
+    /// <summary>Watches <paramref name="fd"/> for <paramref name="events"/>, reporting <paramref name="token"/>.</summary>
+    public void Add(SafeFileDescriptor fd, EpollEvents events, ulong token) =>
+        Control(Interop.Libc.EPOLL_CTL_ADD, fd, events, token);
+
+    /// <summary>Stops watching <paramref name="fd"/>.</summary>
+    public void Remove(SafeFileDescriptor fd) => Control(Interop.Libc.EPOLL_CTL_DEL, fd, EpollEvents.None, 0);
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMilliseconds"/> (-1: forever) and fills <paramref name="ready"/>.
+    /// Returns how many entries were filled; 0 on timeout.
+    /// </summary>
+    public unsafe int Wait(Span<EpollReady> ready, int timeoutMilliseconds)
+    {
+        var max = Math.Min(ready.Length, 64);
+        ArgumentOutOfRangeException.ThrowIfZero(max, nameof(ready));
+        var raw = stackalloc Interop.Libc.epoll_event[max];
+        var added = false;
+        try
+        {
+            _fd.DangerousAddRef(ref added);
+            int n;
+            while (true)
+            {
+                n = Interop.Libc.epoll_wait(_fd.Fd, raw, max, timeoutMilliseconds);
+                if (n >= 0)
+                {
+                    break;
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != (int)Errno.EINTR)
+                {
+                    throw SystemCallException.FromErrno("epoll_wait", errno);
+                }
+            }
+
+            for (var i = 0; i < n; i++)
+            {
+                ready[i] = new EpollReady((EpollEvents)raw[i].events, raw[i].data);
+            }
+
+            return n;
+        }
+        finally
+        {
+            if (added)
+            {
+                _fd.DangerousRelease();
+            }
+        }
+    }
+
+    public void Dispose() => _fd.Dispose();
+
+    private unsafe void Control(int op, SafeFileDescriptor fd, EpollEvents events, ulong token)
+    {
+        var ev = new Interop.Libc.epoll_event { events = (uint)events, data = token };
+        bool addedSelf = false, addedFd = false;
+        try
+        {
+            _fd.DangerousAddRef(ref addedSelf);
+            fd.DangerousAddRef(ref addedFd);
+            if (Interop.Libc.epoll_ctl(_fd.Fd, op, fd.Fd, &ev) < 0)
+            {
+                throw Interop.Libc.Error("epoll_ctl");
+            }
+        }
+        finally
+        {
+            if (addedFd)
+            {
+                fd.DangerousRelease();
+            }
+
+            if (addedSelf)
+            {
+                _fd.DangerousRelease();
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using System.Runtime.InteropServices;
+
+namespace FpgaAccel.Interop;
+
+/// <summary>Page protection for <see cref="MemoryMapping"/>.</summary>
+[Flags]
+public enum MemoryProtection
+{
+    None = 0,
+    Read = 1,
+    Write = 2,
+    ReadWrite = Read | Write,
+}
+
+/// <summary>
+/// One mmap'ed range, unmapped exactly once when released. Lengths and offsets are 64-bit.
+/// </summary>
+public sealed class MemoryMapping : SafeHandle
+{
+    private MemoryMapping(nint address, ulong length)
+        : base(Interop.Libc.MAP_FAILED, ownsHandle: true)
+    {
+        SetHandle(address);
+        Length = length;
+    }
+
+    /// <summary>Length of the mapping in bytes.</summary>
+    public ulong Length { get; }
+
+    /// <summary>First byte of the mapping.</summary>
+    public nint Address => handle;
+
+    public override bool IsInvalid => handle == Interop.Libc.MAP_FAILED || handle == 0;
+
+    /// <summary>Maps <paramref name="length"/> bytes of zeroed anonymous private memory.</summary>
+    public static MemoryMapping Anonymous(ulong length, MemoryProtection protection = MemoryProtection.ReadWrite, bool populate = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        var flags = Interop.Libc.MAP_PRIVATE | Interop.Libc.MAP_ANONYMOUS | (populate ? Interop.Libc.MAP_POPULATE : 0);
+        var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, flags, -1, 0);
+        if (address == Interop.Libc.MAP_FAILED)
+        {
+            throw Interop.Libc.Error("mmap");
+        }
+
+        return new MemoryMapping(address, length);
+    }
+
+    /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
+    public static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        var added = false;
+        try
+        {
+            fd.DangerousAddRef(ref added);
+            var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, Interop.Libc.MAP_SHARED, fd.Fd, offset);
+            if (address == Interop.Libc.MAP_FAILED)
+            {
+                throw Interop.Libc.Error("mmap");
+            }
+
+            return new MemoryMapping(address, length);
+        }
+        finally
+        {
+            if (added)
+            {
+                fd.DangerousRelease();
+            }
+        }
+    }
+
+    protected override bool ReleaseHandle() => Interop.Libc.munmap(handle, (nuint)Length) == 0;
+}

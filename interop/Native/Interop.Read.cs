@@ -1,0 +1,12 @@
+using System.Runtime.InteropServices;
+
+namespace FpgaAccel.Interop;
+
+internal static partial class Interop
+{
+    internal static partial class Libc
+    {
+        [LibraryImport(Libraries.Libc, EntryPoint = "read", SetLastError = true)]
+        internal static unsafe partial nint read(int fd, void* buf, nuint count);
+    }
+}

@@ -1,0 +1,12 @@
+using System.Runtime.InteropServices;
+
+namespace FpgaAccel.Interop;
+
+internal static partial class Interop
+{
+    internal static partial class Libc
+    {
+        [LibraryImport(Libraries.Libc, EntryPoint = "write", SetLastError = true)]
+        internal static unsafe partial nint write(int fd, void* buf, nuint count);
+    }
+}
