@@ -36,6 +36,7 @@ public sealed class Fa1Model : IDisposable
         Options.Validate();
         Clock = ModelClock.Create(Options.Clock);
         _interrupts = new InterruptController(Options.MsixVectors);
+        Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes);
         DeclareGlobalRegisters();
     }
 
@@ -44,6 +45,9 @@ public sealed class Fa1Model : IDisposable
 
     /// <summary>The clock behind CYCLES and every modelled cost.</summary>
     public ModelClock Clock { get; }
+
+    /// <summary>The platform IOMMU every device access goes through (spec 6).</summary>
+    public ModelIommu Iommu { get; }
 
     /// <summary>False after <see cref="SurpriseRemove"/>: every read returns all ones (spec 2).</summary>
     public bool IsPresent => _present;

@@ -49,6 +49,12 @@ public sealed record ModelOptions
     /// </summary>
     public ulong MmioReadCycles { get; init; } = 200;
 
+    /// <summary>
+    /// Bytes the model's IOMMU lets be pinned at once, as RLIMIT_MEMLOCK limits VFIO type1.
+    /// Default: no limit of the model's own (the driver enforces the process's limit).
+    /// </summary>
+    public ulong MemlockLimitBytes { get; init; } = ulong.MaxValue;
+
     /// <summary>Fault injection: a reset that never completes.</summary>
     public bool InjectStuckReset { get; init; }
 

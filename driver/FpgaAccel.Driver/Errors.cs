@@ -124,3 +124,31 @@ public sealed class DeviceFatalException : FpgaAccelException
 
     public ErrorRegister Error { get; }
 }
+
+/// <summary>The platform IOMMU refused to map or unmap a DMA range (VFIO_IOMMU_MAP_DMA on the board, the model's IOMMU in CI).</summary>
+public sealed class DmaMappingException : FpgaAccelException
+{
+    public DmaMappingException(ulong iova, ulong length, string errnoName, string detail, Exception? inner = null)
+        : base($"DMA mapping of IOVA 0x{iova:X} (+{length} bytes) refused ({errnoName}): {detail} " + Fix(errnoName), inner ?? new InvalidOperationException(detail))
+    {
+        Iova = iova;
+        Length = length;
+        ErrnoName = errnoName;
+    }
+
+    public ulong Iova { get; }
+
+    public ulong Length { get; }
+
+    /// <summary>The errno VFIO answered (or the model's equivalent).</summary>
+    public string ErrnoName { get; }
+
+    private static string Fix(string errno) => errno switch
+    {
+        "ENOMEM" => "The locked-memory limit is reached: raise RLIMIT_MEMLOCK (ulimit -l, or memlock in /etc/security/limits.conf) or pin less.",
+        "EEXIST" => "The IOVA range is already mapped: this is a driver bug (IOVA allocated twice).",
+        "EINVAL" => "Use 4 KiB-aligned addresses and lengths inside the IOMMU's valid IOVA ranges.",
+        "EPERM" or "EACCES" => "The process may not map DMA: check access to /dev/vfio/<group>.",
+        _ => "See the IOMMU's kernel log (dmesg) for the cause.",
+    };
+}

@@ -46,4 +46,41 @@ public interface IDeviceBackend : IDisposable
 
     /// <summary>Disconnects every vector; safe to call when none is connected.</summary>
     void DisconnectInterrupts();
+
+    /// <summary>IOVA windows the platform IOMMU accepts (inclusive), from VFIO's IOVA-range capability on the board.</summary>
+    IReadOnlyList<IovaRange> IovaRanges { get; }
+
+    /// <summary>
+    /// Maps <paramref name="length"/> bytes of host memory at <paramref name="hostAddress"/> to
+    /// <paramref name="iova"/> in the platform IOMMU (VFIO_IOMMU_MAP_DMA on the board). Mapping pins the
+    /// pages. All three numbers are 4 KiB multiples. Throws <see cref="DmaMappingException"/> when refused.
+    /// </summary>
+    void MapDma(ulong iova, nint hostAddress, ulong length, DmaAccess access);
+
+    /// <summary>
+    /// Removes the IOMMU mapping of the range (VFIO_IOMMU_UNMAP_DMA), unpinning its pages. Returns the bytes
+    /// unmapped. Callers unmap only after the device can no longer reach the range (spec 4.3 fence).
+    /// </summary>
+    ulong UnmapDma(ulong iova, ulong length);
+}
+
+/// <summary>What a DMA mapping lets the device do.</summary>
+[Flags]
+public enum DmaAccess
+{
+    None = 0,
+
+    /// <summary>The device reads host memory (VFIO_DMA_MAP_FLAG_READ).</summary>
+    DeviceRead = 1,
+
+    /// <summary>The device writes host memory (VFIO_DMA_MAP_FLAG_WRITE).</summary>
+    DeviceWrite = 2,
+
+    ReadWrite = DeviceRead | DeviceWrite,
+}
+
+/// <summary>A window of usable IOVAs, inclusive at both ends.</summary>
+public readonly record struct IovaRange(ulong Start, ulong End)
+{
+    public bool Contains(ulong iova, ulong length) => length != 0 && iova >= Start && iova + length - 1 >= iova && iova + length - 1 <= End;
 }

@@ -30,5 +30,31 @@ public sealed class ModelBackend : IDeviceBackend
 
     public void DisconnectInterrupts() => Model.DisconnectInterrupts();
 
+    public IReadOnlyList<IovaRange> IovaRanges => Model.Iommu.Windows.Select(w => new IovaRange(w.Start, w.End)).ToArray();
+
+    public void MapDma(ulong iova, nint hostAddress, ulong length, DmaAccess access)
+    {
+        try
+        {
+            Model.Iommu.Map(iova, hostAddress, length, (IommuAccess)(int)access);
+        }
+        catch (IommuMappingException ex)
+        {
+            throw new DmaMappingException(iova, length, ex.ErrnoName, ex.Message, ex);
+        }
+    }
+
+    public ulong UnmapDma(ulong iova, ulong length)
+    {
+        try
+        {
+            return Model.Iommu.Unmap(iova, length);
+        }
+        catch (IommuMappingException ex)
+        {
+            throw new DmaMappingException(iova, length, ex.ErrnoName, ex.Message, ex);
+        }
+    }
+
     public void Dispose() => Model.Dispose();
 }

@@ -1,0 +1,183 @@
+using System.Collections.Concurrent;
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.HwSim;
+
+/// <summary>What a platform IOMMU mapping lets the device do (VFIO_DMA_MAP_FLAG_READ/WRITE).</summary>
+[Flags]
+public enum IommuAccess
+{
+    None = 0,
+
+    /// <summary>The device may read the page.</summary>
+    Read = 1,
+
+    /// <summary>The device may write the page.</summary>
+    Write = 2,
+
+    ReadWrite = Read | Write,
+}
+
+/// <summary>One window of IOVAs the IOMMU accepts, inclusive at both ends (vfio_iova_range).</summary>
+public readonly record struct IovaWindow(ulong Start, ulong End);
+
+/// <summary>A mapping the model's IOMMU refused, with the reason a VFIO user would get as errno.</summary>
+public sealed class IommuMappingException : InvalidOperationException
+{
+    public IommuMappingException(string message, string errnoName)
+        : base(message) => ErrnoName = errnoName;
+
+    /// <summary>What VFIO type1 answers in the same case (EINVAL, EEXIST, ENOMEM...).</summary>
+    public string ErrnoName { get; }
+}
+
+/// <summary>One IOMMU page translation: where the page lives in host memory, and its permission.</summary>
+/// <param name="Host">Host virtual address of the 4 KiB page.</param>
+/// <param name="Access">What the device may do.</param>
+/// <param name="Generation">Distinct for every map call, so a use of a mapping after its unmap is recognisable.</param>
+public readonly record struct IommuPage(nint Host, IommuAccess Access, long Generation);
+
+/// <summary>
+/// The model's platform IOMMU (spec 6), behaving like VFIO type1: IOVA pages map to host memory;
+/// mapping a page pins it (counted against <see cref="ModelOptions.MemlockLimitBytes"/> like
+/// RLIMIT_MEMLOCK); an access to an unmapped IOVA is refused and counted.
+/// </summary>
+/// <remarks>
+/// Concurrency: lookups (<see cref="TryTranslate"/>) are lock-free reads of a concurrent dictionary
+/// and run on device engine threads while the driver maps and unmaps. Map and unmap serialize on
+/// <see cref="_writeLock"/> so the overlap check and the insert are one step, as in type1.
+/// </remarks>
+public sealed class ModelIommu
+{
+    private readonly ConcurrentDictionary<ulong, IommuPage> _pages = new();
+    private readonly Lock _writeLock = new();
+    private readonly ulong _memlockLimit;
+    private long _generation;
+    private long _refused;
+    private long _mapCalls;
+    private long _unmapCalls;
+
+    public ModelIommu(int iovaBits, ulong memlockLimitBytes)
+    {
+        _memlockLimit = memlockLimitBytes;
+        var top = iovaBits >= 64 ? ulong.MaxValue : (1UL << iovaBits) - 1;
+
+        // Like x86 VT-d under type1: IOVA 0 page and the MSI window 0xFEE00000..0xFEEFFFFF are reserved.
+        Windows = [new IovaWindow(0x1000, 0xFEDF_FFFF), new IovaWindow(0xFEF0_0000, top)];
+    }
+
+    /// <summary>IOVA windows a mapping may use (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE).</summary>
+    public IReadOnlyList<IovaWindow> Windows { get; }
+
+    /// <summary>Pages mapped now.</summary>
+    public long MappedPages => _pages.Count;
+
+    /// <summary>Bytes pinned now (mapped pages x 4 KiB).</summary>
+    public ulong PinnedBytes => (ulong)_pages.Count * PageTableFormat.PageSize;
+
+    /// <summary>Device accesses the IOMMU refused.</summary>
+    public long RefusedAccesses => Interlocked.Read(ref _refused);
+
+    public long MapCalls => Interlocked.Read(ref _mapCalls);
+
+    public long UnmapCalls => Interlocked.Read(ref _unmapCalls);
+
+    /// <summary>Maps <paramref name="length"/> bytes at <paramref name="iova"/> to host memory at <paramref name="host"/>.</summary>
+    public void Map(ulong iova, nint host, ulong length, IommuAccess access)
+    {
+        const ulong page = PageTableFormat.PageSize;
+        if (length == 0 || iova % page != 0 || (ulong)host % page != 0 || length % page != 0)
+        {
+            throw new IommuMappingException(
+                $"IOMMU map of IOVA 0x{iova:X} host 0x{host:X} length 0x{length:X}: IOVA, host address and length must be non-zero multiples of 4 KiB.", "EINVAL");
+        }
+
+        if (access == IommuAccess.None)
+        {
+            throw new IommuMappingException($"IOMMU map of IOVA 0x{iova:X}: a mapping needs read or write access.", "EINVAL");
+        }
+
+        if (iova + length < iova || !Windows.Any(w => iova >= w.Start && iova + length - 1 <= w.End))
+        {
+            throw new IommuMappingException(
+                $"IOMMU map of IOVA 0x{iova:X}..0x{iova + length - 1:X} is outside the valid IOVA ranges ({string.Join(", ", Windows.Select(w => $"0x{w.Start:X}-0x{w.End:X}"))}).", "EINVAL");
+        }
+
+        lock (_writeLock)
+        {
+            if ((ulong)_pages.Count * page + length > _memlockLimit)
+            {
+                throw new IommuMappingException(
+                    $"IOMMU map of {length} bytes would pin {(ulong)_pages.Count * page + length} bytes, over the locked-memory limit of {_memlockLimit} bytes.", "ENOMEM");
+            }
+
+            for (var off = 0UL; off < length; off += page)
+            {
+                if (_pages.ContainsKey((iova + off) >> PageTableFormat.PageShift))
+                {
+                    throw new IommuMappingException($"IOMMU map: IOVA 0x{iova + off:X} is already mapped.", "EEXIST");
+                }
+            }
+
+            var generation = Interlocked.Increment(ref _generation);
+            for (var off = 0UL; off < length; off += page)
+            {
+                _pages[(iova + off) >> PageTableFormat.PageShift] = new IommuPage(host + (nint)off, access, generation);
+            }
+
+            Interlocked.Increment(ref _mapCalls);
+        }
+    }
+
+    /// <summary>Unmaps every mapped page in the range; returns the bytes unmapped (type1 semantics).</summary>
+    public ulong Unmap(ulong iova, ulong length)
+    {
+        const ulong page = PageTableFormat.PageSize;
+        if (iova % page != 0 || length % page != 0)
+        {
+            throw new IommuMappingException($"IOMMU unmap of IOVA 0x{iova:X} length 0x{length:X}: both must be multiples of 4 KiB.", "EINVAL");
+        }
+
+        var unmapped = 0UL;
+        lock (_writeLock)
+        {
+            for (var off = 0UL; off < length; off += page)
+            {
+                if (_pages.TryRemove((iova + off) >> PageTableFormat.PageShift, out _))
+                {
+                    unmapped += page;
+                }
+            }
+
+            Interlocked.Increment(ref _unmapCalls);
+        }
+
+        return unmapped;
+    }
+
+    /// <summary>
+    /// Translates a device access. Returns false, and counts a refusal, when the page is unmapped or
+    /// lacks the access; the caller then applies spec 6 (data: DMA_ERROR; rings and tables: FATAL).
+    /// </summary>
+    public bool TryTranslate(ulong iova, IommuAccess access, out IommuPage page)
+    {
+        if (_pages.TryGetValue(iova >> PageTableFormat.PageShift, out page) && (page.Access & access) == access)
+        {
+            page = page with { Host = page.Host + (nint)(iova & (PageTableFormat.PageSize - 1)) };
+            return true;
+        }
+
+        Interlocked.Increment(ref _refused);
+        page = default;
+        return false;
+    }
+
+    /// <summary>Drops every mapping (the container closed).</summary>
+    public void Clear()
+    {
+        lock (_writeLock)
+        {
+            _pages.Clear();
+        }
+    }
+}
