@@ -152,3 +152,87 @@ public sealed class DmaMappingException : FpgaAccelException
         _ => "See the IOMMU's kernel log (dmesg) for the cause.",
     };
 }
+
+/// <summary>A pin would take the pinned total over the locked-memory limit (RLIMIT_MEMLOCK, as VFIO type1 enforces it).</summary>
+public sealed class PinLimitExceededException : FpgaAccelException
+{
+    public PinLimitExceededException(ulong requested, ulong pinned, ulong limit, string limitSource)
+        : base($"Pinning {requested} more bytes would make {pinned + requested} bytes pinned, over the locked-memory limit of {limit} bytes " +
+               $"({limitSource}). Raise it (ulimit -l {((pinned + requested) / 1024) + 1} or more, or 'memlock' in /etc/security/limits.conf; " +
+               "CAP_IPC_LOCK lifts it), or pin less.")
+    {
+        Requested = requested;
+        Pinned = pinned;
+        Limit = limit;
+    }
+
+    public ulong Requested { get; }
+
+    public ulong Pinned { get; }
+
+    public ulong Limit { get; }
+}
+
+/// <summary>The device did not do something within the time it should.</summary>
+public sealed class DeviceTimeoutException : FpgaAccelException
+{
+    public DeviceTimeoutException(string what, TimeSpan timeout, string state)
+        : base($"The FA-1 did not complete the {what} within {timeout.TotalMilliseconds:0.#} ms ({state}). " +
+               "The device may be hung: check STATUS with 'fpgaaccel info', then reset it; raise FpgaDeviceOptions.DeviceTimeout if it is only slow.")
+    {
+        What = what;
+    }
+
+    public string What { get; }
+}
+
+/// <summary>The device reported something the spec does not allow (an index, tag or count out of range).</summary>
+public sealed class DeviceProtocolException : FpgaAccelException
+{
+    public DeviceProtocolException(string message)
+        : base(message)
+    {
+    }
+}
+
+/// <summary>A pin request that breaks a rule (zero length, overflow, freed memory, unmappable IOVA...).</summary>
+public sealed class PinRejectedException : FpgaAccelException
+{
+    public PinRejectedException(nint address, ulong length, string rule, string fix)
+        : base($"Cannot pin [0x{address:X}, +{length} bytes): {rule}. {fix}")
+    {
+        Address = address;
+        Length = length;
+    }
+
+    public nint Address { get; }
+
+    public ulong Length { get; }
+}
+
+/// <summary>A pin handle that is not live in this context (unpinned already, or from another context or device).</summary>
+public sealed class InvalidPinHandleException : FpgaAccelException
+{
+    public InvalidPinHandleException(string handle, string reason)
+        : base($"Pin handle {handle} cannot be used: {reason}. Keep each PinnedBuffer until you unpin it once, in its own context.")
+    {
+    }
+}
+
+/// <summary>An operation on a context, queue or device that was disposed.</summary>
+public sealed class DisposedResourceException : FpgaAccelException
+{
+    public DisposedResourceException(string what)
+        : base($"{what} is disposed and cannot be used. Create a new one.")
+    {
+    }
+}
+
+/// <summary>No hardware context is free.</summary>
+public sealed class NoFreeContextException : FpgaAccelException
+{
+    public NoFreeContextException(int contexts)
+        : base($"All {contexts} device contexts are in use (CAPS.contexts = {contexts}). Dispose a context you no longer need.")
+    {
+    }
+}

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Mmu;
+using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using Microsoft.Extensions.Logging;
 
@@ -30,7 +32,10 @@ public sealed partial class FpgaDevice : IDisposable
 {
     private readonly ILogger _logger;
     private readonly FpgaDeviceOptions _options;
+    private readonly List<CommandQueue> _queues = [];
+    private readonly Lock _queueLock = new();
     private DeviceInterrupts? _interrupts;
+    private DeviceMmu? _mmu;
     private ulong _fatalRaw;
     private volatile bool _hasFatal;
     private int _disposed;
@@ -51,6 +56,19 @@ public sealed partial class FpgaDevice : IDisposable
 
     /// <summary>The interrupt vectors and their dispatcher.</summary>
     public DeviceInterrupts Interrupts => _interrupts ?? throw new ObjectDisposedException(nameof(FpgaDevice));
+
+    /// <summary>Bytes pinned through the IOMMU now (pins, rings and page tables), as charged against the memlock limit.</summary>
+    public ulong PinnedBytes => Mmu.Accountant.PinnedBytes;
+
+    /// <summary>The locked-memory limit pins are charged against, and whether it is enforced.</summary>
+    public (ulong Limit, bool Enforced) PinLimit => (Mmu.Accountant.Limit, Mmu.Accountant.Enforced);
+
+    /// <summary>4 KiB pages mapped in the platform IOMMU now.</summary>
+    public int IommuMappedPages => Mmu.Iommu.MappedPages;
+
+    internal DeviceMmu Mmu => _mmu ?? throw new DisposedResourceException("The FA-1 device");
+
+    internal FpgaDeviceOptions Options => _options;
 
     /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
     public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
@@ -81,6 +99,37 @@ public sealed partial class FpgaDevice : IDisposable
         {
             device.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Creates a hardware context with its own device page table.</summary>
+    public DeviceContext CreateContext(ContextOptions? options = null) => Mmu.CreateContext(options ?? new ContextOptions());
+
+    /// <summary>Opens command queue <paramref name="index"/> (0 .. CAPS.queues-1) with rings of <paramref name="entries"/> slots.</summary>
+    public CommandQueue OpenQueue(int index = 0, int entries = 256, CompletionMode mode = CompletionMode.Interrupt)
+    {
+        var caps = Info.Capabilities;
+        if (index < 0 || index >= caps.Queues)
+        {
+            throw new InvalidDeviceOptionException("queue", index, $"the device has queues 0..{caps.Queues - 1}");
+        }
+
+        if (entries < 2 || entries > 1 << RingLimits.QueueRingMaxLog2 || (entries & (entries - 1)) != 0)
+        {
+            throw new InvalidDeviceOptionException("entries", entries, $"a ring holds a power of two from 2 to {1 << RingLimits.QueueRingMaxLog2} entries");
+        }
+
+        lock (_queueLock)
+        {
+            if (_queues.Any(q => q.Index == index && !q.IsDisposed))
+            {
+                throw new InvalidDeviceOptionException("queue", index, "that queue is already open; dispose it first or open another index");
+            }
+
+            var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
+            _queues.RemoveAll(q => q.IsDisposed);
+            _queues.Add(queue);
+            return queue;
         }
     }
 
@@ -141,6 +190,20 @@ public sealed partial class FpgaDevice : IDisposable
 
         try
         {
+            CommandQueue[] queues;
+            lock (_queueLock)
+            {
+                queues = [.. _queues];
+                _queues.Clear();
+            }
+
+            foreach (var q in queues)
+            {
+                q.Dispose();
+            }
+
+            _mmu?.Dispose();
+            _mmu = null;
             _interrupts?.Dispose();
             _interrupts = null;
         }
@@ -187,10 +250,24 @@ public sealed partial class FpgaDevice : IDisposable
 
         _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
         _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
+        _interrupts.Subscribe(InterruptCauses.Completion, OnCompletionInterrupt);
+        _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory);
         Backend.Write64(Fa1Registers.IrqMask, 0);
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);
         LogOpened(_logger, Backend.Kind, version.ToString(), caps.Contexts, caps.Queues, _interrupts.GrantedVectors);
+    }
+
+    // Runs on the dispatcher thread: every open queue harvests its completion ring.
+    private void OnCompletionInterrupt()
+    {
+        lock (_queueLock)
+        {
+            foreach (var q in _queues)
+            {
+                q.OnCompletionInterrupt();
+            }
+        }
     }
 
     private void OnErrorInterrupt()

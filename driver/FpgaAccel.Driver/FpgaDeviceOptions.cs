@@ -33,6 +33,15 @@ public sealed record FpgaDeviceOptions
     /// <summary>How long a reset may take before open fails.</summary>
     public TimeSpan ResetTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How long the device may take for a fence, a ring drain or a command before it is declared hung.</summary>
+    public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The pinned-bytes limit. Null: RLIMIT_MEMLOCK, not enforced for a process with CAP_IPC_LOCK or
+    /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own.
+    /// </summary>
+    public ulong? MemlockLimitBytes { get; init; }
+
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
     public Fa1Version RequiredVersion { get; init; } = Fa1Version.MinimumSupported;
 
@@ -53,6 +62,11 @@ public sealed record FpgaDeviceOptions
         if (ResetTimeout <= TimeSpan.Zero || ResetTimeout > TimeSpan.FromMinutes(5))
         {
             throw new InvalidDeviceOptionException(nameof(ResetTimeout), ResetTimeout, "it must be above zero and at most 5 minutes");
+        }
+
+        if (DeviceTimeout <= TimeSpan.Zero || DeviceTimeout > TimeSpan.FromMinutes(10))
+        {
+            throw new InvalidDeviceOptionException(nameof(DeviceTimeout), DeviceTimeout, "it must be above zero and at most 10 minutes");
         }
 
         if (!Enum.IsDefined(Backend))

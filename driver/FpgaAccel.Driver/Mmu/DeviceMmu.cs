@@ -1,0 +1,106 @@
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Dma;
+using FpgaAccel.FirmwareInterface;
+using Microsoft.Extensions.Logging;
+
+namespace FpgaAccel.Driver.Mmu;
+
+/// <summary>
+/// The driver's side of the device MMU and the platform IOMMU: IOVA layout, pin accounting,
+/// reference-counted IOMMU mappings, TLB invalidation, and the hardware contexts.
+/// </summary>
+internal sealed class DeviceMmu : IDisposable
+{
+    private readonly DeviceContext?[] _contexts;
+    private readonly Lock _lock = new();
+    private long _nextPinId;
+
+    public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers)
+    {
+        Backend = backend;
+        Capabilities = caps;
+        Logger = loggers.CreateLogger<DeviceContext>();
+        Layout = IovaLayout.Choose(backend.IovaRanges);
+        Accountant = new PinAccountant(options.MemlockLimitBytes);
+        Iommu = new IommuMappings(backend, Layout, Accountant);
+        Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
+        _contexts = new DeviceContext?[caps.Contexts];
+    }
+
+    public IDeviceBackend Backend { get; }
+
+    public Capabilities Capabilities { get; }
+
+    public ILogger Logger { get; }
+
+    public IovaLayout Layout { get; }
+
+    public PinAccountant Accountant { get; }
+
+    public IommuMappings Iommu { get; }
+
+    public TlbInvalidator Invalidator { get; }
+
+    public long NextPinId() => Interlocked.Increment(ref _nextPinId);
+
+    public DeviceContext CreateContext(ContextOptions options)
+    {
+        lock (_lock)
+        {
+            for (var i = 0; i < _contexts.Length; i++)
+            {
+                if (_contexts[i] is null)
+                {
+                    var context = new DeviceContext(this, i, options);
+                    _contexts[i] = context;
+                    return context;
+                }
+            }
+        }
+
+        throw new NoFreeContextException(_contexts.Length);
+    }
+
+    public DeviceContext? Context(int index)
+    {
+        lock (_lock)
+        {
+            return (uint)index < (uint)_contexts.Length ? _contexts[index] : null;
+        }
+    }
+
+    public void Release(DeviceContext context)
+    {
+        lock (_lock)
+        {
+            if (_contexts[context.Index] == context)
+            {
+                _contexts[context.Index] = null;
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        DeviceContext?[] live;
+        lock (_lock)
+        {
+            live = [.. _contexts];
+        }
+
+        foreach (var c in live)
+        {
+            c?.Dispose();
+        }
+    }
+}
+
+/// <summary>How a context is created.</summary>
+public sealed record ContextOptions
+{
+    /// <summary>
+    /// CTX_CTRL.NOFAULT (spec 4.2): a translation fault aborts the command at once, with no fault
+    /// record. For contexts that use pinned buffers only.
+    /// </summary>
+    public bool NoFault { get; init; }
+}

@@ -1,0 +1,54 @@
+using FpgaAccel.Driver.Backends;
+
+namespace FpgaAccel.Driver.Mmu;
+
+/// <summary>
+/// A handle to a pinned range in one context. The handle, not the address, names the pin: two pins of
+/// the same range are two handles. Disposing it unpins (once; a second dispose does nothing).
+/// </summary>
+public sealed class PinnedBuffer : IDisposable
+{
+    private int _state; // 0 pinned, 1 unpinned
+
+    internal PinnedBuffer(DeviceContext context, long id, nint address, ulong length, DmaAccess access)
+    {
+        Context = context;
+        Id = id;
+        Address = address;
+        Length = length;
+        Access = access;
+    }
+
+    /// <summary>The context the pin belongs to.</summary>
+    public DeviceContext Context { get; }
+
+    /// <summary>Unique in the device for its lifetime.</summary>
+    public long Id { get; }
+
+    /// <summary>First byte pinned; also its device virtual address (DVA = VA).</summary>
+    public nint Address { get; }
+
+    /// <summary>Device virtual address of the first byte (spec 4: DVA = the process's own address).</summary>
+    public ulong Dva => (ulong)Address;
+
+    public ulong Length { get; }
+
+    public DmaAccess Access { get; }
+
+    /// <summary>False once unpinned.</summary>
+    public bool IsPinned => Volatile.Read(ref _state) == 0;
+
+    /// <summary>Unpins; see <see cref="DeviceContext.Unpin"/>. Does nothing when already unpinned.</summary>
+    public void Dispose()
+    {
+        if (IsPinned)
+        {
+            Context.UnpinIfPinned(this);
+        }
+    }
+
+    /// <summary>Moves to unpinned; false when it already was (so exactly one caller unpins).</summary>
+    internal bool MarkUnpinned() => Interlocked.Exchange(ref _state, 1) == 0;
+
+    public override string ToString() => $"pin #{Id} [0x{Address:X}, +{Length}) {Access} in context {Context.Index}";
+}

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.Driver.Mmu;
+
+/// <summary>
+/// A point in the device's invalidation stream: passed when INV_DONE has counted up to it (spec 4.3).
+/// Fences from several invalidations can be collected and waited on once (the latest covers the rest).
+/// </summary>
+public readonly record struct InvalidationFence(ulong Sequence);
+
+/// <summary>
+/// Issues TLB invalidations (INV_ADDR, INV_PAGES, INV_CMD) and waits for their fences (INV_DONE).
+/// </summary>
+/// <remarks>
+/// Invariant: the n-th INV_CMD write this driver makes since reset is invalidation n, and INV_DONE
+/// counts completed ones in issue order, so INV_DONE &gt;= n means invalidation n (and all before it)
+/// completed. Argument: the three register writes of one invalidation happen under <see cref="_lock"/>,
+/// so invalidations reach the device whole and in the order their sequence numbers were taken.
+/// The device is not trusted: an INV_DONE above what was issued is reported, not believed.
+/// </remarks>
+internal sealed class TlbInvalidator
+{
+    private readonly IDeviceBackend _backend;
+    private readonly TimeSpan _timeout;
+    private readonly Lock _lock = new();
+    private ulong _issued;
+
+    public TlbInvalidator(IDeviceBackend backend, TimeSpan timeout)
+    {
+        _backend = backend;
+        _timeout = timeout;
+        _issued = backend.Read64(Fa1Registers.InvDone);
+    }
+
+    /// <summary>Invalidations issued since open.</summary>
+    public ulong Issued => Volatile.Read(ref _issued);
+
+    /// <summary>Invalidates <paramref name="pages"/> pages from <paramref name="dva"/> in <paramref name="context"/>.</summary>
+    public InvalidationFence InvalidateRange(int context, ulong dva, ulong pages) =>
+        pages == 0 ? InvalidateContext(context) : Issue(new InvalidationCommand((byte)context, InvalidationScope.Range), dva, pages);
+
+    /// <summary>Invalidates every translation of <paramref name="context"/>.</summary>
+    public InvalidationFence InvalidateContext(int context) =>
+        Issue(new InvalidationCommand((byte)context, InvalidationScope.Context), 0, 0);
+
+    /// <summary>Invalidates every translation of every context.</summary>
+    public InvalidationFence InvalidateAll() => Issue(new InvalidationCommand(0, InvalidationScope.AllContexts), 0, 0);
+
+    /// <summary>True when <paramref name="fence"/> has passed.</summary>
+    public bool HasPassed(InvalidationFence fence) => ReadDone() >= fence.Sequence;
+
+    /// <summary>Waits until <paramref name="fence"/> has passed: after it no access goes through the dropped translations.</summary>
+    public void Wait(InvalidationFence fence)
+    {
+        var clock = Stopwatch.StartNew();
+        var spin = default(SpinWait);
+        while (ReadDone() < fence.Sequence)
+        {
+            if (clock.Elapsed > _timeout)
+            {
+                throw new DeviceTimeoutException("TLB invalidation fence", _timeout,
+                    $"INV_DONE = {ReadDone()}, waiting for {fence.Sequence}");
+            }
+
+            spin.SpinOnce(sleep1Threshold: 200);
+        }
+    }
+
+    private InvalidationFence Issue(InvalidationCommand command, ulong dva, ulong pages)
+    {
+        lock (_lock)
+        {
+            _backend.Write64(Fa1Registers.InvAddr, dva & ~(PageTableFormat.PageSize - 1));
+            _backend.Write64(Fa1Registers.InvPages, pages);
+            _backend.Write64(Fa1Registers.InvCmd, command.Raw);
+            return new InvalidationFence(++_issued);
+        }
+    }
+
+    private ulong ReadDone()
+    {
+        var done = _backend.Read64(Fa1Registers.InvDone);
+        if (done == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException("while waiting for a TLB invalidation fence", _backend.Description);
+        }
+
+        if (done > Volatile.Read(ref _issued))
+        {
+            throw new DeviceProtocolException($"INV_DONE reads {done} but only {Volatile.Read(ref _issued)} invalidations were issued (spec 4.3); the device cannot be trusted to fence. Reset it.");
+        }
+
+        return done;
+    }
+}

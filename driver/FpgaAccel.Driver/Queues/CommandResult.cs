@@ -1,0 +1,37 @@
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.Driver.Queues;
+
+/// <summary>How a queue learns that commands completed.</summary>
+public enum CompletionMode
+{
+    /// <summary>Commands ask for the COMPLETION interrupt; the eventfd wakes the harvester.</summary>
+    Interrupt,
+
+    /// <summary>A poller thread watches the completion ring's PHASE bits in host memory; no interrupts.</summary>
+    Poll,
+}
+
+/// <summary>A completed command, as the device reported it (spec 5 completion record).</summary>
+/// <param name="Tag">The tag the queue gave the command.</param>
+/// <param name="Status">OK, FAULT, BAD_DESC, DMA_ERROR or CTX_DISABLED.</param>
+/// <param name="Faults">Translation faults the command took.</param>
+/// <param name="Result">CRC32C for CRC commands, else 0.</param>
+/// <param name="StartCycle">Device cycle (CYCLES) the command started.</param>
+/// <param name="EndCycle">Device cycle it completed.</param>
+public readonly record struct CommandResult(uint Tag, CompletionStatus Status, ushort Faults, ulong Result, ulong StartCycle, ulong EndCycle)
+{
+    public bool Succeeded => Status == CompletionStatus.Ok;
+
+    /// <summary>Device cycles from start to completion.</summary>
+    public ulong DeviceCycles => EndCycle >= StartCycle ? EndCycle - StartCycle : 0;
+}
+
+/// <summary>A command the driver refuses before it reaches the device.</summary>
+public sealed class InvalidCommandException : FpgaAccelException
+{
+    public InvalidCommandException(string message)
+        : base(message)
+    {
+    }
+}
