@@ -28,6 +28,7 @@ public sealed partial class DeviceInterrupts : IDisposable
     private readonly Action?[] _handlers = new Action?[Fa1Identity.MsixVectors];
     private readonly long[] _counts = new long[Fa1Identity.MsixVectors];
     private volatile bool _deviceLost;
+    private ulong _claimed;
     private int _disposed;
 
     internal DeviceInterrupts(IDeviceBackend backend, ILogger logger)
@@ -84,6 +85,24 @@ public sealed partial class DeviceInterrupts : IDisposable
     /// One handler per cause; a later call replaces it. Handlers must not block for long.
     /// </summary>
     public void Subscribe(InterruptCauses cause, Action handler) => Volatile.Write(ref _handlers[CauseIndex(cause)], handler);
+
+    /// <summary>
+    /// Hands <paramref name="cause"/>'s own vector to a dedicated consumer (the fault service), which then
+    /// waits on the returned eventfd itself and acknowledges the cause in IRQ_STATUS. Returns null when
+    /// the cause shares vector 0 with others (one vector granted): subscribe a handler instead.
+    /// </summary>
+    public EventFd? Claim(InterruptCauses cause)
+    {
+        var index = CauseIndex(cause);
+        if (GrantedVectors < Fa1Identity.MsixVectors)
+        {
+            return null;
+        }
+
+        Interlocked.Or(ref _claimed, (ulong)cause);
+        _epoll.Remove(_vectors[index].Handle);
+        return _vectors[index];
+    }
 
     /// <summary>Stops the dispatcher, disconnects the vectors and closes every descriptor.</summary>
     public void Dispose()
@@ -165,7 +184,8 @@ public sealed partial class DeviceInterrupts : IDisposable
             return false;
         }
 
-        status &= (ulong)InterruptCauses.All;
+        // A claimed cause is acknowledged by its own consumer, never here.
+        status &= (ulong)InterruptCauses.All & ~Interlocked.Read(ref _claimed);
         if (status == 0)
         {
             return true;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
@@ -36,6 +37,7 @@ public sealed partial class FpgaDevice : IDisposable
     private readonly Lock _queueLock = new();
     private DeviceInterrupts? _interrupts;
     private DeviceMmu? _mmu;
+    private FaultService? _faults;
     private ulong _fatalRaw;
     private volatile bool _hasFatal;
     private int _disposed;
@@ -133,6 +135,30 @@ public sealed partial class FpgaDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts the device page-fault service (spec 4.4): faults in contexts that are not NOFAULT are
+    /// resolved from the contexts' pins and on-demand regions. One per device; disposed with it.
+    /// </summary>
+    public FaultService StartFaultService(FaultServiceOptions? options = null)
+    {
+        lock (_queueLock)
+        {
+            if (_faults is not null)
+            {
+                throw new InvalidDeviceOptionException("fault service", "running", "one fault service per device is running already; use FpgaDevice.Faults");
+            }
+
+            _faults = new FaultService(this, options ?? new FaultServiceOptions(), _options.LoggerFactory.CreateLogger<FaultService>());
+            return _faults;
+        }
+    }
+
+    /// <summary>The running fault service, or null.</summary>
+    public FaultService? Faults => _faults;
+
+    /// <summary>Pages pinned on demand now, and the budget.</summary>
+    public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
+
     /// <summary>Reads CYCLES, the device's free-running cycle counter.</summary>
     public ulong ReadCycles() => ReadChecked(Fa1Registers.Cycles, "reading CYCLES");
 
@@ -202,6 +228,8 @@ public sealed partial class FpgaDevice : IDisposable
                 q.Dispose();
             }
 
+            _faults?.Dispose();
+            _faults = null;
             _mmu?.Dispose();
             _mmu = null;
             _interrupts?.Dispose();

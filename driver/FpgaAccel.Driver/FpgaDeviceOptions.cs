@@ -42,6 +42,9 @@ public sealed record FpgaDeviceOptions
     /// </summary>
     public ulong? MemlockLimitBytes { get; init; }
 
+    /// <summary>Pages that may be pinned on demand at once, device-wide; beyond it the least recently faulted page is evicted.</summary>
+    public int OnDemandBudgetPages { get; init; } = 4096;
+
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
     public Fa1Version RequiredVersion { get; init; } = Fa1Version.MinimumSupported;
 
@@ -67,6 +70,11 @@ public sealed record FpgaDeviceOptions
         if (DeviceTimeout <= TimeSpan.Zero || DeviceTimeout > TimeSpan.FromMinutes(10))
         {
             throw new InvalidDeviceOptionException(nameof(DeviceTimeout), DeviceTimeout, "it must be above zero and at most 10 minutes");
+        }
+
+        if (OnDemandBudgetPages is < 1 or > 1 << 24)
+        {
+            throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages, "it must be 1 to 16777216 pages");
         }
 
         if (!Enum.IsDefined(Backend))

@@ -1,4 +1,5 @@
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Faults;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 using Microsoft.Extensions.Logging;
@@ -7,32 +8,53 @@ namespace FpgaAccel.Driver.Mmu;
 
 /// <summary>
 /// One hardware context: a device page table mirroring part of this process's address space
-/// (DVA = the process's own virtual address, spec 4), and the pins that populate it.
+/// (DVA = the process's own virtual address, spec 4), the pins and on-demand regions that populate
+/// it, and the software mirror the fault service looks addresses up in.
 /// </summary>
 /// <remarks>
 /// Overlapping pins: each 4 KiB page keeps a count of the pins that let the device read it and of
 /// those that let it write it. The page translates while any pin covers it, with the union of their
-/// access (a write pin also grants read: spec 4.1 makes W without R malformed). Unpinning one of two
-/// overlapping pins leaves the page translated for the other; if it loses write access, that removal
-/// is invalidated and fenced like any other. Adding access needs no invalidation (spec 4.1).
-/// Unpin order (spec 4.3): clear or downgrade entries, TLB_INV, wait for the INV_DONE fence, free
-/// unlinked tables, and only then release the IOMMU mapping (unpin the pages).
-/// All pin state changes hold <see cref="_lock"/>; lock order is context, then IOMMU mappings.
+/// access (a write pin also grants read: spec 4.1 makes W without R malformed). Adding access needs
+/// no invalidation (spec 4.1). On-demand regions may not overlap pins or each other.
+///
+/// Removal protocol (unpin, unregister, eviction), after mmu_interval_read_begin/retry:
+///   1. under the lock: <see cref="_invalidationsStarted"/>++ and <see cref="_invalidationsActive"/>++,
+///      then clear or downgrade mirror entries and device PTEs;
+///   2. outside the lock: TLB_INV, then wait for the INV_DONE fence (spec 4.3);
+///   3. under the lock: free unlinked tables, <see cref="_invalidationsActive"/>--;
+///   4. release the IOMMU mapping (unpin the pages).
+/// Install protocol (the fault service, <see cref="ServiceFault"/>): read <see cref="_invalidationsStarted"/>
+/// (waiting while any removal is active), look the page up without a lock, do the slow work (IOMMU
+/// map), then under the lock install only if no removal started since the read; else undo and retry.
+/// Claim: no translation looked up before a removal started is installed after it. Argument: the
+/// removal bumps the start count under the lock before it touches any entry; the installer checks the
+/// count under the same lock before it writes; so either the installer wrote first (and the removal,
+/// which comes after in lock order, clears what it wrote and fences it), or the installer sees the
+/// bumped count and backs off. The DROPIN the installer then sends after unlocking can only race with
+/// a removal that started later, and that removal's TLB_INV kills the fault's tag, so the device
+/// ignores the DROPIN and walks the (now cleared) table instead: the GRU kill rule (spec 4.4).
+/// Lock order: context lock, then IOMMU mappings; never a context lock while waiting for a fence.
 /// </remarks>
 public sealed partial class DeviceContext : IDisposable
 {
     private readonly DeviceMmu _mmu;
     private readonly PageTable _table;
-    private readonly Lock _lock = new();
+    private readonly AddressMirror _mirror = new();
     private readonly Dictionary<long, PinnedBuffer> _pins = [];
+    private readonly Dictionary<uint, OnDemandRegion> _regions = [];
     private readonly Dictionary<ulong, PageUse> _pages = [];
-    private bool _disposed;
+    private readonly Func<ulong, PteFlags> _desired;
+    private long _invalidationsStarted;
+    private int _invalidationsActive;
+    private int _presentOnDemand;
+    private volatile bool _disposed;
 
     internal DeviceContext(DeviceMmu mmu, int index, ContextOptions options)
     {
         _mmu = mmu;
         Index = index;
         NoFault = options.NoFault;
+        _desired = DesiredFlags;
         _table = new PageTable(mmu.Iommu, mmu.Capabilities.Huge2M);
         try
         {
@@ -56,35 +78,45 @@ public sealed partial class DeviceContext : IDisposable
     /// <summary>True for a context whose faults abort at once (spec 4.2 NOFAULT).</summary>
     public bool NoFault { get; }
 
+    public bool IsDisposed => _disposed;
+
     /// <summary>Live pins.</summary>
     public int PinCount
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
                 return _pins.Count;
             }
         }
     }
 
-    /// <summary>Pages the device may translate in this context now.</summary>
+    /// <summary>Pages pinned long-term in this context now.</summary>
     public int MappedPages
     {
         get
         {
-            lock (_lock)
+            lock (Lock)
             {
                 return _pages.Count;
             }
         }
     }
 
-    /// <summary>Device page-table tables allocated (root included).</summary>
-    internal int PageTableTables => _table.TableCount;
+    /// <summary>On-demand pages present (faulted in, not yet evicted) now.</summary>
+    public int PresentOnDemandPages => Volatile.Read(ref _presentOnDemand);
 
     /// <summary>Faults the device counted in this context (CTX_FAULTS).</summary>
     public ulong DeviceFaults => _mmu.Backend.Read64(Fa1Registers.Context(Index, Fa1Registers.CtxFaults));
+
+    /// <summary>The mirror the fault service walks.</summary>
+    public AddressMirror Mirror => _mirror;
+
+    /// <summary>Device page-table tables allocated (root included).</summary>
+    internal int PageTableTables => _table.TableCount;
+
+    private Lock Lock => _mirror.Lock;
 
     /// <summary>Pins a <see cref="HostBuffer"/> whole.</summary>
     public PinnedBuffer Pin(HostBuffer buffer, DmaAccess access)
@@ -105,30 +137,30 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public PinnedBuffer Pin(nint address, ulong length, DmaAccess access)
     {
-        Validate(address, length, access);
-        var first = (ulong)address & ~(PageTableFormat.PageSize - 1);
-        var end = ((ulong)address + length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-        lock (_lock)
+        var (first, end) = Validate(address, length, access);
+        _mmu.Iommu.Acquire(first, end - first);
+        try
         {
-            ThrowIfDisposed();
-            _mmu.Iommu.Acquire(first, end - first);
-            try
+            lock (Lock)
             {
-                ChangeUse(first, end, access, +1);
-                Commit(first, end);
-            }
-            catch
-            {
-                ChangeUse(first, end, access, -1);
-                Commit(first, end);
-                _mmu.Iommu.Release(first, end - first);
-                throw;
-            }
+                ThrowIfDisposed();
+                ThrowIfOverlapsRegion(first, end, address, length);
+                var pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access);
+                ChangeUse(first, end, access, +1, (uint)pin.Id);
+                // Adding removes no translation. A table unlinked by a 2 MiB promotion stays alive (the
+                // walk cache may point at it; its entries are still right) until the next removal's
+                // context-wide fence frees it (EndRemoval).
+                _table.Apply(first, end, _desired);
 
-            var pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access);
-            _pins.Add(pin.Id, pin);
-            LogPinned(_mmu.Logger, pin.Id, Index, address, length, access);
-            return pin;
+                _pins.Add(pin.Id, pin);
+                LogPinned(_mmu.Logger, pin.Id, Index, address, length, access);
+                return pin;
+            }
+        }
+        catch
+        {
+            _mmu.Iommu.Release(first, end - first);
+            throw;
         }
     }
 
@@ -145,7 +177,9 @@ public sealed partial class DeviceContext : IDisposable
             throw new InvalidPinHandleException(pin.ToString(), $"it belongs to context {pin.Context.Index}, not {Index}");
         }
 
-        lock (_lock)
+        ulong first, end;
+        PageTableChange change;
+        lock (Lock)
         {
             if (!_pins.ContainsKey(pin.Id) || !pin.MarkUnpinned())
             {
@@ -153,23 +187,115 @@ public sealed partial class DeviceContext : IDisposable
             }
 
             _pins.Remove(pin.Id);
-            var first = (ulong)pin.Address & ~(PageTableFormat.PageSize - 1);
-            var end = ((ulong)pin.Address + pin.Length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-            ChangeUse(first, end, pin.Access, -1);
-            Commit(first, end);
-
-            // Spec 4.3: only after the fence may the pages be unpinned.
-            _mmu.Iommu.Release(first, end - first);
-            LogUnpinned(_mmu.Logger, pin.Id, Index);
+            (first, end) = Pages(pin.Address, pin.Length);
+            BeginRemoval();
+            ChangeUse(first, end, pin.Access, -1, 0);
+            change = _table.Apply(first, end, _desired);
         }
+
+        EndRemoval(change);
+        _mmu.Iommu.Release(first, end - first);
+        LogUnpinned(_mmu.Logger, pin.Id, Index);
     }
 
     /// <summary>
-    /// Disables the context, invalidates it, waits for the fence, and releases every pin and table.
+    /// Registers [address, address + length) for on-demand use: nothing is pinned now; the device's
+    /// first touch of each page raises a fault that pins it (IOPF). The range may not overlap a pin or
+    /// another region of this context.
+    /// </summary>
+    public OnDemandRegion RegisterOnDemand(nint address, ulong length, DmaAccess access)
+    {
+        var (first, end) = Validate(address, length, access, requireMapped: true);
+        lock (Lock)
+        {
+            ThrowIfDisposed();
+            ThrowIfOverlapsRegion(first, end, address, length);
+            for (var page = first; page < end; page += PageTableFormat.PageSize)
+            {
+                if (_pages.ContainsKey(page >> PageTableFormat.PageShift))
+                {
+                    throw new PinRejectedException(address, length, $"page 0x{page:X} is pinned in this context", "Register on-demand regions apart from pinned buffers.");
+                }
+            }
+
+            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access);
+            var flags = MirrorFlags.Valid | MirrorFlags.OnDemand | MirrorFlags.Read | ((access & DmaAccess.DeviceWrite) != 0 ? MirrorFlags.Write : MirrorFlags.None);
+            for (var page = first; page < end; page += PageTableFormat.PageSize)
+            {
+                _mirror.Set(page, MirrorEntry.Create(region.Id, flags));
+            }
+
+            _regions.Add(region.Id, region);
+            return region;
+        }
+    }
+
+    /// <summary>Registers a <see cref="HostBuffer"/> whole for on-demand use.</summary>
+    public OnDemandRegion RegisterOnDemand(HostBuffer buffer, DmaAccess access)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        if (buffer.IsDisposed)
+        {
+            throw new PinRejectedException(0, buffer.Length, "the host buffer was already freed (disposed)", "Register a live buffer.");
+        }
+
+        return RegisterOnDemand(buffer.Address, buffer.Length, access);
+    }
+
+    /// <summary>
+    /// Unregisters an on-demand region: its present pages are cleared, invalidated, fenced, and only
+    /// then unpinned. After it returns the device cannot reach the region.
+    /// </summary>
+    public void Unregister(OnDemandRegion region)
+    {
+        ArgumentNullException.ThrowIfNull(region);
+        if (region.Context != this)
+        {
+            throw new InvalidPinHandleException(region.ToString(), $"it belongs to context {region.Context.Index}, not {Index}");
+        }
+
+        var present = new List<ulong>();
+        PageTableChange change;
+        lock (Lock)
+        {
+            if (!_regions.Remove(region.Id) || !region.MarkUnregistered())
+            {
+                throw new InvalidPinHandleException(region.ToString(), _disposed ? "its context was disposed" : "it was already unregistered");
+            }
+
+            BeginRemoval();
+            for (var page = region.FirstPage; page < region.EndPage; page += PageTableFormat.PageSize)
+            {
+                var e = _mirror.Lookup(page);
+                if (e.Present)
+                {
+                    present.Add(page);
+                }
+
+                _mirror.Set(page, default);
+            }
+
+            change = _table.Apply(region.FirstPage, region.EndPage, _desired);
+        }
+
+        EndRemoval(change);
+        foreach (var page in present)
+        {
+            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            _mmu.Pager.Forget();
+        }
+
+        Interlocked.Add(ref _presentOnDemand, -present.Count);
+    }
+
+    /// <summary>
+    /// Disables the context, invalidates it, waits for the fence, and releases every pin, region and table.
     /// </summary>
     public void Dispose()
     {
-        lock (_lock)
+        List<(ulong First, ulong End)> release;
+        int onDemand;
+        lock (Lock)
         {
             if (_disposed)
             {
@@ -177,58 +303,260 @@ public sealed partial class DeviceContext : IDisposable
             }
 
             _disposed = true;
-            try
+            BeginRemoval();
+            release = [];
+            foreach (var pin in _pins.Values)
             {
-                var backend = _mmu.Backend;
-                backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxCtrl), 0);
-                backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxRoot), 0);
-                _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateContext(Index));
+                pin.MarkUnpinned();
+                release.Add(Pages(pin.Address, pin.Length));
             }
-            catch (FpgaAccelException ex)
-            {
-                // The device is gone or hung. Its DMA cannot be fenced; releasing the IOMMU mappings
-                // below makes the platform IOMMU refuse any access it still tries.
-                LogDisposeUnfenced(_mmu.Logger, Index, ex);
-            }
-            finally
-            {
-                foreach (var pin in _pins.Values)
-                {
-                    pin.MarkUnpinned();
-                    var first = (ulong)pin.Address & ~(PageTableFormat.PageSize - 1);
-                    var end = ((ulong)pin.Address + pin.Length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-                    _mmu.Iommu.Release(first, end - first);
-                }
 
-                _pins.Clear();
-                _pages.Clear();
-                _table.Dispose();
-                _mmu.Release(this);
+            onDemand = 0;
+            foreach (var region in _regions.Values)
+            {
+                region.MarkUnregistered();
+                for (var page = region.FirstPage; page < region.EndPage; page += PageTableFormat.PageSize)
+                {
+                    if (_mirror.Lookup(page).Present)
+                    {
+                        release.Add((page, page + PageTableFormat.PageSize));
+                        onDemand++;
+                    }
+
+                    _mirror.Set(page, default);
+                }
             }
+
+            _pins.Clear();
+            _regions.Clear();
+            _pages.Clear();
+        }
+
+        try
+        {
+            var backend = _mmu.Backend;
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxCtrl), 0);
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxRoot), 0);
+            _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateContext(Index));
+        }
+        catch (FpgaAccelException ex)
+        {
+            // The device is gone or hung: its DMA cannot be fenced. Releasing the IOMMU mappings below
+            // makes the platform IOMMU refuse whatever it still tries.
+            LogDisposeUnfenced(_mmu.Logger, Index, ex);
+        }
+        finally
+        {
+            lock (Lock)
+            {
+                _table.Dispose();
+                Interlocked.Decrement(ref _invalidationsActive);
+            }
+
+            foreach (var (first, end) in release)
+            {
+                _mmu.Iommu.Release(first, end - first);
+            }
+
+            for (var i = 0; i < onDemand; i++)
+            {
+                _mmu.Pager.Forget();
+            }
+
+            Interlocked.Add(ref _presentOnDemand, -onDemand);
+            _mmu.Release(this);
         }
     }
 
     internal void UnpinIfPinned(PinnedBuffer pin)
     {
-        lock (_lock)
+        bool live;
+        lock (Lock)
         {
-            if (_pins.ContainsKey(pin.Id))
+            live = _pins.ContainsKey(pin.Id);
+        }
+
+        if (live)
+        {
+            try
             {
                 Unpin(pin);
             }
+            catch (InvalidPinHandleException)
+            {
+                // Another thread unpinned it between the check and the call: the outcome is the same.
+            }
         }
+    }
+
+    internal void UnregisterIfRegistered(OnDemandRegion region)
+    {
+        try
+        {
+            Unregister(region);
+        }
+        catch (InvalidPinHandleException)
+        {
+            // Already unregistered, by this or another thread.
+        }
+    }
+
+    /// <summary>
+    /// The fault service's path for one fault at <paramref name="dva"/> (spec 4.4). Looks the page up
+    /// without a lock; for an on-demand page not present, pins it and installs the leaf under the
+    /// install protocol above. On <see cref="FaultOutcome.Resolved"/>, <paramref name="leaf"/> is the
+    /// entry to drop in. Allocates nothing in steady state.
+    /// </summary>
+    internal FaultOutcome ServiceFault(ulong dva, bool write, out PageTableEntry leaf, out uint region)
+    {
+        var page = dva & ~(PageTableFormat.PageSize - 1);
+        var spin = default(SpinWait);
+        while (true)
+        {
+            leaf = default;
+            var started = ReadBegin(ref spin);
+            var entry = _mirror.Lookup(dva);
+            region = entry.Region;
+            if (_disposed || !entry.Allows(write))
+            {
+                return FaultOutcome.Abort;
+            }
+
+            if (entry.Present)
+            {
+                // Pinned, or faulted in already: the leaf is in the table (a lazily upgraded permission
+                // shows as a stale TLB entry; the walk or the dropin fixes it without invalidation).
+                leaf = _table.Lookup(dva, out _);
+                if (leaf.Valid && (!write || leaf.Writable) && !ReadRetry(started))
+                {
+                    return FaultOutcome.Resolved;
+                }
+
+                spin.SpinOnce(sleep1Threshold: -1);
+                continue;
+            }
+
+            // IOPF: make room under the budget, then pin the page (outside the lock: it can be slow).
+            _mmu.Pager.Reserve();
+            try
+            {
+                _mmu.Iommu.Acquire(page, PageTableFormat.PageSize);
+            }
+            catch
+            {
+                _mmu.Pager.Forget();
+                throw;
+            }
+
+            var installed = false;
+            lock (Lock)
+            {
+                if (!ReadRetry(started) && _mirror.Replace(page, entry, new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present)))
+                {
+                    _table.Apply(page, page + PageTableFormat.PageSize, _desired);
+                    leaf = _table.Lookup(dva, out _);
+                    installed = true;
+                }
+            }
+
+            if (installed)
+            {
+                Interlocked.Increment(ref _presentOnDemand);
+                _mmu.Pager.Record(this, page);
+                return FaultOutcome.Resolved;
+            }
+
+            // A removal started (or the entry changed) since the lookup: undo and look again.
+            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            _mmu.Pager.Forget();
+        }
+    }
+
+    /// <summary>
+    /// Evicts one on-demand page under budget pressure: clear, invalidate, fence, unpin. Returns false
+    /// when the page is no longer present (unregistered or evicted already).
+    /// </summary>
+    internal bool Evict(ulong page)
+    {
+        PageTableChange change;
+        lock (Lock)
+        {
+            var e = _mirror.Lookup(page);
+            if (_disposed || !e.OnDemand || !e.Present)
+            {
+                return false;
+            }
+
+            BeginRemoval();
+            _mirror.Set(page, new MirrorEntry(e.Raw & ~(ulong)MirrorFlags.Present));
+            change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
+        }
+
+        EndRemoval(change);
+        _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+        Interlocked.Decrement(ref _presentOnDemand);
+        return true;
     }
 
     /// <summary>The leaf translating <paramref name="dva"/> now, as the device would walk it (for tests and tools).</summary>
     internal PageTableEntry Translation(ulong dva, out int level)
     {
-        lock (_lock)
+        lock (Lock)
         {
             return _table.Lookup(dva, out level);
         }
     }
 
-    private void Validate(nint address, ulong length, DmaAccess access)
+    private static (ulong First, ulong End) Pages(nint address, ulong length) =>
+        ((ulong)address & ~(PageTableFormat.PageSize - 1),
+         ((ulong)address + length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1));
+
+    // Waits while a removal is in flight, then returns the count of removals started (mmu_interval_read_begin).
+    private long ReadBegin(ref SpinWait spin)
+    {
+        while (Volatile.Read(ref _invalidationsActive) > 0)
+        {
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+
+        return Volatile.Read(ref _invalidationsStarted);
+    }
+
+    // True when a removal started since ReadBegin returned started (mmu_interval_read_retry).
+    private bool ReadRetry(long started) =>
+        Volatile.Read(ref _invalidationsStarted) != started || Volatile.Read(ref _invalidationsActive) > 0;
+
+    // Under the lock, before any entry is cleared.
+    private void BeginRemoval()
+    {
+        Interlocked.Increment(ref _invalidationsStarted);
+        Interlocked.Increment(ref _invalidationsActive);
+    }
+
+    // Outside the lock: invalidate what changed, wait for the fence, free unlinked tables, end the removal.
+    private void EndRemoval(PageTableChange change)
+    {
+        try
+        {
+            if (change.RemovedSomething || _table.RetiredCount > 0)
+            {
+                var fence = _table.RetiredCount > 0
+                    ? _mmu.Invalidator.InvalidateContext(Index)
+                    : _mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages);
+                _mmu.Invalidator.Wait(fence);
+                lock (Lock)
+                {
+                    _table.FreeRetired();
+                }
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _invalidationsActive);
+        }
+    }
+
+    private (ulong First, ulong End) Validate(nint address, ulong length, DmaAccess access, bool requireMapped = true)
     {
         if (length == 0)
         {
@@ -246,9 +574,8 @@ public sealed partial class DeviceContext : IDisposable
             throw new PinRejectedException(address, length, $"access {access} is not DeviceRead, DeviceWrite or ReadWrite", "Say what the device does with the buffer.");
         }
 
-        var first = (ulong)address & ~(PageTableFormat.PageSize - 1);
-        var end = ((ulong)address + length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-        if (!ProcessLimits.IsMapped((nint)first, end - first))
+        var (first, end) = Pages(address, length);
+        if (requireMapped && !ProcessLimits.IsMapped((nint)first, end - first))
         {
             throw new PinRejectedException(address, length, "part of the range is not mapped in this process (freed, or never allocated)", "Pin memory the process owns, and unpin before freeing it.");
         }
@@ -257,50 +584,59 @@ public sealed partial class DeviceContext : IDisposable
         {
             throw new PinRejectedException(address, length, $"its IOVAs (host address + 0x{_mmu.Layout.Delta:X}) fall outside the IOMMU's valid ranges", "Allocate the buffer elsewhere (HostBuffer.Allocate), or use a platform whose IOMMU covers user space.");
         }
+
+        return (first, end);
     }
 
-    private void ChangeUse(ulong first, ulong end, DmaAccess access, int delta)
+    private void ThrowIfOverlapsRegion(ulong first, ulong end, nint address, ulong length)
     {
-        var reads = access != DmaAccess.None ? delta : 0;
+        foreach (var r in _regions.Values)
+        {
+            if (first < r.EndPage && r.FirstPage < end)
+            {
+                throw new PinRejectedException(address, length, $"it overlaps {r}", "Keep pins and on-demand regions of one context apart.");
+            }
+        }
+    }
+
+    private void ChangeUse(ulong first, ulong end, DmaAccess access, int delta, uint id)
+    {
         var writes = (access & DmaAccess.DeviceWrite) != 0 ? delta : 0;
         for (var page = first; page < end; page += PageTableFormat.PageSize)
         {
             var vpn = page >> PageTableFormat.PageShift;
             _pages.TryGetValue(vpn, out var use);
-            use = new PageUse(use.Readers + reads, use.Writers + writes);
+            use = new PageUse(use.Readers + delta, use.Writers + writes, id != 0 ? id : use.Region);
             if (use.Readers == 0)
             {
                 _pages.Remove(vpn);
+                _mirror.Set(page, default);
             }
             else
             {
                 _pages[vpn] = use;
+                var flags = MirrorFlags.Valid | MirrorFlags.Present | MirrorFlags.Read | (use.Writers > 0 ? MirrorFlags.Write : MirrorFlags.None);
+                _mirror.Set(page, MirrorEntry.Create(use.Region, flags));
             }
         }
     }
 
-    // Brings the page table in line with _pages over [first, end), and fences any removal.
-    private void Commit(ulong first, ulong end)
-    {
-        var change = _table.Apply(first, end, DesiredFlags);
-        if (change.RemovedSomething || _table.RetiredCount > 0)
-        {
-            var fence = change.RemovedSomething
-                ? _mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages)
-                : _mmu.Invalidator.InvalidateContext(Index);
-            _mmu.Invalidator.Wait(fence);
-            _table.FreeRetired();
-        }
-    }
-
+    // What the device table should say for a page: pinned pages from their use counts, on-demand
+    // pages from the mirror while present. Called with the lock held.
     private PteFlags DesiredFlags(ulong dva)
     {
-        if (!_pages.TryGetValue(dva >> PageTableFormat.PageShift, out var use))
+        if (_pages.TryGetValue(dva >> PageTableFormat.PageShift, out var use))
         {
-            return PteFlags.None;
+            return PteFlags.Read | (use.Writers > 0 ? PteFlags.Write : PteFlags.None);
         }
 
-        return PteFlags.Read | (use.Writers > 0 ? PteFlags.Write : PteFlags.None);
+        var e = _mirror.Lookup(dva);
+        if (e.OnDemand && e.Present)
+        {
+            return PteFlags.Read | ((e.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None);
+        }
+
+        return PteFlags.None;
     }
 
     private void ThrowIfDisposed()
@@ -311,7 +647,7 @@ public sealed partial class DeviceContext : IDisposable
         }
     }
 
-    private readonly record struct PageUse(int Readers, int Writers);
+    private readonly record struct PageUse(int Readers, int Writers, uint Region);
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Debug, Message = "Context {Context} created (NOFAULT {NoFault})")]
     private static partial void LogCreated(ILogger logger, int context, bool noFault);

@@ -25,7 +25,11 @@ internal sealed class DeviceMmu : IDisposable
         Iommu = new IommuMappings(backend, Layout, Accountant);
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
+        Pager = new OnDemandPager(options.OnDemandBudgetPages);
     }
+
+    /// <summary>The on-demand budget and its eviction order.</summary>
+    public OnDemandPager Pager { get; }
 
     public IDeviceBackend Backend { get; }
 
@@ -52,7 +56,7 @@ internal sealed class DeviceMmu : IDisposable
                 if (_contexts[i] is null)
                 {
                     var context = new DeviceContext(this, i, options);
-                    _contexts[i] = context;
+                    Volatile.Write(ref _contexts[i], context);
                     return context;
                 }
             }
@@ -61,13 +65,9 @@ internal sealed class DeviceMmu : IDisposable
         throw new NoFreeContextException(_contexts.Length);
     }
 
-    public DeviceContext? Context(int index)
-    {
-        lock (_lock)
-        {
-            return (uint)index < (uint)_contexts.Length ? _contexts[index] : null;
-        }
-    }
+    /// <summary>The live context with this index, or null. Lock-free (the fault path calls it).</summary>
+    public DeviceContext? Context(int index) =>
+        (uint)index < (uint)_contexts.Length ? Volatile.Read(ref _contexts[index]) : null;
 
     public void Release(DeviceContext context)
     {
@@ -75,7 +75,7 @@ internal sealed class DeviceMmu : IDisposable
         {
             if (_contexts[context.Index] == context)
             {
-                _contexts[context.Index] = null;
+                Volatile.Write(ref _contexts[context.Index], null);
             }
         }
     }

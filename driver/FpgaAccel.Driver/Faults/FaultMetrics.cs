@@ -1,0 +1,94 @@
+using System.Diagnostics.Metrics;
+
+namespace FpgaAccel.Driver.Faults;
+
+/// <summary>
+/// The fault path's counters as <see cref="System.Diagnostics.Metrics"/> instruments (meter
+/// <c>FpgaAccel.Faults</c>), and as plain totals for reports. Recording allocates nothing.
+/// </summary>
+public sealed class FaultMetrics : IDisposable
+{
+    /// <summary>Name of the meter, for listeners (dotnet-counters, OpenTelemetry).</summary>
+    public const string MeterName = "FpgaAccel.Faults";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _faults;
+    private readonly Counter<long> _retries;
+    private readonly Counter<long> _dropins;
+    private readonly Counter<long> _killedDropins;
+    private readonly Counter<long> _aborts;
+    private readonly Counter<long> _badRecords;
+    private readonly Histogram<double> _serviceTime;
+    private long _faultCount;
+    private long _retryCount;
+    private long _dropinCount;
+    private long _killedDropinCount;
+    private long _abortCount;
+    private long _badRecordCount;
+
+    internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned)
+    {
+        _meter = new Meter(MeterName);
+        _faults = _meter.CreateCounter<long>("fpgaaccel.faults", "{fault}", "Fault records serviced");
+        _retries = _meter.CreateCounter<long>("fpgaaccel.fault.retries", "{fault}", "Faults answered RETRY");
+        _dropins = _meter.CreateCounter<long>("fpgaaccel.fault.dropins", "{fault}", "Faults answered DROPIN");
+        _killedDropins = _meter.CreateCounter<long>("fpgaaccel.fault.dropins_killed", "{fault}",
+            "DROPINs sent after an invalidation was issued since the fault's record was read (the device ignores them: spec 4.4 kill rule)");
+        _aborts = _meter.CreateCounter<long>("fpgaaccel.fault.aborts", "{fault}", "Faults answered ABORT");
+        _badRecords = _meter.CreateCounter<long>("fpgaaccel.fault.bad_records", "{record}", "Fault records rejected by validation");
+        _meter.CreateObservableCounter("fpgaaccel.ondemand.evictions", evictions, "{page}", "On-demand pages evicted under the budget");
+        _meter.CreateObservableGauge("fpgaaccel.ondemand.pinned_pages", onDemandPinned, "{page}", "Pages pinned on demand now");
+        _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to the response");
+    }
+
+    public long Faults => Interlocked.Read(ref _faultCount);
+
+    public long Retries => Interlocked.Read(ref _retryCount);
+
+    public long Dropins => Interlocked.Read(ref _dropinCount);
+
+    public long KilledDropins => Interlocked.Read(ref _killedDropinCount);
+
+    public long Aborts => Interlocked.Read(ref _abortCount);
+
+    public long BadRecords => Interlocked.Read(ref _badRecordCount);
+
+    public void Dispose() => _meter.Dispose();
+
+    internal void Fault()
+    {
+        Interlocked.Increment(ref _faultCount);
+        _faults.Add(1);
+    }
+
+    internal void Retry()
+    {
+        Interlocked.Increment(ref _retryCount);
+        _retries.Add(1);
+    }
+
+    internal void Dropin(bool raced)
+    {
+        Interlocked.Increment(ref _dropinCount);
+        _dropins.Add(1);
+        if (raced)
+        {
+            Interlocked.Increment(ref _killedDropinCount);
+            _killedDropins.Add(1);
+        }
+    }
+
+    internal void Abort()
+    {
+        Interlocked.Increment(ref _abortCount);
+        _aborts.Add(1);
+    }
+
+    internal void BadRecord()
+    {
+        Interlocked.Increment(ref _badRecordCount);
+        _badRecords.Add(1);
+    }
+
+    internal void ServiceTime(double microseconds) => _serviceTime.Record(microseconds);
+}

@@ -1,0 +1,310 @@
+using System.Diagnostics;
+using FpgaAccel.Driver.Dma;
+using FpgaAccel.Driver.Mmu;
+using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
+using Microsoft.Extensions.Logging;
+
+namespace FpgaAccel.Driver.Faults;
+
+/// <summary>
+/// The device page-fault service (spec 4.4): a dedicated thread that waits on the FAULT eventfd,
+/// drains the fault ring in batches, validates every record (the device is not trusted), looks each
+/// address up in the context's mirror without a lock, and answers DROPIN, RETRY or ABORT.
+/// </summary>
+/// <remarks>
+/// No fault is lost: the thread clears IRQ_STATUS.FAULT before it reads FQ_TAIL, so a record produced
+/// after that read raises a new message (spec 3), which wakes the next wait; and a blocked wait is
+/// bounded by <see cref="FaultServiceOptions.IdlePoll"/>, so even a lost message delays a fault, never
+/// strands it. Each record is answered exactly once, in ring order, and FQ_HEAD advances only past
+/// records already answered. The steady-state path allocates nothing: records are read in place,
+/// the mirror lookup and the page-table install use preallocated state, metrics take no tags.
+/// </remarks>
+public sealed partial class FaultService : IDisposable
+{
+    private const ulong StopToken = 1;
+    private const ulong FaultToken = 2;
+    private readonly FpgaDevice _device;
+    private readonly DeviceMmu _mmu;
+    private readonly FaultServiceOptions _options;
+    private readonly ILogger _logger;
+    private readonly DmaMemory _ring;
+    private readonly uint _entries;
+    private readonly EventFd _stop;
+    private readonly EventFd _wake;
+    private readonly bool _ownsWake;
+    private readonly Epoll _epoll;
+    private readonly Thread _thread;
+    private readonly bool _dropin;
+    private readonly double _microsecondsPerCycle;
+    private readonly HashSet<uint> _abortLogged = [];
+    private uint _head;
+    private volatile bool _running = true;
+    private int _disposed;
+
+    internal FaultService(FpgaDevice device, FaultServiceOptions options, ILogger logger)
+    {
+        if (options.RingLog2 is < RingLimits.FaultRingMinLog2 or > RingLimits.FaultRingMaxLog2)
+        {
+            throw new InvalidDeviceOptionException(nameof(options.RingLog2), options.RingLog2, $"the fault ring takes 2^{RingLimits.FaultRingMinLog2} to 2^{RingLimits.FaultRingMaxLog2} entries (spec 4.4)");
+        }
+
+        _device = device;
+        _mmu = device.Mmu;
+        _options = options;
+        _logger = logger;
+        _entries = 1u << options.RingLog2;
+        _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
+        _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
+        Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages);
+        _ring = DmaMemory.Allocate(_mmu.Iommu, _entries * (ulong)FaultRecord.Size);
+        _stop = EventFd.Create();
+        _epoll = Epoll.Create();
+        var claimed = device.Interrupts.Claim(InterruptCauses.Fault);
+        if (claimed is not null)
+        {
+            _wake = claimed;
+            _ownsWake = false;
+        }
+        else
+        {
+            // One vector for every cause: the dispatcher demultiplexes and forwards FAULT to us.
+            _wake = EventFd.Create();
+            _ownsWake = true;
+            device.Interrupts.Subscribe(InterruptCauses.Fault, () => _wake.Signal());
+        }
+
+        _epoll.Add(_stop.Handle, EpollEvents.In, StopToken);
+        _epoll.Add(_wake.Handle, EpollEvents.In, FaultToken);
+
+        var b = device.Backend;
+        b.Write64(Fa1Registers.FqBase, _ring.Iova);
+        b.Write64(Fa1Registers.FqLog2, (ulong)options.RingLog2); // spec 4.4: resets head and tail
+        _head = (uint)b.Read64(Fa1Registers.FqTail);
+        b.Write64(Fa1Registers.FqHead, _head);
+
+        _thread = new Thread(Run) { IsBackground = true, Name = "fpgaaccel-faults" };
+        _thread.Start();
+        LogStarted(_logger, _entries, options.Mode, _dropin, claimed is not null);
+    }
+
+    /// <summary>Counters and instruments of the fault path.</summary>
+    public FaultMetrics Metrics { get; }
+
+    /// <summary>Wait mode.</summary>
+    public FaultWaitMode Mode => _options.Mode;
+
+    /// <summary>True while the service thread runs.</summary>
+    public bool IsRunning => _running && _thread.IsAlive;
+
+    /// <summary>Stops the thread (bounded: it wakes at once) and frees the ring after detaching it from the device.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _running = false;
+        _stop.Signal();
+        if (!_thread.Join(TimeSpan.FromSeconds(5)))
+        {
+            LogStuck(_logger);
+        }
+
+        _epoll.Dispose();
+        _stop.Dispose();
+        if (_ownsWake)
+        {
+            _wake.Dispose();
+        }
+
+        // The ring's IOMMU mapping goes with it: a late record write is refused, not misplaced.
+        _ring.Dispose();
+        Metrics.Dispose();
+    }
+
+    private void Run()
+    {
+        Span<EpollReady> ready = stackalloc EpollReady[2];
+        var idleMs = (int)Math.Clamp(_options.IdlePoll.TotalMilliseconds, 1, int.MaxValue);
+        try
+        {
+            while (_running)
+            {
+                if (Drain() > 0)
+                {
+                    continue;
+                }
+
+                if (_options.Mode == FaultWaitMode.Adaptive && SpinForTail())
+                {
+                    continue;
+                }
+
+                var n = _epoll.Wait(ready, idleMs);
+                for (var i = 0; i < n; i++)
+                {
+                    if (ready[i].Token == StopToken)
+                    {
+                        return;
+                    }
+
+                    _wake.TryRead(out _);
+                }
+            }
+        }
+        catch (DeviceLostException ex)
+        {
+            LogServiceStopped(_logger, ex);
+        }
+        catch (Exception ex)
+        {
+            LogServiceStopped(_logger, ex);
+        }
+        finally
+        {
+            _running = false;
+        }
+    }
+
+    // Adaptive mode: watch FQ_TAIL for a while before sleeping. True when a record arrived.
+    private bool SpinForTail()
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(_options.SpinTime.TotalSeconds * Stopwatch.Frequency);
+        var spin = default(SpinWait);
+        while (_running && Stopwatch.GetTimestamp() < deadline)
+        {
+            if ((uint)_device.Backend.Read64(Fa1Registers.FqTail) != _head)
+            {
+                return true;
+            }
+
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+
+        return false;
+    }
+
+    private unsafe int Drain()
+    {
+        var b = _device.Backend;
+
+        // Acknowledge first, then look: a record produced after the FQ_TAIL read re-latches the cause.
+        b.Write64(Fa1Registers.IrqStatus, (ulong)InterruptCauses.Fault);
+        var rawTail = b.Read64(Fa1Registers.FqTail);
+        if (rawTail == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException("while reading FQ_TAIL", b.Description);
+        }
+
+        var tail = (uint)rawTail;
+        var available = tail - _head;
+        if (available == 0)
+        {
+            return 0;
+        }
+
+        if (available > _entries)
+        {
+            // The device claims more records than the ring holds: not a state the spec allows.
+            Metrics.BadRecord();
+            LogBadTail(_logger, tail, _head, _entries);
+            _head = tail;
+            b.Write64(Fa1Registers.FqHead, _head);
+            return 0;
+        }
+
+        var records = (FaultRecord*)_ring.Pointer;
+        for (var i = 0u; i < available; i++)
+        {
+            var record = records[(_head + i) & (_entries - 1)];
+            Service(in record, _head + i);
+        }
+
+        _head = tail;
+        b.Write64(Fa1Registers.FqHead, _head);
+        return (int)available;
+    }
+
+    private void Service(in FaultRecord record, uint expectedSequence)
+    {
+        var caps = _device.Info.Capabilities;
+        if (record.Sequence != expectedSequence || record.Context >= caps.Contexts || record.Reserved0 != 0 || record.Reserved1 != 0
+            || ((byte)record.Flags & ~3) != 0 || record.Dva >= 1UL << caps.VaBits)
+        {
+            // A stale slot, or a record the spec does not allow: its tag cannot be trusted, so it is
+            // not answered (answering could release another access's tag).
+            Metrics.BadRecord();
+            LogBadRecord(_logger, expectedSequence, record.Sequence, record.Context, record.Tag, record.Dva);
+            return;
+        }
+
+        Metrics.Fault();
+        var invalidationsBefore = _mmu.Invalidator.Issued;
+        var write = (record.Flags & FaultRecordFlags.Write) != 0;
+        var context = _mmu.Context(record.Context);
+        PageTableEntry leaf = default;
+        uint region = 0;
+        var outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, out leaf, out region);
+
+        var b = _device.Backend;
+        if (outcome == FaultOutcome.Abort)
+        {
+            Metrics.Abort();
+            LogAbortOnce(record.Context, region, record.Dva, write);
+            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Abort).Raw);
+        }
+        else if (_dropin)
+        {
+            // A 4 KiB leaf for the faulting page, even inside a 2 MiB leaf: DROPIN fills (ctx, DVA page).
+            var page = record.Dva & ~(PageTableFormat.PageSize - 1);
+            var iova = leaf.IsLeafBit ? leaf.Address + (page & (PageTableFormat.HugePageSize - 1)) : leaf.Address;
+            var pte = PageTableEntry.Create(iova, leaf.Flags & (PteFlags.Valid | PteFlags.Read | PteFlags.Write));
+            b.Write64(Fa1Registers.FaultPte, pte.Raw);
+            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Dropin).Raw);
+            Metrics.Dropin(raced: _mmu.Invalidator.Issued != invalidationsBefore);
+        }
+        else
+        {
+            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Retry).Raw);
+            Metrics.Retry();
+        }
+
+        var now = b.Read64(Fa1Registers.Cycles);
+        if (now != Fa1Identity.DeviceLost && now >= record.Cycle)
+        {
+            Metrics.ServiceTime((now - record.Cycle) * _microsecondsPerCycle);
+        }
+    }
+
+    // Logged once per region (or, for addresses in no region, once per context): aborts can come in floods.
+    private void LogAbortOnce(byte context, uint region, ulong dva, bool write)
+    {
+        var key = region != 0 ? region : 0x8000_0000u | context;
+        if (_abortLogged.Add(key))
+        {
+            LogAbort(_logger, context, dva, write, region);
+        }
+    }
+
+    [LoggerMessage(EventId = 50, Level = LogLevel.Information, Message = "Fault service started: {Entries}-entry ring, {Mode} wait, DROPIN {Dropin}, own vector {OwnVector}")]
+    private static partial void LogStarted(ILogger logger, uint entries, FaultWaitMode mode, bool dropin, bool ownVector);
+
+    [LoggerMessage(EventId = 51, Level = LogLevel.Warning, Message = "Fault aborted in context {Context} at DVA 0x{Dva:X} (write {Write}): region {Region} does not allow it (further aborts for it are not logged)")]
+    private static partial void LogAbort(ILogger logger, byte context, ulong dva, bool write, uint region);
+
+    [LoggerMessage(EventId = 52, Level = LogLevel.Error, Message = "Fault record rejected: expected seq {Expected}, record seq {Sequence}, ctx {Context}, tag {Tag}, DVA 0x{Dva:X}")]
+    private static partial void LogBadRecord(ILogger logger, uint expected, uint sequence, byte context, ushort tag, ulong dva);
+
+    [LoggerMessage(EventId = 53, Level = LogLevel.Error, Message = "FQ_TAIL {Tail} is {Ahead} ahead of the head {Head}, beyond the ring's {Entries} entries: skipped")]
+    private static partial void LogBadTailCore(ILogger logger, uint tail, uint ahead, uint head, uint entries);
+
+    [LoggerMessage(EventId = 54, Level = LogLevel.Critical, Message = "Fault service stopped")]
+    private static partial void LogServiceStopped(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 55, Level = LogLevel.Warning, Message = "Fault service thread did not stop within 5 s")]
+    private static partial void LogStuck(ILogger logger);
+
+    private static void LogBadTail(ILogger logger, uint tail, uint head, uint entries) => LogBadTailCore(logger, tail, tail - head, head, entries);
+}
