@@ -293,7 +293,8 @@ public sealed class Fa1Model : IDisposable
     }
 
     // Joins stopped engine threads, without the register lock. A thread that does not end within the
-    // bound (a test hook holding it) stays listed and is joined by a later call.
+    // bound (a test hook holding it), or that is the caller itself (a hook writing a register), stays
+    // listed and is joined by a later call.
     private void JoinRetiredEngines()
     {
         if (_retiredCount == 0)
@@ -309,7 +310,7 @@ public sealed class Fa1Model : IDisposable
 
         foreach (var worker in retired)
         {
-            if (worker.Thread.ThreadState != ThreadState.Unstarted && !worker.Thread.Join(TimeSpan.FromSeconds(10)))
+            if (worker.Thread == Thread.CurrentThread || (worker.Thread.ThreadState != ThreadState.Unstarted && !worker.Thread.Join(TimeSpan.FromSeconds(10))))
             {
                 continue;
             }
