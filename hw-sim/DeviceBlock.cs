@@ -15,4 +15,15 @@ internal abstract class DeviceBlock
 
     /// <summary>STATUS bits this block contributes (e.g. FQ_FULL).</summary>
     public virtual ulong StatusBits => 0;
+
+    /// <summary>CTRL was written (ENABLE may have changed); engines that wait for it wake.</summary>
+    public virtual void ControlChanged(bool enabled)
+    {
+    }
+
+    /// <summary>Declares one register of this block into <paramref name="table"/>.</summary>
+    internal static void Declare(
+        RegisterTable table, uint offset, string name, RegisterAccess access,
+        Func<ulong>? read = null, Action<ulong>? write = null, ulong mask = ulong.MaxValue) =>
+        table.Add(new Register { Offset = offset, Name = name, Access = access, OnRead = read, OnWrite = write, WritableMask = mask });
 }

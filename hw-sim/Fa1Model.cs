@@ -18,6 +18,10 @@ public sealed class Fa1Model : IDisposable
     private readonly RegisterTable _registers = new();
     private readonly List<DeviceBlock> _blocks = [];
     private readonly InterruptController _interrupts;
+    private readonly MmuBlock _mmu;
+    private readonly QueueBlock _queues;
+    private readonly List<EngineWorker> _retired = [];
+    private volatile int _retiredCount;
     private volatile bool _present = true;
     private bool _resetting;
     private ulong _resetDoneAt;
@@ -38,6 +42,10 @@ public sealed class Fa1Model : IDisposable
         _interrupts = new InterruptController(Options.MsixVectors);
         Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes);
         DeclareGlobalRegisters();
+        _mmu = new MmuBlock(Options, Clock, Iommu);
+        AddBlock(_mmu);
+        _queues = new QueueBlock(this, _mmu);
+        AddBlock(_queues);
     }
 
     /// <summary>The settings this model was built with.</summary>
@@ -150,6 +158,8 @@ public sealed class Fa1Model : IDisposable
                     break;
             }
         }
+
+        JoinRetiredEngines();
     }
 
     /// <summary>
@@ -207,8 +217,14 @@ public sealed class Fa1Model : IDisposable
             _present = true;
             StartReset();
         }
+
+        JoinRetiredEngines();
     }
 
+    /// <summary>
+    /// Stops the device: every engine thread is stopped and joined (bounded: an engine notices a stop
+    /// within one page of work), interrupts are disconnected, and the device reads as gone.
+    /// </summary>
     public void Dispose()
     {
         lock (_lock)
@@ -221,6 +237,93 @@ public sealed class Fa1Model : IDisposable
             _disposed = true;
             _interrupts.Disconnect();
             _present = false;
+            _queues.StopAll();
+        }
+
+        JoinRetiredEngines();
+    }
+
+    /// <summary>Engine threads alive now (started and not yet joined): for leak checks.</summary>
+    public int EngineThreads
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queues.LiveWorkers + _retired.Count;
+            }
+        }
+    }
+
+    /// <summary>Invalidations issued since reset (diagnostics; INV_DONE counts the completed ones).</summary>
+    public long InvalidationsIssued => _mmu.InvalidationsIssued;
+
+    /// <summary>The model's register lock: engines take it for every change of device state (see the remarks).</summary>
+    internal Lock RegisterLock => _lock;
+
+    /// <summary>Register lock held: the device may start commands (present, not FATAL, not resetting, CTRL.ENABLE).</summary>
+    internal bool IsRunnableLocked =>
+        _present && !_fatal && !_resetting && !_disposed && (ControlRegister.Value & (ulong)ControlBits.Enable) != 0;
+
+    /// <summary>Register lock held: the device is FATAL (or gone), and posts nothing more.</summary>
+    internal bool IsFatalLocked => _fatal || !_present || _disposed;
+
+    /// <summary>Test hook: runs for every data access after it was translated, while it holds its fence ticket (spec 4.3).</summary>
+    internal Action<DataAccess>? DataAccessHook { get; set; }
+
+    /// <summary>Register lock held: latches and sends <paramref name="causes"/>.</summary>
+    internal void RaiseInterruptLocked(InterruptCauses causes)
+    {
+        if (_present)
+        {
+            _interrupts.Raise(causes & InterruptCauses.All);
+        }
+    }
+
+    /// <summary>
+    /// Register lock held: <paramref name="worker"/> is told to stop; it is joined by
+    /// <see cref="JoinRetiredEngines"/> once the lock is released, never while holding it (its last
+    /// steps may need the lock).
+    /// </summary>
+    internal void Retire(EngineWorker worker)
+    {
+        worker.RequestStop();
+        _retired.Add(worker);
+        _retiredCount = _retired.Count;
+    }
+
+    // Joins stopped engine threads, without the register lock. A thread that does not end within the
+    // bound (a test hook holding it), or that is the caller itself (a hook writing a register), stays
+    // listed and is joined by a later call.
+    private void JoinRetiredEngines()
+    {
+        if (_retiredCount == 0)
+        {
+            return;
+        }
+
+        EngineWorker[] retired;
+        lock (_lock)
+        {
+            retired = [.. _retired];
+        }
+
+        foreach (var worker in retired)
+        {
+            if (worker.Thread == Thread.CurrentThread || (worker.Thread.ThreadState != ThreadState.Unstarted && !worker.Thread.Join(TimeSpan.FromSeconds(10))))
+            {
+                continue;
+            }
+
+            lock (_lock)
+            {
+                if (_retired.Remove(worker))
+                {
+                    worker.Dispose();
+                }
+
+                _retiredCount = _retired.Count;
+            }
         }
     }
 
@@ -311,6 +414,12 @@ public sealed class Fa1Model : IDisposable
         if ((value & (ulong)ControlBits.Reset) != 0)
         {
             StartReset();
+            return;
+        }
+
+        foreach (var block in _blocks)
+        {
+            block.ControlChanged((value & (ulong)ControlBits.Enable) != 0);
         }
     }
 

@@ -42,6 +42,13 @@ public abstract class ModelClock
     /// <summary>Restarts CYCLES from zero (device reset).</summary>
     public abstract void Restart();
 
+    /// <summary>
+    /// Virtual clock: moves CYCLES forward to at least <paramref name="cycle"/> (never back), so work an
+    /// engine timed on its own timeline shows in CYCLES once it is visible. Wall clock: nothing to do,
+    /// the work took its real time.
+    /// </summary>
+    internal abstract void AdvanceTo(ulong cycle);
+
     /// <summary>Converts cycles to wall time at <see cref="Hz"/>.</summary>
     public TimeSpan ToTime(ulong cycles) => TimeSpan.FromTicks((long)((UInt128)cycles * TimeSpan.TicksPerSecond / Hz));
 
@@ -96,6 +103,10 @@ public abstract class ModelClock
         }
 
         public override void Restart() => Volatile.Write(ref _origin, Stopwatch.GetTimestamp());
+
+        internal override void AdvanceTo(ulong cycle)
+        {
+        }
     }
 
     private sealed class VirtualClock : ModelClock
@@ -114,5 +125,22 @@ public abstract class ModelClock
         public override void Spend(ulong cycles) => Interlocked.Add(ref _cycles, (long)cycles);
 
         public override void Restart() => Interlocked.Exchange(ref _cycles, 0);
+
+        // Invariant: _cycles never decreases between restarts. A compare-exchange loop raises it to
+        // the maximum of its value and the argument, so concurrent Spend and AdvanceTo both hold.
+        internal override void AdvanceTo(ulong cycle)
+        {
+            var current = Interlocked.Read(ref _cycles);
+            while ((ulong)current < cycle)
+            {
+                var seen = Interlocked.CompareExchange(ref _cycles, (long)cycle, current);
+                if (seen == current)
+                {
+                    return;
+                }
+
+                current = seen;
+            }
+        }
     }
 }

@@ -55,6 +55,33 @@ public sealed record ModelOptions
     /// </summary>
     public ulong MemlockLimitBytes { get; init; } = ulong.MaxValue;
 
+    /// <summary>Spec 7: cycles of one DMA read round trip (descriptor fetch, page-table entry, first data read).</summary>
+    public ulong DmaReadCycles { get; init; } = Fa1Timing.DmaReadRoundTrip;
+
+    /// <summary>Spec 7: cycles of one posted DMA write (a completion record, the tail of a data write).</summary>
+    public ulong DmaWriteCycles { get; init; } = Fa1Timing.DmaWritePosted;
+
+    /// <summary>Spec 7: data bandwidth in bytes per cycle, each way.</summary>
+    public ulong BytesPerCycle { get; init; } = Fa1Timing.BytesPerCycle;
+
+    /// <summary>Spec 7: cycles of a TLB hit.</summary>
+    public ulong TlbHitCycles { get; init; } = Fa1Timing.TlbHit;
+
+    /// <summary>Spec 7: cycles of an invalidation, before the wait for in-flight accesses.</summary>
+    public ulong InvalidationCycles { get; init; } = Fa1Timing.Invalidation;
+
+    /// <summary>Spec 7: cycles from a fault's detection to its MSI-X message.</summary>
+    public ulong FaultToInterruptCycles { get; init; } = Fa1Timing.FaultToInterrupt;
+
+    /// <summary>Spec 7: cycles from a fault response to the access's restart.</summary>
+    public ulong FaultResponseCycles { get; init; } = Fa1Timing.FaultResponseToRestart;
+
+    /// <summary>
+    /// Entries of the walk cache (non-leaf page-table entries, spec 4.1). The spec gives no size;
+    /// the driver never sees it except in timing.
+    /// </summary>
+    public int WalkCacheEntries { get; init; } = 64;
+
     /// <summary>Fault injection: a reset that never completes.</summary>
     public bool InjectStuckReset { get; init; }
 
@@ -75,6 +102,8 @@ public sealed record ModelOptions
         Check(MsixVectors is 1 or 3, nameof(MsixVectors), MsixVectors, "1 or 3");
         Check(VaBits is >= 32 and <= 48, nameof(VaBits), VaBits, "32..48");
         Check(IovaBits is >= 32 and <= 52, nameof(IovaBits), IovaBits, "32..52");
+        Check(BytesPerCycle >= 1, nameof(BytesPerCycle), BytesPerCycle, "at least 1");
+        Check(WalkCacheEntries is >= 0 and <= 4096, nameof(WalkCacheEntries), WalkCacheEntries, "0..4096");
     }
 
     private static void Check(bool ok, string name, object value, string rule)

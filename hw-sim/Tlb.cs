@@ -1,0 +1,231 @@
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.HwSim;
+
+/// <summary>
+/// The device TLB (spec 4.1): set-associative, <c>ways x 2^setsLog2</c> entries as CAPS reports, least
+/// recently used replacement within a set, tagged by (context, DVA 4 KiB page). A 2 MiB leaf is held
+/// as the 4 KiB page that was used, marked huge so that an invalidation of any page of the 2 MiB
+/// span drops it. Only valid leaves are inserted (spec 4.1: the device never caches an invalid entry).
+/// Not thread-safe: the MMU's lock guards it.
+/// </summary>
+internal sealed class Tlb
+{
+    private const ulong PagesPerHugePage = PageTableFormat.HugePageSize / PageTableFormat.PageSize;
+
+    private readonly Entry[] _entries;
+    private readonly int _ways;
+    private readonly ulong _setMask;
+    private ulong _useStamp;
+
+    public Tlb(int ways, int setsLog2)
+    {
+        _ways = ways;
+        _setMask = (1UL << setsLog2) - 1;
+        _entries = new Entry[ways << setsLog2];
+    }
+
+    /// <summary>Valid entries now.</summary>
+    public int Count => _entries.Count(e => e.Valid);
+
+    /// <summary>Looks up (context, page); a hit becomes the most recently used way of its set.</summary>
+    public bool TryLookup(byte context, ulong page, out ulong leaf, out ulong pageIova)
+    {
+        var set = SetOf(context, page);
+        for (var way = 0; way < _ways; way++)
+        {
+            ref var e = ref _entries[set + way];
+            if (e.Valid && e.Context == context && e.Page == page)
+            {
+                e.LastUse = ++_useStamp;
+                leaf = e.Leaf;
+                pageIova = e.PageIova;
+                return true;
+            }
+        }
+
+        leaf = 0;
+        pageIova = 0;
+        return false;
+    }
+
+    /// <summary>Inserts a valid leaf translation, replacing the same tag, else a free way, else the LRU way.</summary>
+    public void Insert(byte context, ulong page, ulong leaf, ulong pageIova, bool huge)
+    {
+        var set = SetOf(context, page);
+        var victim = set;
+        var oldest = ulong.MaxValue;
+        for (var way = 0; way < _ways; way++)
+        {
+            ref var e = ref _entries[set + way];
+            if (e.Valid && e.Context == context && e.Page == page)
+            {
+                victim = set + way;
+                break;
+            }
+
+            var age = e.Valid ? e.LastUse : 0;
+            if (age < oldest)
+            {
+                oldest = age;
+                victim = set + way;
+            }
+        }
+
+        _entries[victim] = new Entry
+        {
+            Valid = true,
+            Context = context,
+            Page = page,
+            Leaf = leaf,
+            PageIova = pageIova,
+            Huge = huge,
+            LastUse = ++_useStamp,
+        };
+    }
+
+    /// <summary>
+    /// Drops every entry of <paramref name="context"/> (or of every context when null) whose leaf
+    /// overlaps pages [<paramref name="firstPage"/>, <paramref name="endPage"/>). Returns how many.
+    /// </summary>
+    public int Invalidate(int? context, ulong firstPage, ulong endPage)
+    {
+        var dropped = 0;
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            ref var e = ref _entries[i];
+            if (!e.Valid || (context is { } c && e.Context != c))
+            {
+                continue;
+            }
+
+            var spanStart = e.Huge ? e.Page & ~(PagesPerHugePage - 1) : e.Page;
+            var spanEnd = spanStart + (e.Huge ? PagesPerHugePage : 1);
+            if (spanStart < endPage && firstPage < spanEnd)
+            {
+                e = default;
+                dropped++;
+            }
+        }
+
+        return dropped;
+    }
+
+    public void Clear() => Array.Clear(_entries);
+
+    private int SetOf(byte context, ulong page) =>
+        (int)((page ^ ((ulong)context * 0x9E37_79B9UL)) & _setMask) * _ways;
+
+    private struct Entry
+    {
+        public bool Valid;
+        public bool Huge;
+        public byte Context;
+        public ulong Page;
+        public ulong Leaf;
+        public ulong PageIova;
+        public ulong LastUse;
+    }
+}
+
+/// <summary>
+/// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits that index
+/// down to that level). Fully associative, least recently used replacement. Only valid entries are
+/// inserted. Not thread-safe: the MMU's lock guards it.
+/// </summary>
+internal sealed class WalkCache
+{
+    private readonly Entry[] _entries;
+    private ulong _useStamp;
+
+    public WalkCache(int capacity) => _entries = new Entry[capacity];
+
+    /// <summary>DVA bits below the part that selects the level-<paramref name="level"/> entry: 39, 30, 21.</summary>
+    public static int PrefixShift(int level) =>
+        PageTableFormat.PageShift + (PageTableFormat.IndexBits * (PageTableFormat.Levels - 1 - level));
+
+    public bool TryGet(byte context, int level, ulong dva, out ulong entry)
+    {
+        var prefix = dva >> PrefixShift(level);
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            ref var e = ref _entries[i];
+            if (e.Valid && e.Context == context && e.Level == level && e.Prefix == prefix)
+            {
+                e.LastUse = ++_useStamp;
+                entry = e.Raw;
+                return true;
+            }
+        }
+
+        entry = 0;
+        return false;
+    }
+
+    public void Insert(byte context, int level, ulong dva, ulong entry)
+    {
+        if (_entries.Length == 0)
+        {
+            return;
+        }
+
+        var prefix = dva >> PrefixShift(level);
+        var victim = 0;
+        var oldest = ulong.MaxValue;
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            ref var e = ref _entries[i];
+            if (e.Valid && e.Context == context && e.Level == level && e.Prefix == prefix)
+            {
+                victim = i;
+                break;
+            }
+
+            var age = e.Valid ? e.LastUse : 0;
+            if (age < oldest)
+            {
+                oldest = age;
+                victim = i;
+            }
+        }
+
+        _entries[victim] = new Entry { Valid = true, Context = context, Level = level, Prefix = prefix, Raw = entry, LastUse = ++_useStamp };
+    }
+
+    /// <summary>Drops every entry of <paramref name="context"/> (every context when null) whose span overlaps the pages.</summary>
+    public int Invalidate(int? context, ulong firstPage, ulong endPage)
+    {
+        var dropped = 0;
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            ref var e = ref _entries[i];
+            if (!e.Valid || (context is { } c && e.Context != c))
+            {
+                continue;
+            }
+
+            var pagesShift = PrefixShift(e.Level) - PageTableFormat.PageShift;
+            var spanStart = e.Prefix << pagesShift;
+            var spanEnd = (e.Prefix + 1) << pagesShift;
+            if (spanStart < endPage && firstPage < spanEnd)
+            {
+                e = default;
+                dropped++;
+            }
+        }
+
+        return dropped;
+    }
+
+    public void Clear() => Array.Clear(_entries);
+
+    private struct Entry
+    {
+        public bool Valid;
+        public byte Context;
+        public int Level;
+        public ulong Prefix;
+        public ulong Raw;
+        public ulong LastUse;
+    }
+}

@@ -1,0 +1,269 @@
+using FpgaAccel.FirmwareInterface;
+using FpgaAccel.HwSim;
+using NUnit.Framework;
+
+namespace FpgaAccel.Tests.Model;
+
+/// <summary>FATAL causes (spec 3, 6), invalidation and its fence (spec 4.3), engine threads' lifetime.</summary>
+[TestFixture(ClockMode.Virtual)]
+[TestFixture(ClockMode.Wall)]
+public class MmuAndLifecycleTests
+{
+    private const int Ctx = 0;
+    private readonly ClockMode _clock;
+
+    public MmuAndLifecycleTests(ClockMode clock) => _clock = clock;
+
+    [Test]
+    public void UnmappedSubmissionRingIsFatalWithTheIovaPage()
+    {
+        using var rig = NewRig();
+        const ulong ring = DmaRig.UnmappedIova + 0x5000;
+        rig.Model.Write64(Fa1Registers.Queue(1, Fa1Registers.SqBase), ring);
+        rig.Model.Write64(Fa1Registers.Queue(1, Fa1Registers.CqBase), rig.Allocate(4096));
+        rig.Model.Write64(Fa1Registers.Queue(1, Fa1Registers.CqLog2), 4);
+        rig.Model.Write64(Fa1Registers.Queue(1, Fa1Registers.SqLog2), 4);
+        rig.Model.Write64(Fa1Registers.Queue(1, Fa1Registers.SqTail), 1);
+        var error = WaitFatal(rig);
+        Assert.That(error, Is.EqualTo(new ErrorRegister(FatalCause.UnmappedIova, (uint)(ring >> 12))));
+    }
+
+    [Test]
+    public void UnmappedCompletionRingIsFatal()
+    {
+        using var rig = NewRig();
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.CqBase), DmaRig.UnmappedIova);
+        rig.Submit(0, DmaRig.Nop());
+        Assert.That(WaitFatal(rig), Is.EqualTo(new ErrorRegister(FatalCause.UnmappedIova, (uint)(DmaRig.UnmappedIova >> 12))));
+    }
+
+    [Test]
+    public void UnmappedPageTableIsFatal()
+    {
+        using var rig = NewRig();
+        var buffer = rig.MapBuffer(Ctx, 4096);
+        // Point the level-0 entry of another DVA at a table the IOMMU does not map.
+        const ulong dva = 0x1000_0000_0000;
+        var root = new ContextRoot(rig.Read(Fa1Registers.Context(Ctx, Fa1Registers.CtxRoot))).TableIova;
+        unsafe
+        {
+            var slot = (ulong*)rig.HostOf(root + ((ulong)PageTableFormat.Index(dva, 0) * 8));
+            Volatile.Write(ref *slot, PageTableEntry.Create(DmaRig.UnmappedIova, PteFlags.Valid | PteFlags.Read | PteFlags.Write).Raw);
+        }
+
+        rig.Submit(0, DmaRig.Copy(buffer.Dva, dva, 8, Ctx));
+        var error = WaitFatal(rig);
+        Assert.That(error.Cause, Is.EqualTo(FatalCause.UnmappedIova));
+        Assert.That(error.Detail, Is.EqualTo((uint)(DmaRig.UnmappedIova >> 12)));
+    }
+
+    [TestCase(Fa1Registers.SqLog2, 17UL)]
+    [TestCase(Fa1Registers.SqBase, 0x1_0000_0800UL)]
+    [TestCase(Fa1Registers.CqBase, 0x1_0000_0040UL)]
+    [TestCase(Fa1Registers.CqLog2, 0UL)]
+    public void BadRingConfigurationIsFatalCause2(uint register, ulong value)
+    {
+        using var rig = NewRig();
+        rig.Model.Write64(Fa1Registers.Queue(2, register), value);
+        if (register == Fa1Registers.CqLog2)
+        {
+            // CQ_LOG2 0 is the reset value; it is refused only once the queue is put to use.
+            rig.Model.Write64(Fa1Registers.Queue(2, Fa1Registers.SqLog2), 3);
+            rig.Model.Write64(Fa1Registers.Queue(2, Fa1Registers.SqTail), 1);
+        }
+
+        var error = WaitFatal(rig);
+        Assert.That(error.Cause, Is.EqualTo(FatalCause.BadRingConfiguration));
+        Assert.That(error.Detail, Is.EqualTo(Fa1Registers.Queue(2, register)));
+    }
+
+    [Test]
+    public void DoorbellBeyondTheRingIsFatal()
+    {
+        using var rig = NewRig(sqLog2: 2);
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.SqTail), 5);
+        Assert.That(WaitFatal(rig).Cause, Is.EqualTo(FatalCause.BadRingConfiguration));
+    }
+
+    [Test]
+    public void InvalidationDropsTranslationAndInvDoneAdvances()
+    {
+        using var rig = NewRig();
+        var src = rig.MapBuffer(Ctx, 8192);
+        var dst = rig.MapBuffer(Ctx, 8192);
+        Assert.That(rig.Run(0, DmaRig.Copy(src.Dva, dst.Dva, 8192, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok));
+
+        // Spec 4.1: clearing a PTE without an invalidation leaves the cached translation in use.
+        rig.SetLeaf(Ctx, dst.Dva + 4096, PageTableEntry.Invalid);
+        Assert.That(rig.Run(0, DmaRig.Copy(src.Dva, dst.Dva, 8192, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "the TLB still holds it");
+
+        rig.Model.Write64(Fa1Registers.InvAddr, dst.Dva + 4096);
+        rig.Model.Write64(Fa1Registers.InvPages, 1);
+        rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand(Ctx, InvalidationScope.Range).Raw);
+        WaitInvDone(rig, 1);
+
+        var c = rig.Run(0, DmaRig.Copy(src.Dva, dst.Dva, 8192, Ctx));
+        Assert.That(c.Status, Is.EqualTo(CompletionStatus.Fault), "after the fence the old translation is gone");
+        Assert.That(rig.Run(0, DmaRig.Copy(src.Dva, dst.Dva, 4096, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "the first page was not in the range");
+    }
+
+    [TestCase(InvalidationScope.AllContexts)]
+    [TestCase(InvalidationScope.Context)]
+    public void WholeContextInvalidationsDropEverything(InvalidationScope scope)
+    {
+        using var rig = NewRig();
+        var src = rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        rig.Run(0, DmaRig.Crc(src.Dva, 4096, Ctx));
+        rig.SetLeaf(Ctx, src.Dva, PageTableEntry.Create(src.Iova, PteFlags.Valid)); // permission removed
+        rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand(Ctx, scope).Raw);
+        WaitInvDone(rig, 1);
+        var c = rig.Run(0, DmaRig.Crc(src.Dva, 4096, Ctx));
+        Assert.That(c.Status, Is.EqualTo(CompletionStatus.Fault));
+    }
+
+    [Test]
+    public void FenceWaitsForAnInFlightAccess()
+    {
+        using var rig = NewRig();
+        var src = rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        rig.Model.DataAccessHook = _ =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromSeconds(20));
+        };
+        rig.Submit(0, DmaRig.Crc(src.Dva, 64, Ctx));
+        Assert.That(entered.Wait(TimeSpan.FromSeconds(20)), Is.True, "the access started");
+
+        try
+        {
+            rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand(0, InvalidationScope.AllContexts).Raw);
+            for (var i = 0; i < 20; i++)
+            {
+                Assert.That(rig.Read(Fa1Registers.InvDone), Is.Zero, "the fence waits while the access that used the old translation is in flight");
+                Thread.Sleep(1);
+            }
+        }
+        finally
+        {
+            rig.Model.DataAccessHook = null;
+            release.Set();
+        }
+
+        WaitInvDone(rig, 1);
+        Assert.That(rig.NextCompletion(0).Status, Is.EqualTo(CompletionStatus.Ok));
+    }
+
+    [Test]
+    public void InvalidationWithNothingInFlightCompletesAndCounts()
+    {
+        using var rig = NewRig();
+        for (var i = 0; i < 3; i++)
+        {
+            rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand((byte)i, InvalidationScope.Context).Raw);
+        }
+
+        WaitInvDone(rig, 3);
+        Assert.That(rig.Model.InvalidationsIssued, Is.EqualTo(3));
+    }
+
+    [Test]
+    public void DisposeJoinsEveryEngineThread()
+    {
+        var rig = NewRig();
+        var threads = new HashSet<Thread>();
+        rig.Model.DataAccessHook = _ =>
+        {
+            lock (threads)
+            {
+                threads.Add(Thread.CurrentThread);
+            }
+        };
+        var buffer = rig.MapBuffer(Ctx, 1 << 20);
+        for (var q = 0; q < 4; q++)
+        {
+            if (q != 0)
+            {
+                rig.ConfigureQueue(q);
+            }
+
+            rig.Submit(q, DmaRig.Fill(buffer.Dva, 1 << 20, 7, Ctx), DmaRig.Fill(buffer.Dva, 1 << 20, 7, Ctx));
+        }
+
+        rig.WaitTail(3, 1);
+        Assert.That(rig.Model.EngineThreads, Is.EqualTo(4));
+        rig.Dispose();
+        Assert.That(rig.Model.EngineThreads, Is.Zero);
+        lock (threads)
+        {
+            Assert.That(threads, Is.Not.Empty);
+            Assert.That(threads.All(t => !t.IsAlive), Is.True, "every engine thread has ended");
+        }
+    }
+
+    [Test]
+    public void ResetStopsEnginesAndClearsQueuesAndMmu()
+    {
+        using var rig = NewRig();
+        var src = rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        rig.Run(0, DmaRig.Crc(src.Dva, 4096, Ctx));
+        Assert.That(rig.Model.EngineThreads, Is.EqualTo(1));
+
+        rig.Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Reset);
+        Assert.That(rig.Model.EngineThreads, Is.Zero, "reset joined the engine thread");
+        while ((rig.Read(Fa1Registers.Ctrl) & (ulong)ControlBits.Reset) != 0)
+        {
+            Thread.Yield();
+        }
+
+        uint[] cleared =
+        [
+            Fa1Registers.Queue(0, Fa1Registers.SqBase), Fa1Registers.Queue(0, Fa1Registers.SqLog2), Fa1Registers.Queue(0, Fa1Registers.SqHead),
+            Fa1Registers.Queue(0, Fa1Registers.SqTail), Fa1Registers.Queue(0, Fa1Registers.CqTail), Fa1Registers.Context(Ctx, Fa1Registers.CtxRoot),
+            Fa1Registers.Context(Ctx, Fa1Registers.CtxCtrl), Fa1Registers.TlbHits, Fa1Registers.TlbMisses, Fa1Registers.Walks, Fa1Registers.InvDone,
+        ];
+        foreach (var offset in cleared)
+        {
+            Assert.That(rig.Read(offset), Is.Zero, $"0x{offset:X} after reset");
+        }
+
+        // The device works again once set up afresh; the TLB was emptied, so the first pass misses.
+        rig.Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
+        rig.ConfigureQueue(0);
+        rig.EnableContext(Ctx);
+        rig.Map(Ctx, src.Dva, src.Iova, 4096, PteFlags.Read);
+        Assert.That(rig.Run(0, DmaRig.Crc(src.Dva, 4096, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok));
+        Assert.That(rig.Read(Fa1Registers.TlbMisses), Is.EqualTo(1UL));
+    }
+
+    private static ErrorRegister WaitFatal(DmaRig rig)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while ((rig.Read(Fa1Registers.Status) & (ulong)StatusBits.Fatal) == 0)
+        {
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "the device never went FATAL");
+            Thread.Sleep(1);
+        }
+
+        return ErrorRegister.FromRaw(rig.Read(Fa1Registers.Error));
+    }
+
+    private static void WaitInvDone(DmaRig rig, ulong count)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (rig.Read(Fa1Registers.InvDone) < count)
+        {
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "INV_DONE never advanced");
+            Thread.Yield();
+        }
+    }
+
+    private DmaRig NewRig(int sqLog2 = 6)
+    {
+        var rig = new DmaRig(_clock);
+        rig.ConfigureQueue(0, sqLog2);
+        rig.EnableContext(Ctx);
+        return rig;
+    }
+}
