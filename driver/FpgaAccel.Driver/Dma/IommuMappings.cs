@@ -121,25 +121,35 @@ internal sealed class IommuMappings
         const ulong page = PageTableFormat.PageSize;
         lock (_lock)
         {
-            var a = host;
+            // Each page is dropped exactly once; consecutive pages that reach zero are unmapped as one run.
             var freed = 0UL;
-            while (a < host + length)
+            var runStart = 0UL;
+            var inRun = false;
+            for (var a = host; a < host + length; a += page)
             {
-                var runStart = a;
-                while (a < host + length && Drop(a >> PageTableFormat.PageShift))
+                if (Drop(a >> PageTableFormat.PageShift))
                 {
-                    a += page;
+                    if (!inRun)
+                    {
+                        runStart = a;
+                        inRun = true;
+                    }
+
+                    continue;
                 }
 
-                if (a > runStart)
+                if (inRun)
                 {
                     _backend.UnmapDma(_layout.IovaOf(runStart), a - runStart);
                     freed += a - runStart;
+                    inRun = false;
                 }
-                else
-                {
-                    a += page;
-                }
+            }
+
+            if (inRun)
+            {
+                _backend.UnmapDma(_layout.IovaOf(runStart), host + length - runStart);
+                freed += host + length - runStart;
             }
 
             _accountant.Release(freed);
