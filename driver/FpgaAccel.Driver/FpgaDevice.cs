@@ -162,11 +162,25 @@ public sealed partial class FpgaDevice : IDisposable
     /// <summary>Reads CYCLES, the device's free-running cycle counter.</summary>
     public ulong ReadCycles() => ReadChecked(Fa1Registers.Cycles, "reading CYCLES");
 
-    /// <summary>Writes SCRATCH and reads it back: a liveness check. Returns true when the value came back.</summary>
+    /// <summary>
+    /// Writes SCRATCH and reads it back: a liveness check. Returns true when the value came back.
+    /// All ones is refused as a pattern: it is what a device that dropped off the bus reads (spec 2).
+    /// </summary>
     public bool CheckLiveness(ulong pattern)
     {
+        if (pattern == Fa1Identity.DeviceLost)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pattern), pattern, "All ones cannot prove liveness: a lost device reads all ones. Use another pattern.");
+        }
+
         Backend.Write64(Fa1Registers.Scratch, pattern);
-        return ReadChecked(Fa1Registers.Scratch, "reading SCRATCH") == pattern;
+        var value = Backend.Read64(Fa1Registers.Scratch);
+        if (value == Fa1Identity.DeviceLost && Backend.Read64(Fa1Registers.Id) == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException("during the SCRATCH liveness check", Backend.Description);
+        }
+
+        return value == pattern;
     }
 
     /// <summary>Resets the device (spec 3 CTRL.RESET) and waits for READY within the reset timeout.</summary>
