@@ -177,9 +177,8 @@ public sealed partial class CommandQueue : IDisposable
 
         _work.Set();
         _poller?.Join(TimeSpan.FromSeconds(5));
-        var b = _device.Backend;
-        b.Write64(Reg(Fa1Registers.SqLog2), 0);
-        b.Write64(Reg(Fa1Registers.CqLog2), 0);
+        // Spec 5: SQ_LOG2 = 0 disables the queue. CQ_LOG2 stays: 0 there is not a valid ring size.
+        _device.Backend.Write64(Reg(Fa1Registers.SqLog2), 0);
         lock (_harvestLock)
         {
             for (var i = 0; i < _slots.Length; i++)
