@@ -15,12 +15,16 @@ internal static class ExitCodes
 /// <summary>Opens the device for a command, runs it, and turns driver errors into a message and an exit code.</summary>
 internal static class CliRunner
 {
-    public static int Run(ParseResult result, CommonOptions common, CliIo io, Func<FpgaDevice, bool, TextWriter, int> body)
+    public static int Run(ParseResult result, CommonOptions common, CliIo io, Func<FpgaDevice, bool, TextWriter, int> body) =>
+        Run(result, common, io, options => options, body);
+
+    /// <summary>As above, with the command's own changes to the device options.</summary>
+    public static int Run(ParseResult result, CommonOptions common, CliIo io, Func<FpgaDeviceOptions, FpgaDeviceOptions> configure, Func<FpgaDevice, bool, TextWriter, int> body)
     {
         using var loggerFactory = common.CreateLoggerFactory(result);
         try
         {
-            var options = common.ToDeviceOptions(result, loggerFactory);
+            var options = configure(common.ToDeviceOptions(result, loggerFactory));
             using var device = FpgaDevice.Open(options);
             return body(device, result.GetValue(common.Json), io.Output);
         }

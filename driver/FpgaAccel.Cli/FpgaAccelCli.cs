@@ -12,6 +12,7 @@ internal static class FpgaAccelCli
         var io = new CliIo(output, error);
         root.Subcommands.Add(InfoCommand.Create(common, io));
         root.Subcommands.Add(SelfTestCommand.Create(common, io));
+        root.Subcommands.Add(StressCommand.Create(common, io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

@@ -1,0 +1,112 @@
+using System.CommandLine;
+using System.Text.Json;
+using FpgaAccel.Driver;
+using FpgaAccel.Driver.Diagnostics;
+using FpgaAccel.Driver.Faults;
+
+namespace FpgaAccel.Cli;
+
+/// <summary><c>fpgaaccel stress</c>: concurrent register/unregister/pin/unpin under DMA and faults, with the model's oracle.</summary>
+internal static class StressCommand
+{
+    public static Command Create(CommonOptions common, CliIo io)
+    {
+        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 10 };
+        var seed = new Option<int>("--seed") { Description = "Seed for every random choice (the model's too).", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "Worker threads.", DefaultValueFactory = _ => 2 };
+        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages (small: more evictions).", DefaultValueFactory = _ => 48 };
+        var service = new Option<string>("--service") { Description = "Fault service wait: block or adaptive.", DefaultValueFactory = _ => "block" };
+        service.AcceptOnlyFromAmong("block", "adaptive");
+        var command = new Command("stress", "Threads register, unregister, pin and unpin regions while queues copy through them and faults are serviced; " +
+            "prints operations, faults, aborts, evictions and the model's oracle counters. Exits 1 if any invariant failed.");
+        common.AddTo(command);
+        command.Options.Add(seconds);
+        command.Options.Add(seed);
+        command.Options.Add(threads);
+        command.Options.Add(budget);
+        command.Options.Add(service);
+        command.SetAction(result => CliRunner.Run(result, common, io, options => options with
+        {
+            OnDemandBudgetPages = result.GetValue(budget),
+            Model = options.Model with { Seed = result.GetValue(seed) },
+        }, (device, json, output) =>
+        {
+            var stress = new StressOptions
+            {
+                Duration = TimeSpan.FromSeconds(result.GetValue(seconds)),
+                Seed = result.GetValue(seed),
+                Threads = result.GetValue(threads),
+                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+            };
+            var report = StressTest.RunAsync(device, stress, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
+            if (json)
+            {
+                WriteJson(report, output);
+            }
+            else
+            {
+                WriteText(report, output);
+            }
+
+            return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
+        }));
+        return command;
+    }
+
+    private static void WriteText(StressReport r, TextWriter output)
+    {
+        output.WriteLine($"operations       {r.Operations}");
+        output.WriteLine($"commands         {r.Commands} ({r.VerifiedCopies} copies verified)");
+        output.WriteLine($"faults           {r.Faults} ({r.Dropins} dropins, {r.Aborts} aborts)");
+        output.WriteLine($"evictions        {r.Evictions}");
+        output.WriteLine($"stale accesses   {(r.StaleAccesses?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
+        output.WriteLine($"lost faults      {(r.LostFaults?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
+        output.WriteLine($"deadlocks        {r.Deadlocks}");
+        output.WriteLine(r.Passed ? "PASS: every invariant held" : "FAIL: " + string.Join("; ", r.Failures));
+    }
+
+    private static void WriteJson(StressReport r, TextWriter output)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("passed", r.Passed);
+            w.WriteNumber("operations", r.Operations);
+            w.WriteNumber("commands", r.Commands);
+            w.WriteNumber("verified_copies", r.VerifiedCopies);
+            w.WriteNumber("data_errors", r.DataErrors);
+            w.WriteNumber("unexpected_status", r.UnexpectedStatus);
+            w.WriteNumber("faults", r.Faults);
+            w.WriteNumber("dropins", r.Dropins);
+            w.WriteNumber("aborts", r.Aborts);
+            w.WriteNumber("evictions", r.Evictions);
+            WriteNullable(w, "stale_accesses", r.StaleAccesses);
+            WriteNullable(w, "lost_faults", r.LostFaults);
+            w.WriteNumber("deadlocks", r.Deadlocks);
+            w.WriteBoolean("fault_service_alive", r.FaultServiceAlive);
+            w.WriteStartArray("failures");
+            foreach (var f in r.Failures)
+            {
+                w.WriteStringValue(f);
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
+    }
+
+    private static void WriteNullable(Utf8JsonWriter w, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            w.WriteNumber(name, v);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+}
