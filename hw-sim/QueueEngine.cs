@@ -195,7 +195,9 @@ internal sealed class QueueEngine
         {
             while (!worker.StopRequested)
             {
-                if (!Step(worker, timeline))
+                // A stop request may have been consumed by a wait inside Step (CQ space): check
+                // the flag again before sleeping, or the thread would never wake.
+                if (!Step(worker, timeline) && !worker.StopRequested)
                 {
                     worker.Wake.WaitOne();
                 }
