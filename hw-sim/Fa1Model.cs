@@ -18,6 +18,7 @@ public sealed class Fa1Model : IDisposable
     private readonly RegisterTable _registers = new();
     private readonly List<DeviceBlock> _blocks = [];
     private readonly InterruptController _interrupts;
+    private readonly FaultRing _faultRing;
     private readonly MmuBlock _mmu;
     private readonly QueueBlock _queues;
     private readonly List<EngineWorker> _retired = [];
@@ -42,9 +43,11 @@ public sealed class Fa1Model : IDisposable
         _interrupts = new InterruptController(Options.MsixVectors);
         Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes);
         DeclareGlobalRegisters();
-        _mmu = new MmuBlock(Options, Clock, Iommu);
+        _faultRing = new FaultRing(this);
+        AddBlock(_faultRing);
+        _mmu = new MmuBlock(Options, Clock, Iommu, _faultRing);
         AddBlock(_mmu);
-        _queues = new QueueBlock(this, _mmu);
+        _queues = new QueueBlock(this, _mmu, _faultRing);
         AddBlock(_queues);
     }
 
@@ -251,6 +254,24 @@ public sealed class Fa1Model : IDisposable
             lock (_lock)
             {
                 return _queues.LiveWorkers + _retired.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The model's oracle for tests: what a correct driver and device never produce. Cumulative
+    /// since the model was built (a reset does not clear it).
+    /// </summary>
+    public ModelOracle Oracle
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return new ModelOracle(
+                    _faultRing.Raised,
+                    _faultRing.Raised - _faultRing.Answered,
+                    _faultRing.IgnoredResponses);
             }
         }
     }

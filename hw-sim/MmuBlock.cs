@@ -64,6 +64,7 @@ internal sealed class MmuBlock : DeviceBlock
     private readonly ModelOptions _options;
     private readonly ModelClock _clock;
     private readonly ModelIommu _iommu;
+    private readonly FaultRing _faultRing;
     private readonly Lock _lock = new();
     private readonly ulong[] _roots;
     private readonly ulong[] _controls;
@@ -81,11 +82,12 @@ internal sealed class MmuBlock : DeviceBlock
     private long _misses;
     private long _walks;
 
-    public MmuBlock(ModelOptions options, ModelClock clock, ModelIommu iommu)
+    public MmuBlock(ModelOptions options, ModelClock clock, ModelIommu iommu, FaultRing faultRing)
     {
         _options = options;
         _clock = clock;
         _iommu = iommu;
+        _faultRing = faultRing;
         _roots = new ulong[options.Contexts];
         _controls = new ulong[options.Contexts];
         _faults = new long[options.Contexts];
@@ -207,11 +209,11 @@ internal sealed class MmuBlock : DeviceBlock
         var table = 0UL;
         lock (_lock)
         {
-            if (_tlb.TryLookup(ctx, page, out var leaf, out var pageIova))
+            if (_tlb.TryLookup(ctx, page, out var hit))
             {
                 Interlocked.Increment(ref _hits);
-                return Permits(new PageTableEntry(leaf), write)
-                    ? new Translation(TranslationStatus.Ok, pageIova + offset, false, _options.TlbHitCycles)
+                return Permits(new PageTableEntry(hit.Leaf), write)
+                    ? new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles)
                     : new Translation(TranslationStatus.Fault, 0, true, _options.TlbHitCycles);
             }
 
@@ -288,7 +290,7 @@ internal sealed class MmuBlock : DeviceBlock
             {
                 if (_epoch == walkEpoch)
                 {
-                    _tlb.Insert(ctx, page, raw, pageIova, huge);
+                    _tlb.Insert(ctx, page, new TlbTranslation(raw, pageIova), huge);
                 }
             }
 
@@ -338,6 +340,8 @@ internal sealed class MmuBlock : DeviceBlock
             context = null;
         }
 
+        // Spec 4.3 (b): kill every fault outstanding now, so a DROPIN racing with this cannot install.
+        _faultRing.KillOutstanding();
         lock (_lock)
         {
             _tlb.Invalidate(context, firstPage, endPage);
@@ -345,6 +349,26 @@ internal sealed class MmuBlock : DeviceBlock
             _epoch++;
             _pending.Enqueue(new PendingInvalidation(_epoch, _clock.Now + _options.InvalidationCycles));
             Interlocked.Increment(ref _invIssued);
+        }
+    }
+
+    /// <summary>
+    /// Register lock held. Spec 4.4 DROPIN: FAULT_PTE goes into the TLB for (context, DVA page) as a
+    /// 4 KiB translation (decision D26: its LEAF bit is ignored; an invalid or malformed FAULT_PTE is
+    /// never cached, the access walks instead). The caller has checked the fault was not killed;
+    /// the kill bit is set under the register lock too, so check and install are one step.
+    /// </summary>
+    public void InstallDropin(int context, ulong dva, ulong pte)
+    {
+        var entry = new PageTableEntry(pte);
+        if (!entry.Valid || entry.Malformed)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            _tlb.Insert((byte)context, dva >> PageTableFormat.PageShift, new TlbTranslation(pte, entry.Address), huge: false);
         }
     }
 

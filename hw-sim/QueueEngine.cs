@@ -59,6 +59,7 @@ internal sealed class QueueEngine
 
     private readonly Fa1Model _model;
     private readonly MmuBlock _mmu;
+    private readonly FaultRing _faultRing;
     private readonly int _queue;
     private readonly Queue<(ulong Tail, ulong Cycle)> _doorbells = new();
     private ulong _lastDoorbell;
@@ -72,10 +73,11 @@ internal sealed class QueueEngine
     private ulong _cqHead;
     private ulong _cqTail;
 
-    public QueueEngine(Fa1Model model, MmuBlock mmu, int queue)
+    public QueueEngine(Fa1Model model, MmuBlock mmu, FaultRing faultRing, int queue)
     {
         _model = model;
         _mmu = mmu;
+        _faultRing = faultRing;
         _queue = queue;
     }
 
@@ -195,7 +197,9 @@ internal sealed class QueueEngine
         {
             while (!worker.StopRequested)
             {
-                if (!Step(worker, timeline))
+                // A stop request may have been consumed by a wait inside Step (CQ space, a fault's
+                // response): check the flag again before sleeping, or the thread would never wake.
+                if (!Step(worker, timeline) && !worker.StopRequested)
                 {
                     worker.Wake.WaitOne();
                 }
@@ -392,13 +396,14 @@ internal sealed class QueueEngine
     // spec 5: every data access goes through the context's MMU page by page, then the IOMMU (spec 6).
     // The range is cut at every 4 KiB boundary of the source and of the destination, so each piece
     // is one page on each side: one translation, one IOMMU look-up, one host copy.
-    // Costs (spec 7, decision D23): one read round trip to fill the read pipeline, then 32 bytes per cycle with
-    // reads and writes streaming side by side, a TLB hit or a walk per page translated, and one
-    // posted write to drain the last data write.
+    // Costs (spec 7, decision D23): one read round trip to fill the read pipeline, then 32 bytes per
+    // cycle with reads and writes streaming side by side, a TLB hit or a walk per page translated,
+    // and one posted write to drain the last data write.
     private unsafe CommandOutcome? MoveData(EngineWorker worker, EngineTimeline timeline, in SubmissionDescriptor d, bool readsSource, bool writesDestination)
     {
         var ctx = d.Context;
         var crc = Crc32C.Initial;
+        var faults = 0;
         if (readsSource)
         {
             timeline.Spend(Options.DmaReadCycles);
@@ -406,11 +411,6 @@ internal sealed class QueueEngine
 
         for (var done = 0UL; done < d.Length;)
         {
-            if (worker.StopRequested)
-            {
-                return null;
-            }
-
             var src = d.Source + done;
             var dst = d.Destination + done;
             var n = d.Length - done;
@@ -424,53 +424,86 @@ internal sealed class QueueEngine
                 n = Math.Min(n, PageTableFormat.PageSize - (dst & PageMask));
             }
 
-            var cycles = (n + Options.BytesPerCycle - 1) / Options.BytesPerCycle;
-            var ticket = _mmu.BeginAccess();
-            try
+            // One piece, retried after each fault the driver answers with RETRY or DROPIN (spec 4.4).
+            while (true)
             {
-                nint srcHost = 0, dstHost = 0;
+                if (worker.StopRequested)
+                {
+                    return null;
+                }
+
+                var cycles = (n + Options.BytesPerCycle - 1) / Options.BytesPerCycle;
+                var fault = default(PendingFault);
                 var result = AccessResult.Proceed;
-                if (readsSource)
-                {
-                    result = Access(worker, ctx, src, n, write: false, ref cycles, out srcHost);
-                }
 
-                if (writesDestination && result == AccessResult.Proceed)
+                // The ticket covers translation and data movement, and is released before a fault (D28)
+                // waits for the driver: an invalidation the driver issues while servicing the fault
+                // must not wait for this stalled access (spec 4.3 waits for accesses in flight only).
+                var ticket = _mmu.BeginAccess();
+                try
                 {
-                    result = Access(worker, ctx, dst, n, write: true, ref cycles, out dstHost);
-                }
-
-                if (result != AccessResult.Proceed)
-                {
-                    timeline.Spend(cycles);
-                    return result switch
+                    nint srcHost = 0, dstHost = 0;
+                    if (readsSource)
                     {
-                        AccessResult.Fault => CommandOutcome.Of(CompletionStatus.Fault, faults: 1),
-                        AccessResult.DmaError => CommandOutcome.Of(CompletionStatus.DmaError),
-                        AccessResult.ContextDisabled => CommandOutcome.Of(CompletionStatus.ContextDisabled),
-                        _ => null,
-                    };
-                }
+                        result = Access(worker, ctx, src, n, write: false, ref cycles, out srcHost, ref fault);
+                    }
 
-                switch (d.Opcode)
+                    if (writesDestination && result == AccessResult.Proceed)
+                    {
+                        result = Access(worker, ctx, dst, n, write: true, ref cycles, out dstHost, ref fault);
+                    }
+
+                    if (result == AccessResult.Proceed)
+                    {
+                        switch (d.Opcode)
+                        {
+                            case Opcode.Copy:
+                                Buffer.MemoryCopy((void*)srcHost, (void*)dstHost, (long)n, (long)n);
+                                break;
+                            case Opcode.Fill:
+                                FillPattern(new Span<byte>((void*)dstHost, (int)n), d.Pattern, done);
+                                break;
+                            case Opcode.Crc32C:
+                                crc = Crc32C.Update(crc, new ReadOnlySpan<byte>((void*)srcHost, (int)n));
+                                break;
+                        }
+                    }
+                }
+                finally
                 {
-                    case Opcode.Copy:
-                        Buffer.MemoryCopy((void*)srcHost, (void*)dstHost, (long)n, (long)n);
-                        break;
-                    case Opcode.Fill:
-                        FillPattern(new Span<byte>((void*)dstHost, (int)n), d.Pattern, done);
-                        break;
-                    case Opcode.Crc32C:
-                        crc = Crc32C.Update(crc, new ReadOnlySpan<byte>((void*)srcHost, (int)n));
-                        break;
+                    _mmu.EndAccess(ticket);
                 }
-            }
-            finally
-            {
-                _mmu.EndAccess(ticket);
+
+                timeline.Spend(cycles);
+                if (result == AccessResult.Proceed)
+                {
+                    break;
+                }
+
+                if (result == AccessResult.Fault)
+                {
+                    faults++;
+                    var answer = ServiceFault(worker, timeline, ctx, fault);
+                    if (answer == FaultAnswer.Restart)
+                    {
+                        continue;
+                    }
+
+                    if (answer == FaultAnswer.Abandon)
+                    {
+                        return null;
+                    }
+                }
+
+                return result switch
+                {
+                    AccessResult.Fault => CommandOutcome.Of(CompletionStatus.Fault, faults),
+                    AccessResult.DmaError => CommandOutcome.Of(CompletionStatus.DmaError, faults),
+                    AccessResult.ContextDisabled => CommandOutcome.Of(CompletionStatus.ContextDisabled, faults),
+                    _ => null,
+                };
             }
 
-            timeline.Spend(cycles);
             done += n;
         }
 
@@ -479,12 +512,13 @@ internal sealed class QueueEngine
             timeline.Spend(Options.DmaWriteCycles);
         }
 
-        return new CommandOutcome(CompletionStatus.Ok, 0, d.Opcode == Opcode.Crc32C ? Crc32C.Finish(crc) : 0);
+        return new CommandOutcome(CompletionStatus.Ok, (ushort)Math.Min(faults, ushort.MaxValue), d.Opcode == Opcode.Crc32C ? Crc32C.Finish(crc) : 0);
     }
 
     // One page of one side of a data access: MMU, then IOMMU. Proceed: the bytes may move, at
-    // <paramref name="host"/>; Abandon: the device went FATAL on a page-table read, no completion.
-    private AccessResult Access(EngineWorker worker, int ctx, ulong dva, ulong length, bool write, ref ulong cycles, out nint host)
+    // <paramref name="host"/>; Fault: <paramref name="fault"/> says what faulted; Abandon: the
+    // device went FATAL on a page-table read, no completion.
+    private AccessResult Access(EngineWorker worker, int ctx, ulong dva, ulong length, bool write, ref ulong cycles, out nint host, ref PendingFault fault)
     {
         host = 0;
         var translation = _mmu.Translate(ctx, dva, write);
@@ -497,9 +531,7 @@ internal sealed class QueueEngine
                 FatalUnmapped(worker, translation.Iova);
                 return AccessResult.Abandon;
             case TranslationStatus.Fault:
-                // For now every fault ends the command as under NOFAULT (spec 4.2); decision D18:
-                // it still counts in CTX_FAULTS and in the completion's faults field.
-                _mmu.CountFault(ctx);
+                fault = new PendingFault(dva, write, translation.Present);
                 return AccessResult.Fault;
         }
 
@@ -512,6 +544,98 @@ internal sealed class QueueEngine
         _model.DataAccessHook?.Invoke(new DataAccess(_queue, ctx, dva, translation.Iova, length, write));
         host = page.Host;
         return AccessResult.Proceed;
+    }
+
+    // Spec 4.4: a translation fault stalls the access. CTX_FAULTS counts it. Under NOFAULT (or with no
+    // fault ring, decision D25) the command ends at once (decision D18: the fault still counts).
+    // Otherwise the record goes to the ring once it has room (after the fault-to-MSI-X cost), and the
+    // access waits for the response naming its tag: RETRY and DROPIN restart it, ABORT ends the command.
+    private FaultAnswer ServiceFault(EngineWorker worker, EngineTimeline timeline, int ctx, PendingFault pending)
+    {
+        _mmu.CountFault(ctx);
+        DeviceFault fault;
+        var detected = timeline.Now;
+        lock (_model.RegisterLock)
+        {
+            if (!IsCurrent(worker))
+            {
+                return FaultAnswer.Abandon;
+            }
+
+            if (_mmu.IsNoFault(ctx) || !_faultRing.IsConfigured)
+            {
+                _faultRing.CountImmediateAbort();
+                return FaultAnswer.Abort;
+            }
+
+            fault = _faultRing.Raise((byte)ctx, pending.Dva, pending.Write, pending.Present, _queue, detected);
+        }
+
+        try
+        {
+            // spec 7: fault detected to MSI-X sent. The record shows the detection cycle; CYCLES has
+            // caught up with it by the time the driver can see the record.
+            timeline.Spend(Options.FaultToInterruptCycles);
+            timeline.Publish();
+            while (true)
+            {
+                lock (_model.RegisterLock)
+                {
+                    if (!IsCurrent(worker) || _model.IsFatalLocked)
+                    {
+                        return FaultAnswer.Abandon;
+                    }
+
+                    if (fault.Recorded || _faultRing.TryWriteRecord(fault))
+                    {
+                        break;
+                    }
+                }
+
+                // Held (ring full): FQ_HEAD writes, responses, reset and dispose wake us; a wake
+                // between the check and the wait stays latched in the event.
+                worker.Wake.WaitOne();
+            }
+
+            FaultResponseCode response;
+            while (true)
+            {
+                lock (_model.RegisterLock)
+                {
+                    if (!IsCurrent(worker) || _model.IsFatalLocked)
+                    {
+                        return FaultAnswer.Abandon;
+                    }
+
+                    response = fault.Response;
+                    if (response != FaultResponseCode.None)
+                    {
+                        // Spec 4.4 DROPIN: install FAULT_PTE unless an invalidation issued after the fault
+                        // was raised killed the tag; the kill bit is set under this same lock, so the
+                        // check and the install are one step. Decision D26: without CAPS.DROPIN a DROPIN
+                        // is a RETRY.
+                        if (response == FaultResponseCode.Dropin && !fault.Killed && Options.Dropin)
+                        {
+                            _mmu.InstallDropin(ctx, fault.Dva, fault.DropinPte);
+                        }
+
+                        break;
+                    }
+                }
+
+                worker.Wake.WaitOne();
+            }
+
+            timeline.Spend(Options.FaultResponseCycles);
+            return response == FaultResponseCode.Abort ? FaultAnswer.Abort : FaultAnswer.Restart;
+        }
+        finally
+        {
+            lock (_model.RegisterLock)
+            {
+                _faultRing.Finish(fault);
+            }
+        }
     }
 
     // Decision D19: the FILL pattern is anchored at DST: byte i of the range is byte (i mod 8) of
@@ -595,6 +719,15 @@ internal sealed class QueueEngine
         return true;
     }
 
+    private enum FaultAnswer
+    {
+        Restart,
+        Abort,
+        Abandon,
+    }
+
+    private readonly record struct PendingFault(ulong Dva, bool Write, bool Present);
+
     private enum AccessResult
     {
         Proceed,
@@ -606,7 +739,7 @@ internal sealed class QueueEngine
 
     private readonly record struct CommandOutcome(CompletionStatus Status, ushort Faults, ulong Result)
     {
-        public static CommandOutcome Of(CompletionStatus status, int faults = 0) => new(status, (ushort)faults, 0);
+        public static CommandOutcome Of(CompletionStatus status, int faults = 0) => new(status, (ushort)Math.Min(faults, ushort.MaxValue), 0);
     }
 }
 
@@ -615,13 +748,29 @@ internal sealed class QueueBlock : DeviceBlock
 {
     private readonly QueueEngine[] _engines;
 
-    public QueueBlock(Fa1Model model, MmuBlock mmu)
+    public QueueBlock(Fa1Model model, MmuBlock mmu, FaultRing faultRing)
     {
         _engines = new QueueEngine[model.Options.Queues];
         for (var q = 0; q < _engines.Length; q++)
         {
-            _engines[q] = new QueueEngine(model, mmu, q);
+            _engines[q] = new QueueEngine(model, mmu, faultRing, q);
         }
+
+        // Register lock held: a fault response wakes its queue's engine; ring space wakes them all.
+        faultRing.WakeEngines = queue =>
+        {
+            if (queue is { } q && q < _engines.Length)
+            {
+                _engines[q].Wake();
+            }
+            else
+            {
+                foreach (var engine in _engines)
+                {
+                    engine.Wake();
+                }
+            }
+        };
     }
 
     public override void Declare(RegisterTable table)

@@ -29,7 +29,7 @@ internal sealed class Tlb
     public int Count => _entries.Count(e => e.Valid);
 
     /// <summary>Looks up (context, page); a hit becomes the most recently used way of its set.</summary>
-    public bool TryLookup(byte context, ulong page, out ulong leaf, out ulong pageIova)
+    public bool TryLookup(byte context, ulong page, out TlbTranslation translation)
     {
         var set = SetOf(context, page);
         for (var way = 0; way < _ways; way++)
@@ -38,19 +38,17 @@ internal sealed class Tlb
             if (e.Valid && e.Context == context && e.Page == page)
             {
                 e.LastUse = ++_useStamp;
-                leaf = e.Leaf;
-                pageIova = e.PageIova;
+                translation = e.Translation;
                 return true;
             }
         }
 
-        leaf = 0;
-        pageIova = 0;
+        translation = default;
         return false;
     }
 
     /// <summary>Inserts a valid leaf translation, replacing the same tag, else a free way, else the LRU way.</summary>
-    public void Insert(byte context, ulong page, ulong leaf, ulong pageIova, bool huge)
+    public void Insert(byte context, ulong page, TlbTranslation translation, bool huge)
     {
         var set = SetOf(context, page);
         var victim = set;
@@ -77,8 +75,7 @@ internal sealed class Tlb
             Valid = true,
             Context = context,
             Page = page,
-            Leaf = leaf,
-            PageIova = pageIova,
+            Translation = translation,
             Huge = huge,
             LastUse = ++_useStamp,
         };
@@ -122,11 +119,15 @@ internal sealed class Tlb
         public bool Huge;
         public byte Context;
         public ulong Page;
-        public ulong Leaf;
-        public ulong PageIova;
+        public TlbTranslation Translation;
         public ulong LastUse;
     }
 }
+
+/// <summary>A cached leaf translation.</summary>
+/// <param name="Leaf">The leaf entry (its permissions are checked on every hit).</param>
+/// <param name="PageIova">IOVA of the 4 KiB page the DVA page maps to.</param>
+internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova);
 
 /// <summary>
 /// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits that index

@@ -178,6 +178,49 @@ internal sealed unsafe class DmaRig : IDisposable
 
     public ulong Read(uint offset) => Model.Read64(offset);
 
+    /// <summary>IOVA of the fault ring set up by <see cref="ConfigureFaultRing"/>.</summary>
+    public ulong FaultRingIova { get; private set; }
+
+    public int FaultRingLog2 { get; private set; }
+
+    /// <summary>Sets up the fault ring (spec 4.4).</summary>
+    public void ConfigureFaultRing(int log2 = 6)
+    {
+        FaultRingIova = Allocate((1UL << log2) * FaultRecord.Size);
+        FaultRingLog2 = log2;
+        Model.Write64(Fa1Registers.FqBase, FaultRingIova);
+        Model.Write64(Fa1Registers.FqLog2, (ulong)log2);
+    }
+
+    /// <summary>Waits until FQ_TAIL passes <paramref name="seq"/>, then reads that record from the ring.</summary>
+    public FaultRecord WaitFaultRecord(uint seq)
+    {
+        var watch = Stopwatch.StartNew();
+        while ((uint)Model.Read64(Fa1Registers.FqTail) - seq - 1 >= 1u << 31)
+        {
+            if (watch.Elapsed > TimeSpan.FromSeconds(20))
+            {
+                Assert.Fail($"no fault record {seq} (FQ_TAIL {Model.Read64(Fa1Registers.FqTail)}, STATUS 0x{Model.Read64(Fa1Registers.Status):X})");
+            }
+
+            Thread.Sleep(watch.Elapsed < TimeSpan.FromMilliseconds(5) ? 0 : 1);
+        }
+
+        var slot = FaultRingIova + ((seq & ((1UL << FaultRingLog2) - 1)) * FaultRecord.Size);
+        return MemoryMarshal.Read<FaultRecord>(Bytes(slot, FaultRecord.Size));
+    }
+
+    /// <summary>Answers a fault (FAULT_RESP), writing FAULT_PTE first for a DROPIN.</summary>
+    public void Respond(in FaultRecord record, FaultResponseCode code, PageTableEntry? dropin = null)
+    {
+        if (dropin is { } pte)
+        {
+            Model.Write64(Fa1Registers.FaultPte, pte.Raw);
+        }
+
+        Model.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, code).Raw);
+    }
+
     public void Dispose()
     {
         Model.Dispose();

@@ -237,6 +237,30 @@ public class MmuAndLifecycleTests
         Assert.That(rig.Read(Fa1Registers.TlbMisses), Is.EqualTo(1UL));
     }
 
+    [Test]
+    public void ResetAndDisposeStopAnEngineHeldByAFullCompletionRing()
+    {
+        var rig = NewRig();
+        rig.ConfigureQueue(1, sqLog2: 3, cqLog2: 1);
+        rig.Submit(1, DmaRig.Nop(), DmaRig.Nop(), DmaRig.Nop(), DmaRig.Nop());
+        rig.WaitTail(1, 2);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        rig.Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Reset);
+        Assert.That(rig.Model.EngineThreads, Is.Zero, "the engine waiting for CQ space was stopped and joined");
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "well within the join bound");
+        while ((rig.Read(Fa1Registers.Ctrl) & (ulong)ControlBits.Reset) != 0)
+        {
+            Thread.Yield();
+        }
+
+        rig.Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
+        rig.ConfigureQueue(1, sqLog2: 3, cqLog2: 1);
+        rig.Submit(1, DmaRig.Nop(), DmaRig.Nop(), DmaRig.Nop());
+        rig.WaitTail(1, 2);
+        rig.Dispose();
+        Assert.That(rig.Model.EngineThreads, Is.Zero);
+    }
+
     private static ErrorRegister WaitFatal(DmaRig rig)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
