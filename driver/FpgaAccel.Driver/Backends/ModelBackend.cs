@@ -56,5 +56,15 @@ public sealed class ModelBackend : IDeviceBackend
         }
     }
 
+    /// <summary>
+    /// The model's oracle once the run has settled: device accesses through a removed translation
+    /// (null until the model reports it) and faults raised but never answered.
+    /// </summary>
+    public (long? Stale, long Lost) ReadOracle()
+    {
+        var oracle = Model.Oracle;
+        return (null, oracle.LostFaults);
+    }
+
     public void Dispose() => Model.Dispose();
 }

@@ -94,12 +94,6 @@ public sealed record StressReport
 /// </summary>
 public static class StressTest
 {
-    /// <summary>
-    /// Reads the model's oracle counters (stale accesses, lost faults) when the backend is the model.
-    /// Set by the model adapter; null means the backend has no oracle.
-    /// </summary>
-    public static Func<IDeviceBackend, (long Stale, long Lost)?>? Oracle { get; set; }
-
     public static async Task<StressReport> RunAsync(FpgaDevice device, StressOptions options, Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -136,7 +130,7 @@ public static class StressTest
             }
         }
 
-        var oracle = Oracle?.Invoke(device.Backend);
+        var oracle = device.Backend is ModelBackend model ? model.ReadOracle() : ((long? Stale, long Lost)?)null;
         var report = new StressReport
         {
             Operations = totals.Operations,
