@@ -269,6 +269,8 @@ public sealed class Fa1Model : IDisposable
             lock (_lock)
             {
                 return new ModelOracle(
+                    _mmu.DataAccesses,
+                    _mmu.StaleAccesses,
                     _faultRing.Raised,
                     _faultRing.Raised - _faultRing.Answered,
                     _faultRing.IgnoredResponses);

@@ -23,7 +23,9 @@ internal enum TranslationStatus
 /// <param name="Iova">For <see cref="TranslationStatus.Ok"/> the IOVA of the byte; for UnmappedTable the IOVA refused.</param>
 /// <param name="Present">For a fault: a valid leaf existed but lacked the permission (spec 4.4 PRESENT).</param>
 /// <param name="Cycles">TLB hit, or one DMA read per level the walk read from memory.</param>
-internal readonly record struct Translation(TranslationStatus Status, ulong Iova, bool Present, ulong Cycles);
+/// <param name="FillEpoch">For Ok: the MMU epoch the translation was read in (the oracle's reference).</param>
+/// <param name="Generation">For Ok: the IOMMU generation of the page when the translation was read.</param>
+internal readonly record struct Translation(TranslationStatus Status, ulong Iova, bool Present, ulong Cycles, long FillEpoch = 0, long Generation = 0);
 
 /// <summary>
 /// A data access holding its place in the invalidation fence (spec 4.3): taken before the access
@@ -66,6 +68,7 @@ internal sealed class MmuBlock : DeviceBlock
     private readonly ModelIommu _iommu;
     private readonly FaultRing _faultRing;
     private readonly Lock _lock = new();
+    private readonly Queue<PendingInvalidation> _completed = new();
     private readonly ulong[] _roots;
     private readonly ulong[] _controls;
     private readonly long[] _faults;
@@ -81,6 +84,8 @@ internal sealed class MmuBlock : DeviceBlock
     private long _hits;
     private long _misses;
     private long _walks;
+    private long _dataAccesses;
+    private long _staleAccesses;
 
     public MmuBlock(ModelOptions options, ModelClock clock, ModelIommu iommu, FaultRing faultRing)
     {
@@ -97,6 +102,12 @@ internal sealed class MmuBlock : DeviceBlock
 
     /// <summary>Invalidations issued since reset (INV_CMD writes).</summary>
     public long InvalidationsIssued => Interlocked.Read(ref _invIssued);
+
+    /// <summary>Data accesses the oracle checked.</summary>
+    public long DataAccesses => Interlocked.Read(ref _dataAccesses);
+
+    /// <summary>Data accesses through a translation the fence had retired, or whose IOMMU page changed (the oracle).</summary>
+    public long StaleAccesses => Interlocked.Read(ref _staleAccesses);
 
     /// <summary>Valid TLB entries now (diagnostics).</summary>
     public int TlbEntries
@@ -144,6 +155,7 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Clear();
             _walkCache.Clear();
             _pending.Clear();
+            _completed.Clear();
             _inFlight = new InFlightAccesses();
             _epoch++;
             _invAddr = 0;
@@ -213,7 +225,7 @@ internal sealed class MmuBlock : DeviceBlock
             {
                 Interlocked.Increment(ref _hits);
                 return Permits(new PageTableEntry(hit.Leaf), write)
-                    ? new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles)
+                    ? new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation)
                     : new Translation(TranslationStatus.Fault, 0, true, _options.TlbHitCycles);
             }
 
@@ -286,16 +298,17 @@ internal sealed class MmuBlock : DeviceBlock
             var pageIova = huge
                 ? (entry.Address & ~(PageTableFormat.HugePageSize - 1)) + ((page & ((PageTableFormat.HugePageSize / PageTableFormat.PageSize) - 1)) << PageTableFormat.PageShift)
                 : entry.Address;
+            var generation = _iommu.TryPeek(pageIova, out var target) ? target.Generation : 0;
             lock (_lock)
             {
                 if (_epoch == walkEpoch)
                 {
-                    _tlb.Insert(ctx, page, new TlbTranslation(raw, pageIova), huge);
+                    _tlb.Insert(ctx, page, new TlbTranslation(raw, pageIova, walkEpoch, generation), huge);
                 }
             }
 
             return Permits(entry, write)
-                ? new Translation(TranslationStatus.Ok, pageIova + offset, false, cycles)
+                ? new Translation(TranslationStatus.Ok, pageIova + offset, false, cycles, walkEpoch, generation)
                 : new Translation(TranslationStatus.Fault, 0, true, cycles);
         }
 
@@ -347,7 +360,7 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Invalidate(context, firstPage, endPage);
             _walkCache.Invalidate(context, firstPage, endPage);
             _epoch++;
-            _pending.Enqueue(new PendingInvalidation(_epoch, _clock.Now + _options.InvalidationCycles));
+            _pending.Enqueue(new PendingInvalidation(_epoch, _clock.Now + _options.InvalidationCycles, context, firstPage, endPage));
             Interlocked.Increment(ref _invIssued);
         }
     }
@@ -366,10 +379,90 @@ internal sealed class MmuBlock : DeviceBlock
             return;
         }
 
+        var generation = _iommu.TryPeek(entry.Address, out var target) ? target.Generation : 0;
         lock (_lock)
         {
-            _tlb.Insert((byte)context, dva >> PageTableFormat.PageShift, new TlbTranslation(pte, entry.Address), huge: false);
+            _tlb.Insert((byte)context, dva >> PageTableFormat.PageShift, new TlbTranslation(pte, entry.Address, _epoch, generation), huge: false);
         }
+    }
+
+    /// <summary>
+    /// The oracle, for every data access: counts it stale if the IOMMU page it used is not the one
+    /// the translation was made against (the mapping was removed, and maybe replaced, since), or if
+    /// an invalidation issued after the translation was read has completed (its fence passed) for
+    /// this page while the page table no longer grants the access at that IOVA.
+    /// </summary>
+    public void CheckAccess(int context, ulong dva, bool write, in Translation translation, long generationUsed)
+    {
+        Interlocked.Increment(ref _dataAccesses);
+        var stale = translation.Generation != 0 && translation.Generation != generationUsed;
+        if (!stale)
+        {
+            var page = dva >> PageTableFormat.PageShift;
+            var retired = false;
+            lock (_lock)
+            {
+                foreach (var done in _completed)
+                {
+                    if (done.Epoch > translation.FillEpoch && (done.Context is null || done.Context == context)
+                        && page >= done.FirstPage && page < done.EndPage)
+                    {
+                        retired = true;
+                        break;
+                    }
+                }
+            }
+
+            stale = retired && OracleWalk(context, dva, write) != (translation.Iova & ~(PageTableFormat.PageSize - 1));
+        }
+
+        if (stale)
+        {
+            Interlocked.Increment(ref _staleAccesses);
+        }
+    }
+
+    // What the page table in memory grants now, read without caches, costs or counters: the IOVA
+    // page, or ulong.MaxValue when it grants nothing.
+    private unsafe ulong OracleWalk(int context, ulong dva, bool write)
+    {
+        var root = new ContextRoot(Volatile.Read(ref _roots[context]));
+        if (!root.Valid)
+        {
+            return ulong.MaxValue;
+        }
+
+        var table = root.TableIova;
+        for (var level = 0; level < PageTableFormat.Levels; level++)
+        {
+            var entryIova = table + ((ulong)PageTableFormat.Index(dva, level) * sizeof(ulong));
+            if (!_iommu.TryPeek(entryIova, out var host))
+            {
+                return ulong.MaxValue;
+            }
+
+            var entry = new PageTableEntry(Volatile.Read(ref *(ulong*)(host.Host + (nint)(entryIova & (PageTableFormat.PageSize - 1)))));
+            if (!entry.Valid)
+            {
+                return ulong.MaxValue;
+            }
+
+            if (level == PageTableFormat.Levels - 1 || (level == PageTableFormat.HugeLeafLevel && entry.IsLeafBit))
+            {
+                if (!Permits(entry, write) || entry.Malformed)
+                {
+                    return ulong.MaxValue;
+                }
+
+                return level == PageTableFormat.HugeLeafLevel
+                    ? (entry.Address & ~(PageTableFormat.HugePageSize - 1)) + (dva & (PageTableFormat.HugePageSize - 1) & ~(PageTableFormat.PageSize - 1))
+                    : entry.Address;
+            }
+
+            table = entry.Address;
+        }
+
+        return ulong.MaxValue;
     }
 
     private ulong ReadInvalidationsDone()
@@ -382,13 +475,21 @@ internal sealed class MmuBlock : DeviceBlock
             {
                 _pending.Dequeue();
                 Interlocked.Increment(ref _invDone);
+
+                // The oracle remembers the last 64 completed invalidations (a bound on its memory: it
+                // looks that far back for a fence a cached translation should have died at).
+                _completed.Enqueue(next);
+                if (_completed.Count > 64)
+                {
+                    _completed.Dequeue();
+                }
             }
 
             return (ulong)Interlocked.Read(ref _invDone);
         }
     }
 
-    private readonly record struct PendingInvalidation(long Epoch, ulong ReadyAt);
+    private readonly record struct PendingInvalidation(long Epoch, ulong ReadyAt, int? Context, ulong FirstPage, ulong EndPage);
 
     /// <summary>Data accesses in flight, counted by the epoch their ticket was taken in. Guarded by the MMU lock.</summary>
     internal sealed class InFlightAccesses

@@ -16,10 +16,19 @@ public readonly record struct ModelCounters(
 /// The model's oracle (<see cref="Fa1Model.Oracle"/>): what it saw that the spec forbids or that
 /// shows a lost event. Tests assert the bad ones stay 0.
 /// </summary>
+/// <param name="DataAccesses">Data accesses (one page of one side of a command) the device made.</param>
+/// <param name="StaleAccesses">
+/// Data accesses through a translation that should be dead: its IOMMU page was unmapped (and maybe
+/// mapped again) since the translation was read (every access records the IOMMU page generation it
+/// used), or an invalidation issued after the translation was read completed its fence while the page
+/// table no longer granted the access (spec 4.3).
+/// </param>
 /// <param name="FaultsRaised">Translation faults detected.</param>
 /// <param name="LostFaults">Faults raised that have no answer yet (no response, or ended by a reset); 0 once a run has settled.</param>
 /// <param name="IgnoredFaultResponses">FAULT_RESP writes naming a tag that was not live (spec 4.4).</param>
 public readonly record struct ModelOracle(
+    long DataAccesses,
+    long StaleAccesses,
     long FaultsRaised,
     long LostFaults,
     long IgnoredFaultResponses);

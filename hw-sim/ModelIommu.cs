@@ -172,6 +172,9 @@ public sealed class ModelIommu
         return false;
     }
 
+    /// <summary>Looks a page up without it counting as a device access (the model's oracle uses this).</summary>
+    internal bool TryPeek(ulong iova, out IommuPage page) => _pages.TryGetValue(iova >> PageTableFormat.PageShift, out page);
+
     /// <summary>Drops every mapping (the container closed).</summary>
     public void Clear()
     {

@@ -541,6 +541,7 @@ internal sealed class QueueEngine
             return AccessResult.DmaError;
         }
 
+        _mmu.CheckAccess(ctx, dva, write, translation, page.Generation);
         _model.DataAccessHook?.Invoke(new DataAccess(_queue, ctx, dva, translation.Iova, length, write));
         host = page.Host;
         return AccessResult.Proceed;

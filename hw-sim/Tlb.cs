@@ -127,7 +127,9 @@ internal sealed class Tlb
 /// <summary>A cached leaf translation.</summary>
 /// <param name="Leaf">The leaf entry (its permissions are checked on every hit).</param>
 /// <param name="PageIova">IOVA of the 4 KiB page the DVA page maps to.</param>
-internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova);
+/// <param name="FillEpoch">MMU epoch when the walk that found it began (or the DROPIN was installed).</param>
+/// <param name="Generation">IOMMU generation of that IOVA page when cached (0 if unmapped then): the oracle's reference.</param>
+internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova, long FillEpoch, long Generation);
 
 /// <summary>
 /// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits that index
