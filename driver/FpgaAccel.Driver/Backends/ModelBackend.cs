@@ -57,13 +57,13 @@ public sealed class ModelBackend : IDeviceBackend
     }
 
     /// <summary>
-    /// The model's oracle once the run has settled: device accesses through a removed translation
-    /// (null until the model reports it) and faults raised but never answered.
+    /// The model's oracle once the run has settled: device accesses through a translation the driver
+    /// had removed (fenced) or through a removed IOMMU mapping, and faults raised but never answered.
     /// </summary>
     public (long? Stale, long Lost) ReadOracle()
     {
         var oracle = Model.Oracle;
-        return (null, oracle.LostFaults);
+        return (oracle.StaleAccesses, oracle.LostFaults);
     }
 
     public void Dispose() => Model.Dispose();
