@@ -41,12 +41,16 @@ internal sealed class CommonOptions
         Clock.AcceptOnlyFromAmong("wall", "virtual");
     }
 
-    public void AddTo(Command command)
+    public void AddTo(Command command, bool withJson = true)
     {
         command.Options.Add(Backend);
         command.Options.Add(Device);
         command.Options.Add(Clock);
-        command.Options.Add(Json);
+        if (withJson)
+        {
+            command.Options.Add(Json);
+        }
+
         command.Options.Add(Verbose);
     }
 

@@ -1,0 +1,216 @@
+using System.CommandLine;
+using System.Globalization;
+using FpgaAccel.Driver;
+using FpgaAccel.Driver.Diagnostics;
+using FpgaAccel.Driver.Faults;
+using FpgaAccel.Driver.Queues;
+using Spectre.Console;
+
+namespace FpgaAccel.Cli;
+
+/// <summary>
+/// <c>fpgaaccel jitter</c>: DMA latency with long-term pinned buffers against on-demand (faulting)
+/// buffers, as distributions and tails.
+/// </summary>
+internal static class JitterCommand
+{
+    public static Command Create(CommonOptions common, CliIo io)
+    {
+        var mode = new Option<string>("--mode") { Description = "pinned, ondemand, or both (side by side in one run).", DefaultValueFactory = _ => "both" };
+        mode.AcceptOnlyFromAmong("pinned", "ondemand", "both");
+        var op = new Option<string>("--op") { Description = "The DMA command measured: copy, fill or crc.", DefaultValueFactory = _ => "copy" };
+        op.AcceptOnlyFromAmong("copy", "fill", "crc");
+        var size = new Option<ulong>("--size") { Description = $"Bytes per command (1 to {JitterOptions.MaxSize}).", DefaultValueFactory = _ => 16 * 1024 };
+        var count = new Option<int>("--count") { Description = "Measured commands per mode.", DefaultValueFactory = _ => 4000 };
+        var warmup = new Option<int>("--warmup") { Description = "Unmeasured commands per mode first.", DefaultValueFactory = _ => 400 };
+        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages; the working set is twice this, so pages keep faulting.", DefaultValueFactory = _ => 128 };
+        var service = new Option<string>("--service") { Description = "Fault service wait: block (eventfd) or adaptive (spin on FQ_TAIL, then block).", DefaultValueFactory = _ => "block" };
+        service.AcceptOnlyFromAmong("block", "adaptive");
+        var completion = new Option<string>("--completion") { Description = "Completion by interrupt (eventfd) or by polling the PHASE bit.", DefaultValueFactory = _ => "interrupt" };
+        completion.AcceptOnlyFromAmong("interrupt", "poll");
+        var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." };
+        var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." };
+        var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG tail plot of both modes' latency distributions." };
+
+        var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
+        common.AddTo(command, withJson: false);
+        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, json, csv, svg })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(result =>
+        {
+            var options = new JitterOptions
+            {
+                Operation = result.GetValue(op) switch { "fill" => JitterOperation.Fill, "crc" => JitterOperation.Crc, _ => JitterOperation.Copy },
+                Size = result.GetValue(size),
+                Count = result.GetValue(count),
+                Warmup = result.GetValue(warmup),
+                Completion = result.GetValue(completion) == "poll" ? CompletionMode.Poll : CompletionMode.Interrupt,
+                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+            };
+            var budgetPages = result.GetValue(budget);
+
+            // Every bad input is refused before any work starts: settings, then the output files.
+            try
+            {
+                options.Validate(budgetPages);
+            }
+            catch (FpgaAccelException ex)
+            {
+                io.Error.WriteLine($"fpgaaccel: {ex.Message}");
+                return ExitCodes.Usage;
+            }
+
+            var outputs = new List<(FileStream Stream, Action<JitterRunReport, Stream> Write)>();
+            try
+            {
+                foreach (var (file, write) in new (FileInfo?, Action<JitterRunReport, Stream>)[] { (result.GetValue(json), JitterOutputs.WriteJson), (result.GetValue(csv), JitterOutputs.WriteCsv), (result.GetValue(svg), JitterOutputs.WriteSvg) })
+                {
+                    if (file is not null)
+                    {
+                        outputs.Add((OpenOutput(file), write));
+                    }
+                }
+            }
+            catch (IOException ex)
+            {
+                io.Error.WriteLine($"fpgaaccel: {ex.Message}");
+                outputs.ForEach(o => o.Stream.Dispose());
+                return ExitCodes.Usage;
+            }
+
+            try
+            {
+                var modes = result.GetValue(mode) switch
+                {
+                    "pinned" => new[] { BufferMode.Pinned },
+                    "ondemand" => [BufferMode.OnDemand],
+                    _ => [BufferMode.Pinned, BufferMode.OnDemand],
+                };
+                return CliRunner.Run(result, common, io, o => o with { OnDemandBudgetPages = budgetPages }, (device, _, output) =>
+                {
+                    var report = Measure(device, options, budgetPages, result.GetValue(service)!, modes, output);
+                    foreach (var (stream, write) in outputs)
+                    {
+                        write(report, stream);
+                        output.WriteLine($"wrote {stream.Name}");
+                    }
+
+                    return report.Modes.All(m => m.NonOk == 0) ? ExitCodes.Ok : ExitCodes.Failed;
+                });
+            }
+            finally
+            {
+                outputs.ForEach(o => o.Stream.Dispose());
+            }
+        });
+        return command;
+    }
+
+    private static FileStream OpenOutput(FileInfo file)
+    {
+        try
+        {
+            return new FileStream(file.FullName, FileMode.Create, FileAccess.Write, FileShare.Read);
+        }
+        catch (Exception ex) when (ex is UnauthorizedAccessException or IOException or NotSupportedException)
+        {
+            throw new IOException($"Cannot write '{file.FullName}': {ex.Message} Choose a path in a directory you can write to.", ex);
+        }
+    }
+
+    private static JitterRunReport Measure(FpgaDevice device, JitterOptions options, int budget, string service, BufferMode[] modes, TextWriter output)
+    {
+        // Colours and live progress only on a terminal; logs and files get plain text, wide enough for the table.
+        var terminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = terminal ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        console.Profile.Width = Math.Max(console.Profile.Width, 132);
+        var results = new List<JitterModeResult>();
+        console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(ctx =>
+            {
+                foreach (var m in modes)
+                {
+                    var task = ctx.AddTask(JitterOutputs.ModeName(m), maxValue: options.Count);
+                    var progress = new Progress<int>(v => task.Value = v);
+                    results.Add(Jitter.RunAsync(device, m, options, progress).GetAwaiter().GetResult());
+                    task.Value = options.Count;
+                }
+            });
+
+        var report = new JitterRunReport(device, options, budget, service, results);
+        Render(console, report);
+        return report;
+    }
+
+    private static void Render(IAnsiConsole console, JitterRunReport report)
+    {
+        var o = report.Options;
+        console.MarkupLine(Markup.Escape($"{o.Operation.ToString().ToLowerInvariant()} of {o.Size} bytes, {o.Count} commands per mode after {o.Warmup} warm-up, " +
+            $"budget {report.Budget} pages, {report.Service} fault service, {o.Completion.ToString().ToLowerInvariant()} completions, on {report.Device.Info.BackendDescription}"));
+        console.MarkupLine(Markup.Escape($"percentiles: {LatencyStats.Method}"));
+
+        foreach (var (title, pick) in new (string, Func<JitterModeResult, LatencyStats>)[] { ("host latency (submit to completion seen)", m => m.Host), ("device time (end - start cycle)", m => m.Device) })
+        {
+            var table = new Table().Title(title).AddColumns("mode", "count", "min", "p50", "p90", "p99", "p99.9", "max", "stddev", "faults", "evictions");
+            foreach (var m in report.Modes)
+            {
+                var s = pick(m);
+                table.AddRow(JitterOutputs.ModeName(m.Mode), s.Count.ToString(CultureInfo.InvariantCulture), Us(s.Min), Us(s.P50), Us(s.P90), Us(s.P99), Us(s.P999), Us(s.Max), Us(s.StdDev),
+                    m.Faults.ToString(CultureInfo.InvariantCulture), m.Evictions.ToString(CultureInfo.InvariantCulture));
+            }
+
+            console.Write(table);
+        }
+
+        if (report.TailRatio is { } ratio)
+        {
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"tail ratio, on-demand p99.9 / pinned p99.9: {ratio:0.00}")));
+        }
+
+        foreach (var m in report.Modes)
+        {
+            console.MarkupLine(Markup.Escape($"{JitterOutputs.ModeName(m.Mode)}: GC collections during the measured phase gen0 {m.Gen0}, gen1 {m.Gen1}, gen2 {m.Gen2}; " +
+                $"{m.AllocatedBytes / Math.Max(1, m.Samples.Length)} bytes allocated per command (all threads)" + (m.NonOk > 0 ? $"; {m.NonOk} commands did not complete OK" : string.Empty)));
+            console.Write(Histogram(m));
+        }
+    }
+
+    // Log-spaced buckets, four per decade, over the mode's own range.
+    private static BarChart Histogram(JitterModeResult m)
+    {
+        var chart = new BarChart().Width(70).Label($"{JitterOutputs.ModeName(m.Mode)}: host latency histogram (log buckets)");
+        var values = m.Samples.Select(s => Math.Max(1.0, s.HostNanoseconds / 1000.0)).ToArray();
+        if (values.Length == 0)
+        {
+            return chart;
+        }
+
+        var low = Math.Floor(Math.Log10(values.Min()) * 4) / 4;
+        var high = Math.Ceiling(Math.Log10(values.Max()) * 4) / 4;
+        var buckets = Math.Max(1, (int)Math.Round((high - low) * 4));
+        var counts = new int[buckets];
+        foreach (var v in values)
+        {
+            counts[Math.Clamp((int)((Math.Log10(v) - low) * 4), 0, buckets - 1)]++;
+        }
+
+        for (var i = 0; i < buckets; i++)
+        {
+            chart.AddItem("< " + JitterOutputs.FormatMicroseconds(Math.Pow(10, low + ((i + 1) / 4.0))), counts[i], m.Mode == BufferMode.Pinned ? Color.SteelBlue : Color.Red);
+        }
+
+        return chart;
+    }
+
+    private static string Us(double ns) => JitterOutputs.FormatMicroseconds(ns / 1000);
+}

@@ -1,0 +1,199 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using FpgaAccel.Driver;
+using FpgaAccel.Driver.Diagnostics;
+
+namespace FpgaAccel.Cli;
+
+/// <summary>What one jitter run measured, with its parameters, for the writers.</summary>
+internal sealed record JitterRunReport(FpgaDevice Device, JitterOptions Options, int Budget, string Service, IReadOnlyList<JitterModeResult> Modes)
+{
+    /// <summary>On-demand p99.9 over pinned p99.9 of host latency, when both ran.</summary>
+    public double? TailRatio
+    {
+        get
+        {
+            var pinned = Modes.FirstOrDefault(m => m.Mode == BufferMode.Pinned);
+            var onDemand = Modes.FirstOrDefault(m => m.Mode == BufferMode.OnDemand);
+            return pinned is null || onDemand is null || pinned.Host.P999 <= 0 ? null : onDemand.Host.P999 / pinned.Host.P999;
+        }
+    }
+}
+
+/// <summary>
+/// Writes a jitter run as JSON (schema <c>fpgaaccel-jitter/1</c>, documented in perf/README.md), CSV of
+/// raw samples, and an SVG plot of both modes' latency distributions (tail plot, log axes).
+/// </summary>
+internal static class JitterOutputs
+{
+    public const string Schema = "fpgaaccel-jitter/1";
+
+    public static void WriteJson(JitterRunReport report, Stream stream)
+    {
+        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        w.WriteStartObject();
+        w.WriteString("schema", Schema);
+        w.WriteString("percentiles", LatencyStats.Method);
+        w.WriteStartObject("parameters");
+        w.WriteString("backend", report.Device.Info.Backend.ToString().ToLowerInvariant());
+        w.WriteString("backend_description", report.Device.Info.BackendDescription);
+        w.WriteString("op", report.Options.Operation.ToString().ToLowerInvariant());
+        w.WriteNumber("size", report.Options.Size);
+        w.WriteNumber("count", report.Options.Count);
+        w.WriteNumber("warmup", report.Options.Warmup);
+        w.WriteNumber("budget_pages", report.Budget);
+        w.WriteString("service", report.Service);
+        w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
+        w.WriteNumber("clock_hz", report.Device.Info.ClockHz);
+        w.WriteEndObject();
+        w.WriteStartObject("machine");
+        w.WriteString("host", Environment.MachineName);
+        w.WriteNumber("cpus", Environment.ProcessorCount);
+        w.WriteString("os", RuntimeInformation.OSDescription);
+        w.WriteString("runtime", RuntimeInformation.FrameworkDescription);
+        w.WriteString("architecture", RuntimeInformation.ProcessArchitecture.ToString());
+        w.WriteString("timestamp", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture));
+        w.WriteEndObject();
+        w.WriteStartObject("modes");
+        foreach (var m in report.Modes)
+        {
+            w.WriteStartObject(ModeName(m.Mode));
+            WriteStats(w, m.Host);
+            w.WriteNumber("faults", m.Faults);
+            w.WriteNumber("evictions", m.Evictions);
+            w.WriteNumber("not_ok", m.NonOk);
+            w.WriteStartObject("device");
+            WriteStats(w, m.Device);
+            w.WriteEndObject();
+            w.WriteStartObject("gc");
+            w.WriteNumber("gen0", m.Gen0);
+            w.WriteNumber("gen1", m.Gen1);
+            w.WriteNumber("gen2", m.Gen2);
+            w.WriteNumber("allocated_bytes", m.AllocatedBytes);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+
+        w.WriteEndObject();
+        if (report.TailRatio is { } ratio)
+        {
+            w.WriteNumber("tail_ratio_p999", Math.Round(ratio, 3));
+        }
+        else
+        {
+            w.WriteNull("tail_ratio_p999");
+        }
+
+        w.WriteEndObject();
+    }
+
+    public static void WriteCsv(JitterRunReport report, Stream stream)
+    {
+        using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        var nsPerCycle = 1e9 / report.Device.Info.ClockHz;
+        w.WriteLine("mode,index,host_ns,device_start_cycle,device_end_cycle,device_ns,faults,status");
+        foreach (var m in report.Modes)
+        {
+            var name = ModeName(m.Mode);
+            for (var i = 0; i < m.Samples.Length; i++)
+            {
+                var s = m.Samples[i];
+                var deviceNs = (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle;
+                w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name},{i},{s.HostNanoseconds},{s.DeviceStartCycle},{s.DeviceEndCycle},{deviceNs:0},{s.Faults},{s.Status}"));
+            }
+        }
+    }
+
+    /// <summary>
+    /// A tail plot: for each mode, the fraction of commands slower than x (y, log) against latency x
+    /// (log). Flat and far left is good; a long tail to the right is jitter.
+    /// </summary>
+    public static void WriteSvg(JitterRunReport report, Stream stream)
+    {
+        const double width = 860, height = 520, left = 80, right = 30, top = 50, bottom = 60;
+        var all = report.Modes.SelectMany(m => m.Samples.Select(s => Math.Max(1.0, s.HostNanoseconds / 1000.0))).ToArray();
+        var minX = Math.Floor(Math.Log10(all.Length == 0 ? 1 : all.Min()));
+        var maxX = Math.Ceiling(Math.Log10(all.Length == 0 ? 10 : all.Max()));
+        if (maxX <= minX)
+        {
+            maxX = minX + 1;
+        }
+
+        var maxN = Math.Max(10, report.Modes.Max(m => m.Samples.Length));
+        var minY = -Math.Ceiling(Math.Log10(maxN));
+        double X(double us) => left + ((Math.Log10(us) - minX) / (maxX - minX) * (width - left - right));
+        double Y(double fraction) => top + ((0 - Math.Log10(fraction)) / (0 - minY) * (height - top - bottom));
+        var svg = new StringBuilder();
+        var c = CultureInfo.InvariantCulture;
+        svg.Append(c, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        svg.Append(c, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n");
+        svg.Append(c, $"<text x=\"{width / 2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">FA-1 {report.Options.Operation.ToString().ToLowerInvariant()} {report.Options.Size} B: host latency tail, pinned vs on-demand ({report.Device.Info.Backend.ToString().ToLowerInvariant()})</text>\n");
+        for (var d = minX; d <= maxX; d++)
+        {
+            var x = X(Math.Pow(10, d));
+            svg.Append(c, $"<line x1=\"{x:0.#}\" y1=\"{top}\" x2=\"{x:0.#}\" y2=\"{height - bottom}\" stroke=\"#ddd\"/>\n");
+            svg.Append(c, $"<text x=\"{x:0.#}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\">{FormatMicroseconds(Math.Pow(10, d))}</text>\n");
+        }
+
+        for (var d = 0; d >= minY; d--)
+        {
+            var y = Y(Math.Pow(10, d));
+            svg.Append(c, $"<line x1=\"{left}\" y1=\"{y:0.#}\" x2=\"{width - right}\" y2=\"{y:0.#}\" stroke=\"#ddd\"/>\n");
+            svg.Append(c, $"<text x=\"{left - 8}\" y=\"{y + 4:0.#}\" text-anchor=\"end\">{(d == 0 ? "1" : $"1e{d}")}</text>\n");
+        }
+
+        svg.Append(c, $"<rect x=\"{left}\" y=\"{top}\" width=\"{width - left - right}\" height=\"{height - top - bottom}\" fill=\"none\" stroke=\"#444\"/>\n");
+        svg.Append(c, $"<text x=\"{(left + width - right) / 2}\" y=\"{height - 16}\" text-anchor=\"middle\">host latency, submit to completion seen (log)</text>\n");
+        svg.Append(c, $"<text x=\"18\" y=\"{(top + height - bottom) / 2}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {(top + height - bottom) / 2})\">fraction of commands slower (log)</text>\n");
+        string[] colours = ["#1f77b4", "#d62728"];
+        // Lower left is empty in a tail plot (fast and rare), so the legend goes there.
+        var legendY = height - bottom - 12 - (18 * (report.Modes.Count - 1));
+        for (var k = 0; k < report.Modes.Count; k++)
+        {
+            var m = report.Modes[k];
+            var sorted = m.Samples.Select(s => Math.Max(1.0, s.HostNanoseconds / 1000.0)).Order().ToArray();
+            var points = new StringBuilder();
+            for (var i = 0; i < sorted.Length; i++)
+            {
+                // Fraction strictly slower than this sample; the last point sits at 1/n so it stays on the log axis.
+                var fraction = Math.Max(1.0 / sorted.Length, (sorted.Length - i - 1.0) / sorted.Length);
+                points.Append(c, $"{X(sorted[i]):0.#},{Y(fraction):0.#} ");
+            }
+
+            var colour = colours[k % colours.Length];
+            svg.Append(c, $"<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{points.ToString().TrimEnd()}\"/>\n");
+            svg.Append(c, $"<line x1=\"{left + 12}\" y1=\"{legendY - 4}\" x2=\"{left + 37}\" y2=\"{legendY - 4}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n");
+            svg.Append(c, $"<text x=\"{left + 44}\" y=\"{legendY}\">{ModeName(m.Mode)}: p50 {FormatMicroseconds(m.Host.P50 / 1000)}, p99.9 {FormatMicroseconds(m.Host.P999 / 1000)}, {m.Faults} faults</text>\n");
+            legendY += 18;
+        }
+
+        svg.Append("</svg>\n");
+        var bytes = Encoding.UTF8.GetBytes(svg.ToString());
+        stream.Write(bytes);
+    }
+
+    public static string ModeName(BufferMode mode) => mode == BufferMode.Pinned ? "pinned" : "ondemand";
+
+    public static string FormatMicroseconds(double us) => us switch
+    {
+        >= 1_000_000 => string.Create(CultureInfo.InvariantCulture, $"{us / 1_000_000:0.##} s"),
+        >= 1000 => string.Create(CultureInfo.InvariantCulture, $"{us / 1000:0.##} ms"),
+        >= 1 => string.Create(CultureInfo.InvariantCulture, $"{us:0.##} us"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{us * 1000:0} ns"),
+    };
+
+    private static void WriteStats(Utf8JsonWriter w, LatencyStats s)
+    {
+        w.WriteNumber("count", s.Count);
+        w.WriteNumber("min_ns", Math.Round(s.Min));
+        w.WriteNumber("p50_ns", Math.Round(s.P50));
+        w.WriteNumber("p90_ns", Math.Round(s.P90));
+        w.WriteNumber("p99_ns", Math.Round(s.P99));
+        w.WriteNumber("p999_ns", Math.Round(s.P999));
+        w.WriteNumber("max_ns", Math.Round(s.Max));
+        w.WriteNumber("mean_ns", Math.Round(s.Mean));
+        w.WriteNumber("stddev_ns", Math.Round(s.StdDev));
+    }
+}

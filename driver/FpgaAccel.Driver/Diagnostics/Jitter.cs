@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Faults;
+using FpgaAccel.Driver.Mmu;
+using FpgaAccel.Driver.Queues;
+using FpgaAccel.FirmwareInterface;
+
+namespace FpgaAccel.Driver.Diagnostics;
+
+/// <summary>How the measured buffers are made available to the device.</summary>
+public enum BufferMode
+{
+    /// <summary>Pinned long-term before the run: no faults.</summary>
+    Pinned,
+
+    /// <summary>Registered on demand: pages fault in on first touch and again after eviction under the budget.</summary>
+    OnDemand,
+}
+
+/// <summary>The DMA operation measured.</summary>
+public enum JitterOperation
+{
+    Copy,
+    Fill,
+    Crc,
+}
+
+/// <summary>Settings of a latency and IOPF-jitter run.</summary>
+public sealed record JitterOptions
+{
+    /// <summary>Largest transfer the run accepts per command.</summary>
+    public const ulong MaxSize = 64UL << 20;
+
+    public JitterOperation Operation { get; init; } = JitterOperation.Copy;
+
+    /// <summary>Bytes per command.</summary>
+    public ulong Size { get; init; } = 16 * 1024;
+
+    /// <summary>Measured commands per mode.</summary>
+    public int Count { get; init; } = 5000;
+
+    /// <summary>Unmeasured commands per mode before the measured ones.</summary>
+    public int Warmup { get; init; } = 500;
+
+    /// <summary>
+    /// Working set, in commands' worth of buffer: the stream walks through it in order and wraps. For
+    /// on-demand it is twice the budget, so pages keep being evicted and faulted in again.
+    /// </summary>
+    public int WorkingSetPages { get; init; }
+
+    public CompletionMode Completion { get; init; } = CompletionMode.Interrupt;
+
+    public FaultServiceOptions FaultService { get; init; } = new();
+
+    /// <summary>Checks the settings against each other and the device; throws naming the first bad one.</summary>
+    public void Validate(int budgetPages)
+    {
+        if (Size == 0 || Size > MaxSize)
+        {
+            throw new InvalidDeviceOptionException("size", Size, $"a command moves 1 byte to {MaxSize} bytes");
+        }
+
+        if (Count < 1)
+        {
+            throw new InvalidDeviceOptionException("count", Count, "measure at least one command");
+        }
+
+        if (Warmup < 0)
+        {
+            throw new InvalidDeviceOptionException("warmup", Warmup, "warm-up is zero or more commands");
+        }
+
+        if (budgetPages < 1)
+        {
+            throw new InvalidDeviceOptionException("budget", budgetPages, "the on-demand budget is at least one page");
+        }
+    }
+}
+
+/// <summary>One measured command.</summary>
+/// <param name="HostNanoseconds">From submission to the completion being seen by the caller.</param>
+/// <param name="DeviceStartCycle">The device's start cycle.</param>
+/// <param name="DeviceEndCycle">The device's completion cycle.</param>
+/// <param name="Faults">Faults the command took.</param>
+/// <param name="Status">Its completion status.</param>
+public readonly record struct JitterSample(long HostNanoseconds, ulong DeviceStartCycle, ulong DeviceEndCycle, ushort Faults, CompletionStatus Status);
+
+/// <summary>
+/// Order statistics of a latency sample. Percentiles are exact: nearest rank over the sorted samples
+/// (the value below which p of the samples fall, rank ceil(p * n)), no histogram and no interpolation.
+/// </summary>
+public sealed record LatencyStats(long Count, double Min, double P50, double P90, double P99, double P999, double Max, double Mean, double StdDev)
+{
+    public const string Method = "exact (nearest rank over all samples, no binning)";
+
+    public static LatencyStats From(ReadOnlySpan<double> values)
+    {
+        if (values.IsEmpty)
+        {
+            return new LatencyStats(0, 0, 0, 0, 0, 0, 0, 0, 0);
+        }
+
+        var sorted = values.ToArray();
+        Array.Sort(sorted);
+        double mean = 0, m2 = 0;
+        for (var i = 0; i < sorted.Length; i++)
+        {
+            // Welford: stable for long runs.
+            var delta = sorted[i] - mean;
+            mean += delta / (i + 1);
+            m2 += delta * (sorted[i] - mean);
+        }
+
+        var std = sorted.Length > 1 ? Math.Sqrt(m2 / (sorted.Length - 1)) : 0;
+        return new LatencyStats(sorted.Length, sorted[0], Rank(sorted, 0.50), Rank(sorted, 0.90), Rank(sorted, 0.99), Rank(sorted, 0.999), sorted[^1], mean, std);
+    }
+
+    private static double Rank(double[] sorted, double p) => sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+}
+
+/// <summary>The measured samples of one mode and their statistics.</summary>
+public sealed record JitterModeResult(BufferMode Mode, JitterSample[] Samples, LatencyStats Host, LatencyStats Device, long Faults, long Evictions, long NonOk, int Gen0, int Gen1, int Gen2, long AllocatedBytes);
+
+/// <summary>
+/// Runs a stream of DMA commands, one at a time, over buffers pinned long-term or on demand, and
+/// records each command's host latency (submit to completion seen), the device's own start and end
+/// cycles, and the faults it took.
+/// </summary>
+public static class Jitter
+{
+    public static async Task<JitterModeResult> RunAsync(FpgaDevice device, BufferMode mode, JitterOptions options, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var budget = device.OnDemand.Budget;
+        options.Validate(budget);
+        if (mode == BufferMode.OnDemand && device.Faults is null)
+        {
+            device.StartFaultService(options.FaultService);
+        }
+
+        // The stream walks a working set of whole pages; on demand it is twice the budget so that
+        // eviction keeps making pages fault again.
+        var commandPages = (int)((options.Size + PageTableFormat.PageSize - 1) / PageTableFormat.PageSize);
+        var workingPages = options.WorkingSetPages > 0 ? options.WorkingSetPages : Math.Max(2 * budget, 4 * commandPages);
+        var slots = Math.Max(1, workingPages / Math.Max(1, commandPages) / (options.Operation == JitterOperation.Copy ? 2 : 1));
+        var stride = (ulong)commandPages * PageTableFormat.PageSize;
+        using var source = HostBuffer.Allocate(stride * (ulong)slots);
+        using var destination = HostBuffer.Allocate(stride * (ulong)slots);
+        new Random(1).NextBytes(source.Span);
+        using var context = device.CreateContext(new ContextOptions { NoFault = mode == BufferMode.Pinned });
+        IDisposable a, b;
+        if (mode == BufferMode.Pinned)
+        {
+            a = context.Pin(source, DmaAccess.DeviceRead);
+            b = context.Pin(destination, DmaAccess.ReadWrite);
+        }
+        else
+        {
+            a = context.RegisterOnDemand(source, DmaAccess.DeviceRead);
+            b = context.RegisterOnDemand(destination, DmaAccess.ReadWrite);
+        }
+
+        try
+        {
+            using var queue = device.OpenQueue(0, 64, options.Completion);
+            var samples = new JitterSample[options.Count];
+            var evictionsBefore = device.OnDemand.Evictions;
+            for (var i = 0; i < options.Warmup; i++)
+            {
+                await IssueAsync(queue, context, options, source, destination, stride, i % slots, cancellationToken).ConfigureAwait(false);
+            }
+
+            evictionsBefore = device.OnDemand.Evictions;
+            var gen0 = GC.CollectionCount(0);
+            var gen1 = GC.CollectionCount(1);
+            var gen2 = GC.CollectionCount(2);
+            var allocated = GC.GetTotalAllocatedBytes(precise: false);
+            for (var i = 0; i < options.Count; i++)
+            {
+                var slot = (options.Warmup + i) % slots;
+                var start = Stopwatch.GetTimestamp();
+                var result = await IssueAsync(queue, context, options, source, destination, stride, slot, cancellationToken).ConfigureAwait(false);
+                var elapsed = Stopwatch.GetElapsedTime(start);
+                samples[i] = new JitterSample((long)elapsed.TotalNanoseconds, result.StartCycle, result.EndCycle, result.Faults, result.Status);
+                if ((i & 255) == 255)
+                {
+                    progress?.Report(i + 1);
+                }
+            }
+
+            progress?.Report(options.Count);
+            allocated = GC.GetTotalAllocatedBytes(precise: false) - allocated;
+            var nsPerCycle = 1e9 / device.Info.ClockHz;
+            var host = samples.Select(s => (double)s.HostNanoseconds).ToArray();
+            var dev = samples.Select(s => (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle).ToArray();
+            return new JitterModeResult(
+                mode,
+                samples,
+                LatencyStats.From(host),
+                LatencyStats.From(dev),
+                samples.Sum(s => (long)s.Faults),
+                device.OnDemand.Evictions - evictionsBefore,
+                samples.LongCount(s => s.Status != CompletionStatus.Ok),
+                GC.CollectionCount(0) - gen0,
+                GC.CollectionCount(1) - gen1,
+                GC.CollectionCount(2) - gen2,
+                allocated);
+        }
+        finally
+        {
+            a.Dispose();
+            b.Dispose();
+        }
+    }
+
+    private static ValueTask<CommandResult> IssueAsync(CommandQueue queue, DeviceContext context, JitterOptions options, HostBuffer source, HostBuffer destination, ulong stride, int slot, CancellationToken ct)
+    {
+        var offset = stride * (ulong)slot;
+        return options.Operation switch
+        {
+            JitterOperation.Copy => queue.CopyAsync(context, (ulong)source.Address + offset, (ulong)destination.Address + offset, options.Size, ct),
+            JitterOperation.Fill => queue.FillAsync(context, (ulong)destination.Address + offset, options.Size, 0x0123_4567_89AB_CDEF, ct),
+            _ => queue.Crc32CAsync(context, (ulong)source.Address + offset, options.Size, ct),
+        };
+    }
+}
