@@ -2,42 +2,11 @@ using System.Globalization;
 
 namespace FpgaAccel.Interop;
 
-/// <summary>A resource limit pair; <see cref="ulong.MaxValue"/> is RLIM_INFINITY.</summary>
-public readonly record struct ResourceLimit(ulong Soft, ulong Hard)
-{
-    public bool SoftIsUnlimited => Soft == ulong.MaxValue;
-}
-
-/// <summary>The process's own limits and capabilities that DMA pinning depends on.</summary>
+/// <summary>The process's capabilities and mappings that DMA pinning depends on (limits: <see cref="ResourceLimits"/>).</summary>
 public static class ProcessLimits
 {
     /// <summary>CAP_IPC_LOCK: lets a process lock memory beyond RLIMIT_MEMLOCK (linux/capability.h).</summary>
     public const int CapIpcLock = 14;
-
-    /// <summary>RLIMIT_MEMLOCK, the bytes this process may lock (and VFIO type1 may pin).</summary>
-    public static unsafe ResourceLimit MemoryLock
-    {
-        get
-        {
-            Interop.Libc.rlimit r;
-            if (Interop.Libc.getrlimit(Interop.Libc.RLIMIT_MEMLOCK, &r) != 0)
-            {
-                throw Interop.Libc.Error("getrlimit(RLIMIT_MEMLOCK)");
-            }
-
-            return new ResourceLimit(r.rlim_cur, r.rlim_max);
-        }
-    }
-
-    /// <summary>Sets RLIMIT_MEMLOCK (raising the hard limit needs CAP_SYS_RESOURCE).</summary>
-    public static unsafe void SetMemoryLock(ResourceLimit limit)
-    {
-        var r = new Interop.Libc.rlimit { rlim_cur = limit.Soft, rlim_max = limit.Hard };
-        if (Interop.Libc.setrlimit(Interop.Libc.RLIMIT_MEMLOCK, &r) != 0)
-        {
-            throw Interop.Libc.Error("setrlimit(RLIMIT_MEMLOCK)");
-        }
-    }
 
     /// <summary>True when the effective capability set holds <paramref name="capability"/> (from /proc/self/status CapEff).</summary>
     public static bool HasCapability(int capability)

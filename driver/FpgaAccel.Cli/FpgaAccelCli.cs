@@ -14,6 +14,8 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(SelfTestCommand.Create(common, io));
         root.Subcommands.Add(StressCommand.Create(common, io));
         root.Subcommands.Add(JitterCommand.Create(common, io));
+        root.Subcommands.Add(DoctorCommand.Create(io));
+        root.Subcommands.Add(SetupCommand.Create(io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

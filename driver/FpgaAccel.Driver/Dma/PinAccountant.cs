@@ -23,7 +23,7 @@ public sealed class PinAccountant
         }
         else
         {
-            var rl = ProcessLimits.MemoryLock;
+            var rl = ResourceLimits.GetMemoryLock();
             Limit = rl.Soft;
             Enforced = !rl.SoftIsUnlimited && !ProcessLimits.HasCapability(ProcessLimits.CapIpcLock);
             LimitSource = "RLIMIT_MEMLOCK";

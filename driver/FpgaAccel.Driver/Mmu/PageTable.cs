@@ -26,7 +26,7 @@ internal readonly record struct PageTableChange(bool RemovedSomething, ulong Fir
 ///   sees the pointer sees the contents;
 /// - a table that is unlinked is not freed until the caller has invalidated and passed the fence,
 ///   because the walk cache may still hold the pointer to it (<see cref="FreeRetired"/>).
-/// Non-leaf entries carry V|R|W: permission is decided at the leaf (decision D10).
+/// Non-leaf entries carry V|R|W; the device decides permission at the leaf (decision D12).
 /// </remarks>
 internal sealed unsafe class PageTable : IDisposable
 {
