@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# build-initramfs.sh KERNEL_DIR PROGRAM OUT: packs the guest's root file system, an uncompressed
+# build-initramfs.sh KERNEL_DIR PROGRAMS_DIR OUT: packs the guest's root file system, an uncompressed
 # newc cpio (the kernel unpacks it faster than it would decompress it under TCG):
 #   /init                 tests/vlab/init
 #   /bin/busybox          the static busybox, the whole userland
 #   /lib/modules/*.ko     the VFIO modules, loaded by /init in the order of /etc/vlab/modules
-#   /opt/vlab/vlab-guest  the published conformance program, plus the shared libraries and
-#                         the dynamic loader that ldd lists for it
+#   /opt/vlab/vlab-guest  the published conformance program and fpgaaccel, plus the shared
+#   /opt/vlab/fpgaaccel   libraries and the dynamic loader that ldd lists for them
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-[ $# -eq 3 ] || die "usage: build-initramfs.sh KERNEL_DIR PROGRAM OUT"
-kdir=$1 program=$2 out=$3
+[ $# -eq 3 ] || die "usage: build-initramfs.sh KERNEL_DIR PROGRAMS_DIR OUT"
+kdir=$1 programs=$2 out=$3
 release=$(cat "$kdir/release")
 moddir="$kdir/root/lib/modules/$release/kernel"
 
@@ -45,11 +45,14 @@ for m in "${modules[@]}"; do
   echo "$(basename "$m")" >> "$stage/etc/vlab/modules"
 done
 
-cp "$program" "$stage/opt/vlab/vlab-guest"
-# ldd lines: "libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".
-for lib in $(ldd "$program" | grep -oE '/[^ ]+\.so[^ ]*'); do
-  mkdir -p "$stage$(dirname "$lib")"
-  cp -L "$lib" "$stage$lib"
+for program in vlab-guest fpgaaccel; do
+  [ -x "$programs/$program" ] || die "$programs/$program is missing; tests/vlab/vlab.sh publishes it."
+  cp "$programs/$program" "$stage/opt/vlab/"
+  # ldd lines: "libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".
+  for lib in $(ldd "$programs/$program" | grep -oE '/[^ ]+\.so[^ ]*'); do
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+  done
 done
 echo "${VLAB_GUEST_TIMEOUT:-240}" > "$stage/etc/vlab/timeout"
 
