@@ -1,0 +1,37 @@
+namespace FpgaAccel.Interop;
+
+/// <summary>A soft and hard resource limit; <see cref="ulong.MaxValue"/> is RLIM_INFINITY.</summary>
+public readonly record struct ResourceLimit(ulong Soft, ulong Hard)
+{
+    public bool SoftIsUnlimited => Soft == Interop.Libc.RLIM_INFINITY;
+
+    public override string ToString() => $"soft {Format(Soft)}, hard {Format(Hard)}";
+
+    private static string Format(ulong v) => v == Interop.Libc.RLIM_INFINITY ? "unlimited" : $"{v} bytes";
+}
+
+/// <summary>getrlimit/setrlimit for the limits this code base cares about.</summary>
+public static unsafe class ResourceLimits
+{
+    /// <summary>RLIMIT_MEMLOCK: how many bytes this process may lock. VFIO type1 counts every DMA-pinned page against it.</summary>
+    public static ResourceLimit GetMemoryLock()
+    {
+        Interop.Libc.rlimit limit;
+        if (Interop.Libc.getrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit) < 0)
+        {
+            throw Interop.Libc.Error("getrlimit(RLIMIT_MEMLOCK)");
+        }
+
+        return new ResourceLimit(limit.rlim_cur, limit.rlim_max);
+    }
+
+    /// <summary>Sets RLIMIT_MEMLOCK. Raising the hard limit needs CAP_SYS_RESOURCE (EPERM otherwise).</summary>
+    public static void SetMemoryLock(ResourceLimit value)
+    {
+        var limit = new Interop.Libc.rlimit { rlim_cur = value.Soft, rlim_max = value.Hard };
+        if (Interop.Libc.setrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit) < 0)
+        {
+            throw Interop.Libc.Error("setrlimit(RLIMIT_MEMLOCK)");
+        }
+    }
+}

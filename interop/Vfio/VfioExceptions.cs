@@ -1,0 +1,82 @@
+namespace FpgaAccel.Interop.Vfio;
+
+/// <summary>
+/// A VFIO ioctl failed. <see cref="SystemCallException.Call"/> is the ioctl's C name
+/// (<c>VFIO_GROUP_SET_CONTAINER: EBUSY (...)</c>) and the message ends with the likely fix.
+/// </summary>
+public class VfioIoctlException : SystemCallException
+{
+    public VfioIoctlException(string ioctl, int errno, string fix)
+        : base(ioctl, errno, fix)
+    {
+        Fix = fix;
+    }
+
+    /// <summary>What to do about it.</summary>
+    public string Fix { get; }
+}
+
+/// <summary>
+/// VFIO_IOMMU_MAP_DMA answered ENOMEM: pinning the pages would exceed the process's RLIMIT_MEMLOCK
+/// (type1 accounts every pinned page against it).
+/// </summary>
+public sealed class VfioMemlockException : VfioIoctlException
+{
+    public VfioMemlockException(ulong iova, ulong size, ulong memlockLimit)
+        : base(
+            "VFIO_IOMMU_MAP_DMA",
+            (int)Errno.ENOMEM,
+            $"Pinning {size} bytes at IOVA 0x{iova:X} exceeds RLIMIT_MEMLOCK ({FormatLimit(memlockLimit)}): every page VFIO maps is " +
+            "locked and counted against it. Raise the limit (ulimit -l, 'memlock' in /etc/security/limits.conf, LimitMEMLOCK= " +
+            "for a systemd unit) or map less")
+    {
+        Iova = iova;
+        Size = size;
+        MemlockLimit = memlockLimit;
+    }
+
+    public ulong Iova { get; }
+
+    public ulong Size { get; }
+
+    /// <summary>The soft RLIMIT_MEMLOCK when the mapping was refused, in bytes (ulong.MaxValue: unlimited).</summary>
+    public ulong MemlockLimit { get; }
+
+    private static string FormatLimit(ulong limit) => limit == ulong.MaxValue ? "unlimited" : $"{limit} bytes";
+}
+
+/// <summary>
+/// Opening a VFIO node (<c>/dev/vfio/vfio</c> or <c>/dev/vfio/N</c>) failed. EPERM/EACCES come as
+/// <see cref="VfioPermissionException"/>.
+/// </summary>
+public class VfioOpenException : SystemCallException
+{
+    public VfioOpenException(string path, int errno, string fix)
+        : base($"open({path})", errno, fix)
+    {
+        Path = path;
+    }
+
+    /// <summary>The node that could not be opened.</summary>
+    public string Path { get; }
+}
+
+/// <summary>This user may not open a VFIO group node (EPERM or EACCES).</summary>
+public sealed class VfioPermissionException : VfioOpenException
+{
+    public VfioPermissionException(string path, int errno)
+        : base(path, errno,
+            $"This user may not open {path}. Give the user the node as root ('fpgaaccel setup --device <address> --user <name>', " +
+            $"or chown/chmod {path}, or a udev rule for the vfio group), or run as root")
+    {
+    }
+}
+
+/// <summary>A VFIO rule that is not an errno: a non-viable group, a region that cannot be mmapped, an unsupported API.</summary>
+public sealed class VfioException : IOException
+{
+    public VfioException(string message)
+        : base(message)
+    {
+    }
+}

@@ -1,0 +1,167 @@
+using FpgaAccel.Interop;
+using FpgaAccel.Interop.Vfio;
+using NUnit.Framework;
+
+namespace FpgaAccel.Tests.Interop;
+
+/// <summary>VFIO failure paths that can be provoked without an IOMMU: each names the call or ioctl, the errno and the fix.</summary>
+public class VfioErrorTests
+{
+    [Test]
+    public void OpeningAMissingGroupNamesThePathAndTheFix()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "no-such-vfio-" + Guid.NewGuid().ToString("N"), "vfio", "42");
+        var before = FdCount.Now();
+        var ex = Assert.Throws<VfioOpenException>(() => VfioGroup.Open(path))!;
+        Assert.That(ex.Errno, Is.EqualTo(Errno.ENOENT));
+        Assert.That(ex.Path, Is.EqualTo(path));
+        Assert.That(ex.Message, Does.StartWith($"open({path}): ENOENT").And.Contain("vfio-pci"));
+        Assert.That(FdCount.SettledAtMost(before), Is.LessThanOrEqualTo(before));
+    }
+
+    [Test]
+    public void OpeningAMissingContainerSaysToLoadVfio()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "no-such-dev-" + Guid.NewGuid().ToString("N"), "vfio", "vfio");
+        var ex = Assert.Throws<VfioOpenException>(() => VfioContainer.Open(path))!;
+        Assert.That(ex.Message, Does.Contain("ENOENT").And.Contain("modprobe vfio-pci").And.Contain("iommu=on"));
+    }
+
+    [Test]
+    public void PermissionDeniedIsTypedAndNamesTheNode()
+    {
+        var ex = VfioErrors.FromOpen("/dev/vfio/12", (int)Errno.EACCES);
+        Assert.That(ex, Is.TypeOf<VfioPermissionException>());
+        Assert.That(ex.Message, Does.StartWith("open(/dev/vfio/12): EACCES").And.Contain("fpgaaccel setup").And.Contain("chown"));
+    }
+
+    [Test]
+    public void ContainerIoctlOnANonVfioDescriptorIsEnottyNamedWithTheIoctl()
+    {
+        using var container = new VfioContainer(OpenDevNull(), "/dev/null");
+        var ex = Assert.Throws<VfioIoctlException>(() => container.GetApiVersion())!;
+        Assert.That(ex.Call, Is.EqualTo("VFIO_GET_API_VERSION"));
+        Assert.That(ex.Errno, Is.EqualTo(Errno.ENOTTY));
+        Assert.That(ex.Message, Does.StartWith("VFIO_GET_API_VERSION: ENOTTY").And.Contain("not the kind of VFIO object"));
+    }
+
+    [Test]
+    public void ContainerOpenOnANonVfioNodeFailsAndClosesIt()
+    {
+        var before = FdCount.Now();
+        var ex = Assert.Throws<VfioIoctlException>(() => VfioContainer.Open("/dev/null"))!;
+        Assert.That(ex.Call, Is.EqualTo("VFIO_GET_API_VERSION"));
+        Assert.That(FdCount.SettledAtMost(before), Is.LessThanOrEqualTo(before), "the descriptor is closed on failure");
+    }
+
+    [Test]
+    public void GroupAndDeviceIoctlsNameThemselves()
+    {
+        using var group = new VfioGroup(OpenDevNull(), "/dev/null");
+        Assert.That(Assert.Throws<VfioIoctlException>(() => group.GetStatus())!.Message, Does.StartWith("VFIO_GROUP_GET_STATUS: ENOTTY"));
+        using var container = new VfioContainer(OpenDevNull(), "/dev/null");
+        Assert.That(Assert.Throws<VfioIoctlException>(() => group.SetContainer(container))!.Message, Does.StartWith("VFIO_GROUP_SET_CONTAINER: ENOTTY"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => container.MapDma(0x10000, 0x1000, 0x1000, VfioDmaAccess.ReadWrite))!.Call, Is.EqualTo("VFIO_IOMMU_MAP_DMA"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => container.GetIommuInfo())!.Call, Is.EqualTo("VFIO_IOMMU_GET_INFO"));
+        using var device = new VfioDevice(OpenDevNull(), "0000:00:00.0");
+        Assert.That(Assert.Throws<VfioIoctlException>(() => device.GetInfo())!.Call, Is.EqualTo("VFIO_DEVICE_GET_INFO"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => device.GetRegionInfo(0))!.Call, Is.EqualTo("VFIO_DEVICE_GET_REGION_INFO"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => device.GetIrqInfo(2))!.Call, Is.EqualTo("VFIO_DEVICE_GET_IRQ_INFO"));
+        using var eventFd = EventFd.Create();
+        Assert.That(Assert.Throws<VfioIoctlException>(() => device.SetIrqEventFds(2, 0, [eventFd.Handle, null]))!.Call, Is.EqualTo("VFIO_DEVICE_SET_IRQS"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => device.DisableIrqs(2))!.Call, Is.EqualTo("VFIO_DEVICE_SET_IRQS"));
+    }
+
+    [Test]
+    public void MapDmaEnomemBecomesMemlockErrorNamingTheLimit()
+    {
+        var ex = new VfioMemlockException(0x100000, 0x200000, 65536);
+        Assert.That(ex.Call, Is.EqualTo("VFIO_IOMMU_MAP_DMA"));
+        Assert.That(ex.Errno, Is.EqualTo(Errno.ENOMEM));
+        Assert.That(ex.Message, Does.Contain("RLIMIT_MEMLOCK").And.Contain("65536 bytes").And.Contain("ulimit -l"));
+    }
+
+    [Test]
+    public void MappedRegionAccessesAreSingleAlignedAndBoundsChecked()
+    {
+        var region = VfioMappedRegion.Over(MemoryMapping.Anonymous(4096));
+        region.Write64(8, 0x1122_3344_5566_7788);
+        Assert.That(region.Read64(8), Is.EqualTo(0x1122_3344_5566_7788UL));
+        Assert.That(region.Read32(8), Is.EqualTo(0x5566_7788U), "little-endian low half");
+        region.Write32(4092, 0xCAFE_F00D);
+        Assert.That(region.Read32(4092), Is.EqualTo(0xCAFE_F00DU));
+        Assert.Throws<ArgumentOutOfRangeException>(() => region.Read64(4092));
+        Assert.Throws<ArgumentOutOfRangeException>(() => region.Read64(4096));
+        Assert.Throws<ArgumentOutOfRangeException>(() => region.Read64(ulong.MaxValue - 3));
+        var misaligned = Assert.Throws<ArgumentOutOfRangeException>(() => region.Write64(4, 1))!;
+        Assert.That(misaligned.Message, Does.Contain("0x4").And.Contain("aligned"));
+        region.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => region.Read64(0));
+    }
+
+    [Test]
+    public void RegionRulesRefuseUnmappableRanges()
+    {
+        var plain = new VfioRegionInfo(0, VfioRegionFlags.Read | VfioRegionFlags.Write, 0x10000, 0, null, false);
+        Assert.That(plain.CanMmapRange(0, 0x1000), Is.False, "no MMAP flag");
+        var sparse = new VfioRegionInfo(0, VfioRegionFlags.Read | VfioRegionFlags.Write | VfioRegionFlags.Mmap, 0x10000, 0,
+            [new VfioSparseArea(0, 0xE000)], false);
+        Assert.That(sparse.CanMmapRange(0, 0xE000), Is.True);
+        Assert.That(sparse.CanMmapRange(0, 0x10000), Is.False, "the MSI-X page is outside the sparse area");
+        Assert.That(sparse with { MsixMappable = true }, Has.Property(nameof(VfioRegionInfo.CanMmap)).True);
+        Assert.That((sparse with { MsixMappable = true }).CanMmapRange(0, 0x10000), Is.True);
+        Assert.That(sparse.CanMmapRange(0xF000, 0x2000), Is.False, "past the end");
+        using var device = new VfioDevice(OpenDevNull(), "0000:00:00.0");
+        var ex = Assert.Throws<VfioException>(() => device.MapRegion(sparse))!;
+        Assert.That(ex.Message, Does.Contain("sparse mmap areas (0x0+0xE000)"));
+        Assert.That(Assert.Throws<VfioException>(() => device.MapRegion(plain))!.Message, Does.Contain("VFIO_REGION_INFO_FLAG_MMAP"));
+    }
+
+    [Test]
+    public unsafe void CapabilityChainsAreDecodedWithBoundsChecks()
+    {
+        // A VFIO_IOMMU_GET_INFO answer as the kernel lays it out: info (24 bytes), IOVA-range cap at 24 with
+        // two ranges, DMA-avail cap after it.
+        var buffer = new byte[24 + 16 + 32 + 12];
+        var span = buffer.AsSpan();
+        BitConverter.TryWriteBytes(span[0..], (uint)buffer.Length);
+        BitConverter.TryWriteBytes(span[4..], 3u);
+        BitConverter.TryWriteBytes(span[8..], 0x1000UL | 0x200000UL);
+        BitConverter.TryWriteBytes(span[16..], 24u);
+        BitConverter.TryWriteBytes(span[24..], (ushort)1);
+        BitConverter.TryWriteBytes(span[26..], (ushort)1);
+        BitConverter.TryWriteBytes(span[28..], 72u);
+        BitConverter.TryWriteBytes(span[32..], 2u);
+        BitConverter.TryWriteBytes(span[40..], 0UL);
+        BitConverter.TryWriteBytes(span[48..], 0xFEDF_FFFFUL);
+        BitConverter.TryWriteBytes(span[56..], 0xFEF0_0000UL);
+        BitConverter.TryWriteBytes(span[64..], 0xFFFF_FFFF_FFFFUL);
+        BitConverter.TryWriteBytes(span[72..], (ushort)3);
+        BitConverter.TryWriteBytes(span[74..], (ushort)1);
+        BitConverter.TryWriteBytes(span[76..], 0u);
+        BitConverter.TryWriteBytes(span[80..], 65535u);
+        var info = System.Runtime.InteropServices.MemoryMarshal.Read<global::FpgaAccel.Interop.Interop.Vfio.vfio_iommu_type1_info>(buffer);
+        var decoded = VfioContainer.Decode(buffer, info);
+        Assert.That(decoded.PageSizes, Is.EqualTo(0x201000UL));
+        Assert.That(decoded.IovaRanges, Is.EqualTo(new[] { new VfioIovaRange(0, 0xFEDF_FFFF), new VfioIovaRange(0xFEF0_0000, 0xFFFF_FFFF_FFFF) }));
+        Assert.That(decoded.DmaMappingsAvailable, Is.EqualTo(65535u));
+
+        BitConverter.TryWriteBytes(span[76..], 24u); // a loop back to the first capability
+        var loop = Assert.Throws<VfioException>(() => VfioContainer.Decode(buffer, info))!;
+        Assert.That(loop.Message, Does.Contain("malformed"));
+        BitConverter.TryWriteBytes(span[76..], 4000u); // past the buffer
+        Assert.Throws<VfioException>(() => VfioContainer.Decode(buffer, info));
+    }
+
+    [Test]
+    public void MemlockLimitCanBeReadAndSetBack()
+    {
+        var limit = ResourceLimits.GetMemoryLock();
+        Assert.That(limit.Hard, Is.GreaterThanOrEqualTo(limit.Soft));
+        ResourceLimits.SetMemoryLock(limit);
+        Assert.That(ResourceLimits.GetMemoryLock(), Is.EqualTo(limit));
+    }
+
+    private static SafeFileDescriptor OpenDevNull() =>
+        new(global::FpgaAccel.Interop.Interop.Libc.open("/dev/null", global::FpgaAccel.Interop.Interop.Libc.O_RDWR | global::FpgaAccel.Interop.Interop.Libc.O_CLOEXEC));
+}

@@ -1,0 +1,78 @@
+using NUnit.Framework;
+
+namespace FpgaAccel.Tests.Interop;
+
+/// <summary>
+/// The VFIO and libc bindings against the kernel's and glibc's own headers: every struct size, field offset
+/// and size, flag, constant and ioctl request number the C# side declares is a <c>_Static_assert</c> compiled by gcc.
+/// </summary>
+public class VfioLayoutTests
+{
+    private static Type Bindings => typeof(global::FpgaAccel.Interop.SafeFileDescriptor).Assembly.GetType("FpgaAccel.Interop.Interop", throwOnError: true)!;
+
+    private static Type Nested(string name) => Bindings.GetNestedType(name, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
+        ?? throw new InvalidOperationException($"Interop.{name} is missing");
+
+    [Test]
+    public void VfioBindingsMatchLinuxVfioH()
+    {
+        var gcc = RequireToolchain("/usr/include/linux/vfio.h");
+        var check = new CHeaderCheck().Include("linux/vfio.h").AddBindings(Nested("Vfio"));
+        Assert.That(check.Structs, Is.SupersetOf(new[]
+        {
+            "vfio_info_cap_header", "vfio_group_status", "vfio_device_info", "vfio_region_info", "vfio_region_sparse_mmap_area",
+            "vfio_region_info_cap_sparse_mmap", "vfio_irq_info", "vfio_irq_set", "vfio_iommu_type1_info", "vfio_iova_range",
+            "vfio_iommu_type1_info_cap_iova_range", "vfio_iommu_type1_info_dma_avail", "vfio_iommu_type1_dma_map", "vfio_iommu_type1_dma_unmap",
+        }));
+        Assert.That(check.Constants, Is.SupersetOf(new[]
+        {
+            "VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU", "VFIO_GROUP_GET_STATUS", "VFIO_GROUP_SET_CONTAINER",
+            "VFIO_GROUP_GET_DEVICE_FD", "VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO",
+            "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET", "VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA",
+        }));
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against linux/vfio.h failed:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
+    public void LibcBindingsMatchGlibcHeaders()
+    {
+        var gcc = RequireToolchain("/usr/include/pwd.h");
+        var check = new CHeaderCheck()
+            .Include("sys/epoll.h", "sys/eventfd.h", "sys/mman.h", "sys/resource.h", "sys/ioctl.h", "fcntl.h", "unistd.h", "pwd.h", "errno.h")
+            .AddBindings(Nested("Libc"))
+            .AddEnum(typeof(global::FpgaAccel.Interop.Errno));
+        Assert.That(check.Structs, Is.SupersetOf(new[] { "epoll_event", "rlimit", "passwd" }));
+        Assert.That(check.Constants, Does.Contain("RLIMIT_MEMLOCK").And.Contain("EFD_CLOEXEC").And.Contain("EACCES"));
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against the libc headers failed:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
+    public void AWrongValueIsReportedByName()
+    {
+        var gcc = RequireToolchain("/usr/include/linux/vfio.h");
+        var check = new CHeaderCheck().Include("linux/vfio.h");
+        check.AddConstant("VFIO_TYPE1v2_IOMMU", 4);
+        check.AddConstant("VFIO_IOMMU_MAP_DMA", 0x3B71UL);
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Has.Count.EqualTo(1));
+        Assert.That(problems[0], Does.Contain("VFIO_TYPE1v2_IOMMU is not 4"));
+    }
+
+    private static string RequireToolchain(string header)
+    {
+        var gcc = CHeaderCheck.FindGcc();
+        if (gcc is null)
+        {
+            Assert.Ignore("gcc is not on PATH: install gcc (make deps) to check the bindings against the C headers.");
+        }
+
+        if (!File.Exists(header))
+        {
+            Assert.Ignore($"{header} is missing: install linux-libc-dev and libc6-dev (make deps) to check the bindings against it.");
+        }
+
+        return gcc!;
+    }
+}
