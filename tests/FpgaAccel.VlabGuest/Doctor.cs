@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace FpgaAccel.VlabGuest;
+
+/// <summary>
+/// Runs the real <c>fpgaaccel doctor</c> (published next to this program, run as its own
+/// process) against the guest's sysfs, prints its output under the check, and checks what its
+/// JSON report says: the IOMMU on, no FA-1, and, asked for edu's IDs, edu bound to vfio-pci in
+/// a viable group whose node is accessible.
+/// </summary>
+internal static class Doctor
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(120);
+
+    public static void Check(CheckRunner runner, string eduAddress, int eduGroup)
+    {
+        // As shipped: looks for the FA-1 (its IDs are the default). The guest has none.
+        Run(runner, ["doctor"], show: true);
+        var (code, json) = Run(runner, ["doctor", "--json"], show: false);
+        var fa1 = Statuses(json);
+        Expect.Equal(1, code, "exit code of 'fpgaaccel doctor' with no FA-1 present");
+        ExpectStatus(fa1, "iommu", "pass");
+        ExpectStatus(fa1, "vfio-container", "pass");
+        ExpectStatus(fa1, "device", "fail");
+
+        // Pointed at edu: finds it bound to vfio-pci in a viable group whose node is accessible.
+        string[] edu = ["doctor", "--vendor-id", $"0x{Edu.VendorId:x4}", "--device-id", $"0x{Edu.DeviceId:x4}"];
+        Run(runner, edu, show: true);
+        (_, json) = Run(runner, [.. edu, "--json"], show: false);
+        var found = Statuses(json);
+        foreach (var name in new[] { "iommu", "vfio-container", "device", "driver", "group", "access" })
+        {
+            ExpectStatus(found, name, "pass");
+        }
+
+        using var document = JsonDocument.Parse(json);
+        var devices = document.RootElement.GetProperty("devices");
+        Expect.Equal(1, devices.GetArrayLength(), "devices the doctor found with edu's IDs");
+        var device = devices[0];
+        Expect.Equal(eduAddress, device.GetProperty("address").GetString() ?? "", "the address the doctor found");
+        Expect.Equal("vfio-pci", device.GetProperty("driver").GetString() ?? "", "the driver the doctor found");
+        Expect.Equal(eduGroup, device.GetProperty("iommu_group").GetInt32(), "the IOMMU group the doctor found");
+    }
+
+    private static Dictionary<string, string> Statuses(string json)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            var statuses = new Dictionary<string, string>();
+            foreach (var check in document.RootElement.GetProperty("checks").EnumerateArray())
+            {
+                // A device check repeats per device found; the first one is enough here.
+                statuses.TryAdd(check.GetProperty("name").GetString() ?? "", check.GetProperty("status").GetString() ?? "");
+            }
+
+            return statuses;
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new CheckFailedException($"'fpgaaccel doctor --json' printed no JSON report the check can read: {ex.Message}");
+        }
+    }
+
+    private static void ExpectStatus(Dictionary<string, string> statuses, string name, string expected)
+    {
+        Expect.True(statuses.TryGetValue(name, out var status), $"the doctor reported no '{name}' check");
+        Expect.True(status == expected, $"the doctor's '{name}' check is '{status}', expected '{expected}'");
+    }
+
+    /// <summary>Runs fpgaaccel with <paramref name="arguments"/>, bounded; returns its exit code and output.</summary>
+    private static (int ExitCode, string Output) Run(CheckRunner runner, string[] arguments, bool show)
+    {
+        var tool = Path.Combine(AppContext.BaseDirectory, "fpgaaccel");
+        Expect.True(File.Exists(tool), $"{tool} is missing; tests/vlab/vlab.sh publishes it next to vlab-guest");
+        var start = new ProcessStartInfo(tool)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        if (show)
+        {
+            runner.Note($"$ fpgaaccel {string.Join(' ', arguments)}");
+        }
+
+        using var process = Process.Start(start) ?? throw new CheckFailedException($"could not start {tool}");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(s_timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(TimeSpan.FromSeconds(5));
+            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} did not finish within {s_timeout.TotalSeconds} s; killed");
+        }
+
+        // Both pipes close when the process exits; the reads finish at once.
+        Expect.True(Task.WaitAll([stdout, stderr], TimeSpan.FromSeconds(5)), "fpgaaccel exited but its output pipes stayed open");
+        if (show)
+        {
+            foreach (var line in (stdout.Result + stderr.Result).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                runner.Note("  " + line.TrimEnd('\r'));
+            }
+
+            runner.Note($"  (exit code {process.ExitCode})");
+        }
+        else if (process.ExitCode > 1)
+        {
+            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} exited with {process.ExitCode}: {stderr.Result.Trim()}");
+        }
+
+        return (process.ExitCode, stdout.Result);
+    }
+}
