@@ -29,7 +29,7 @@ internal static class CliRunner
             io.Error.WriteLine($"fpgaaccel: {ex.Message}");
             return ex is UnknownBackendException or InvalidDeviceOptionException ? ExitCodes.Usage : ExitCodes.Failed;
         }
-        catch (SystemCallException ex)
+        catch (IOException ex)
         {
             io.Error.WriteLine($"fpgaaccel: {ex.Message}");
             return ExitCodes.Failed;

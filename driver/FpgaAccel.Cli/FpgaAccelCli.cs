@@ -11,6 +11,8 @@ internal static class FpgaAccelCli
         var root = new RootCommand("fpgaaccel: user-space driver tools for the FA-1 FPGA accelerator (board through VFIO, or the software model).");
         var io = new CliIo(output, error);
         root.Subcommands.Add(InfoCommand.Create(common, io));
+        root.Subcommands.Add(DoctorCommand.Create(io));
+        root.Subcommands.Add(SetupCommand.Create(io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

@@ -152,3 +152,65 @@ public sealed class DmaMappingException : FpgaAccelException
         _ => "See the IOMMU's kernel log (dmesg) for the cause.",
     };
 }
+
+/// <summary>
+/// Opening the board through VFIO failed at one step. The message names the board, the step, what the kernel
+/// said and the fix; the VFIO error is the inner exception.
+/// </summary>
+public class BoardOpenException : FpgaAccelException
+{
+    public BoardOpenException(string address, string step, string detail, Exception? inner = null)
+        : base($"Opening the FA-1 at {address} through VFIO failed while {step}: {detail}", inner ?? new InvalidOperationException(detail))
+    {
+        Address = address;
+        Step = step;
+    }
+
+    /// <summary>The board's PCI address.</summary>
+    public string Address { get; }
+
+    /// <summary>What the driver was doing.</summary>
+    public string Step { get; }
+}
+
+/// <summary>This user may not open the board's VFIO group node (EPERM/EACCES on /dev/vfio/N).</summary>
+public sealed class BoardAccessDeniedException : BoardOpenException
+{
+    public BoardAccessDeniedException(string address, string path, Exception inner)
+        : base(address, $"opening {path}",
+            $"permission denied on {path}. As root run 'fpgaaccel setup --device {address} --user <you>' (or chown the node, " +
+            "or add a udev rule for the vfio group), then try again; 'fpgaaccel doctor' checks it.", inner)
+    {
+        Path = path;
+    }
+
+    /// <summary>The node that could not be opened.</summary>
+    public string Path { get; }
+}
+
+/// <summary>The board's IOMMU group holds a device bound to a driver other than vfio-pci, so VFIO cannot use it.</summary>
+public sealed class BoardGroupNotViableException : FpgaAccelException
+{
+    public BoardGroupNotViableException(string address, int group, IEnumerable<string> blocking)
+        : base($"The IOMMU group {group} of the FA-1 at {address} is not viable: {string.Join(", ", blocking)} " +
+               "is bound to a driver other than vfio-pci. Every device of the group must be bound to vfio-pci or to no driver: " +
+               "unbind it (echo <address> > /sys/bus/pci/devices/<address>/driver/unbind) or bind it to vfio-pci too, " +
+               "or move the board to a slot with its own IOMMU group.")
+    {
+        Address = address;
+        Group = group;
+    }
+
+    public string Address { get; }
+
+    public int Group { get; }
+}
+
+/// <summary>Setting up a board for VFIO was refused (not root, foreign driver in the group, unknown user...).</summary>
+public sealed class BoardSetupException : FpgaAccelException
+{
+    public BoardSetupException(string message)
+        : base(message)
+    {
+    }
+}

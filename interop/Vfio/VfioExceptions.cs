@@ -73,10 +73,25 @@ public sealed class VfioPermissionException : VfioOpenException
 }
 
 /// <summary>A VFIO rule that is not an errno: a non-viable group, a region that cannot be mmapped, an unsupported API.</summary>
-public sealed class VfioException : IOException
+public class VfioException : IOException
 {
     public VfioException(string message)
         : base(message)
     {
     }
+}
+
+/// <summary>VFIO_GROUP_GET_STATUS says the group is not viable: a member is bound to a non-VFIO driver.</summary>
+public sealed class VfioGroupNotViableException : VfioException
+{
+    public VfioGroupNotViableException(string path)
+        : base($"VFIO group {path} is not viable: some device in it is bound to a driver other than vfio-pci. " +
+               "Bind every device of the group to vfio-pci or unbind it (see /sys/kernel/iommu_groups/<group>/devices; " +
+               "'fpgaaccel doctor' lists them), or move the device to a slot with its own IOMMU group.")
+    {
+        Path = path;
+    }
+
+    /// <summary>The group node.</summary>
+    public string Path { get; }
 }

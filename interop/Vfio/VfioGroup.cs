@@ -41,15 +41,12 @@ public sealed unsafe class VfioGroup : IDisposable
         return new VfioGroupStatus((status.flags & VFIO_GROUP_FLAGS_VIABLE) != 0, (status.flags & VFIO_GROUP_FLAGS_CONTAINER_SET) != 0);
     }
 
-    /// <summary>Throws <see cref="VfioException"/> unless the group is viable (linux/vfio.h VFIO_GROUP_FLAGS_VIABLE).</summary>
+    /// <summary>Throws <see cref="VfioGroupNotViableException"/> unless the group is viable (linux/vfio.h VFIO_GROUP_FLAGS_VIABLE).</summary>
     public void EnsureViable()
     {
         if (!GetStatus().Viable)
         {
-            throw new VfioException(
-                $"VFIO group {Path} is not viable: some device in it is bound to a driver other than vfio-pci. " +
-                "Bind every device of the group to vfio-pci or unbind it (see /sys/kernel/iommu_groups/<group>/devices; " +
-                "'fpgaaccel doctor' lists them), or move the device to a slot with its own IOMMU group.");
+            throw new VfioGroupNotViableException(Path);
         }
     }
 

@@ -10,12 +10,6 @@ namespace FpgaAccel.Driver.Backends;
 /// </summary>
 internal static partial class BackendFactory
 {
-    /// <summary>
-    /// Opens the VFIO board backend for a usable function. The board backend registers itself here;
-    /// null means this build has none.
-    /// </summary>
-    internal static Func<PciFunction, FpgaDeviceOptions, IDeviceBackend>? BoardOpener { get; set; }
-
     public static IDeviceBackend Create(FpgaDeviceOptions options, ILogger logger)
     {
         switch (options.Backend)
@@ -38,13 +32,14 @@ internal static partial class BackendFactory
             default:
                 {
                     var search = FindBoard(options);
-                    if (search.Usable is not null && BoardOpener is not null)
+                    if (search.Usable is not null)
                     {
+                        // A board that is found and usable is used; if opening it then fails, that is an error worth
+                        // seeing, not a reason to quietly run on the model.
                         return OpenBoard(search.Usable, options, logger);
                     }
 
-                    var why = search.Usable is null ? search.Summary(options) : "this build has no board backend";
-                    LogModelChosen(logger, why);
+                    LogModelChosen(logger, search.Summary(options));
                     return new ModelBackend(options.Model);
                 }
         }
@@ -52,15 +47,8 @@ internal static partial class BackendFactory
 
     private static IDeviceBackend OpenBoard(PciFunction function, FpgaDeviceOptions options, ILogger logger)
     {
-        if (BoardOpener is null)
-        {
-            throw new BoardNotFoundException(
-                $"An FA-1 is bound to vfio-pci at {function.Address}, but this build of the driver has no VFIO board backend. " +
-                "Use --backend model, or a build that includes the board backend.");
-        }
-
         LogBoardChosen(logger, function.Address.ToString(), function.IommuGroup ?? -1);
-        return BoardOpener(function, options);
+        return BoardBackend.Open(function, options);
     }
 
     internal static BoardSearch FindBoard(FpgaDeviceOptions options)
@@ -83,12 +71,15 @@ internal static partial class BackendFactory
         PciFunction? usable = null;
         if (containerExists)
         {
-            usable = candidates.FirstOrDefault(f =>
-                f.BoundToVfio && f.IommuGroup is { } g && Path.Exists(Path.Combine(options.DevRoot, "vfio", g.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+            usable = candidates.FirstOrDefault(f => f.BoundToVfio && f.GroupViable && GroupNode(options, f) is { } node && Path.Exists(node));
         }
 
         return new BoardSearch(discovery, candidates, container, containerExists, usable);
     }
+
+    /// <summary>The VFIO group node of <paramref name="function"/> (<c>DEV/vfio/N</c>), or null without a group.</summary>
+    internal static string? GroupNode(FpgaDeviceOptions options, PciFunction function) =>
+        function.IommuGroup is { } g ? Path.Combine(options.DevRoot, "vfio", g.ToString(System.Globalization.CultureInfo.InvariantCulture)) : null;
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Backend: software model, because {Reason}")]
     private static partial void LogModelChosen(ILogger logger, string reason);
@@ -120,9 +111,18 @@ internal static partial class BackendFactory
             }
 
             var first = Candidates[0];
-            return first.BoundToVfio
-                ? $"{first.Address} is bound to vfio-pci but its group node {Path.GetDirectoryName(ContainerPath)}/{first.IommuGroup} is missing"
-                : $"{first.Address} is bound to {first.Driver ?? "no driver"}, not vfio-pci";
+            if (!first.BoundToVfio)
+            {
+                return $"{first.Address} is bound to {first.Driver ?? "no driver"}, not vfio-pci";
+            }
+
+            if (!first.GroupViable)
+            {
+                return $"{first.Address} is bound to vfio-pci but its IOMMU group {first.IommuGroup} is not viable: " +
+                       string.Join(", ", first.BlockingGroupMembers) + " must be bound to vfio-pci or to no driver";
+            }
+
+            return $"{first.Address} is bound to vfio-pci but its group node {Path.GetDirectoryName(ContainerPath)}/{first.IommuGroup} is missing";
         }
 
         /// <summary>The whole story for an error message: what was looked for, what was found, how to fix it.</summary>

@@ -19,8 +19,38 @@ public sealed record PciFunction(
     int? IommuGroup,
     IReadOnlyList<PciAddress> GroupMembers)
 {
+    /// <summary>The driver name VFIO's PCI functions are bound to.</summary>
+    public const string VfioPciDriver = "vfio-pci";
+
     /// <summary>True when vfio-pci owns the function.</summary>
-    public bool BoundToVfio => Driver == "vfio-pci";
+    public bool BoundToVfio => Driver == VfioPciDriver;
+
+    /// <summary>Every device of the IOMMU group (this one included) with the driver bound to it.</summary>
+    public IReadOnlyList<IommuGroupMember> Group { get; init; } = [];
+
+    /// <summary>The other devices of the IOMMU group.</summary>
+    public IEnumerable<IommuGroupMember> OtherGroupMembers => Group.Where(m => m.Name != Address.ToString());
+
+    /// <summary>Members that make the group non-viable for VFIO (bound to a driver that does DMA on its own).</summary>
+    public IEnumerable<IommuGroupMember> BlockingGroupMembers => Group.Where(m => !m.AllowsVfio);
+
+    /// <summary>True when every member of the group lets VFIO use it (linux/vfio.h VFIO_GROUP_FLAGS_VIABLE).</summary>
+    public bool GroupViable => IommuGroup is not null && !BlockingGroupMembers.Any();
+}
+
+/// <summary>One device in an IOMMU group (<c>kernel/iommu_groups/N/devices/NAME</c>) and its driver.</summary>
+/// <param name="Name">The device name: a PCI address for PCI devices.</param>
+/// <param name="Driver">The bound driver, or null.</param>
+public sealed record IommuGroupMember(string Name, string? Driver)
+{
+    /// <summary>
+    /// True when the member does not stop VFIO from using the group: unbound, bound to vfio-pci, or bound
+    /// to a driver the kernel lets share a group with VFIO because it does no DMA of its own (pci-stub, and
+    /// pcieport for bridges: both set driver_managed_dma).
+    /// </summary>
+    public bool AllowsVfio => Driver is null or PciFunction.VfioPciDriver or "pci-stub" or "pcieport";
+
+    public override string ToString() => $"{Name} ({Driver ?? "no driver"})";
 }
 
 /// <summary>
@@ -35,6 +65,27 @@ public sealed class PciDiscovery
 
     /// <summary>Where PCI functions are listed.</summary>
     public string DevicesDirectory => Path.Combine(SysfsRoot, "bus", "pci", "devices");
+
+    /// <summary>The function at <paramref name="address"/> when given, else every function with the IDs.</summary>
+    public IReadOnlyList<PciFunction> Find(ushort vendorId, ushort deviceId, PciAddress? address)
+    {
+        if (address is { } a)
+        {
+            return Describe(a) is { } one ? [one] : [];
+        }
+
+        return FindByIds(vendorId, deviceId);
+    }
+
+    /// <summary>True when sysfs lists at least one IOMMU group (the IOMMU is on).</summary>
+    public bool IommuEnabled
+    {
+        get
+        {
+            var groups = Path.Combine(SysfsRoot, "kernel", "iommu_groups");
+            return Directory.Exists(groups) && Directory.EnumerateFileSystemEntries(groups).Any();
+        }
+    }
 
     /// <summary>Every function with the given IDs, in address order.</summary>
     public IReadOnlyList<PciFunction> FindByIds(ushort vendorId, ushort deviceId)
@@ -82,7 +133,23 @@ public sealed class PciDiscovery
         var driver = LinkName(Path.Combine(dir, "driver"));
         int? group = int.TryParse(LinkName(Path.Combine(dir, "iommu_group")), NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
         var members = group is null ? [address] : GroupMembers(group.Value);
-        return new PciFunction(address, (ushort)vendor.Value, (ushort)device.Value, (uint)cls, driver, group, members);
+        IReadOnlyList<IommuGroupMember> details = group is null ? [new IommuGroupMember(address.ToString(), driver)] : GroupDetails(group.Value);
+        return new PciFunction(address, (ushort)vendor.Value, (ushort)device.Value, (uint)cls, driver, group, members) { Group = details };
+    }
+
+    /// <summary>Every device of IOMMU group <paramref name="group"/>, PCI or not, with its bound driver.</summary>
+    public IReadOnlyList<IommuGroupMember> GroupDetails(int group)
+    {
+        var dir = Path.Combine(SysfsRoot, "kernel", "iommu_groups", group.ToString(CultureInfo.InvariantCulture), "devices");
+        if (!Directory.Exists(dir))
+        {
+            return [];
+        }
+
+        return Directory.EnumerateFileSystemEntries(dir)
+            .Order(StringComparer.Ordinal)
+            .Select(entry => new IommuGroupMember(Path.GetFileName(entry), LinkName(Path.Combine(entry, "driver"))))
+            .ToList();
     }
 
     /// <summary>Functions in IOMMU group <paramref name="group"/> (from <c>kernel/iommu_groups/N/devices</c>).</summary>
