@@ -24,15 +24,18 @@ internal static class Doctor
         ExpectStatus(fa1, "vfio-container", "pass");
         ExpectStatus(fa1, "device", "fail");
 
-        // Pointed at edu: finds it bound to vfio-pci in a viable group whose node is accessible.
-        string[] edu = ["doctor", "--vendor-id", $"0x{Edu.VendorId:x4}", "--device-id", $"0x{Edu.DeviceId:x4}"];
+        // Pointed at edu, with a pin budget inside the guest's RLIMIT_MEMLOCK (8 MiB) and the huge
+        // pages /init reserved: every check passes, edu bound to vfio-pci in a viable group.
+        string[] edu = ["doctor", "--vendor-id", $"0x{Edu.VendorId:x4}", "--device-id", $"0x{Edu.DeviceId:x4}", "--pin-bytes", "4M"];
         Run(runner, edu, show: true);
-        (_, json) = Run(runner, [.. edu, "--json"], show: false);
+        (code, json) = Run(runner, [.. edu, "--json"], show: false);
         var found = Statuses(json);
-        foreach (var name in new[] { "iommu", "vfio-container", "device", "driver", "group", "access" })
+        foreach (var name in new[] { "iommu", "vfio-container", "device", "driver", "group", "access", "memlock", "hugepages" })
         {
             ExpectStatus(found, name, "pass");
         }
+
+        Expect.Equal(0, code, "exit code of 'fpgaaccel doctor' for edu");
 
         using var document = JsonDocument.Parse(json);
         var devices = document.RootElement.GetProperty("devices");

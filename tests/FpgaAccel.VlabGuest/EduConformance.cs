@@ -60,7 +60,7 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         runner.Run("error.iova-outside-ranges", IovaOutsideRanges, "iommu.info-iova-ranges");
         runner.Run("error.group-second-open", SecondGroupOpen, "group.open-viable");
         runner.Run("error.nonexistent-pci-address", NonexistentPciAddress);
-        // Last: it drops CAP_IPC_LOCK and lowers RLIMIT_MEMLOCK for the rest of the process.
+        // Last: it drops CAP_IPC_LOCK for the rest of the process (RLIMIT_MEMLOCK is restored).
         runner.Run("error.memlock-limit", MemlockLimit, "group.set-container-iommu");
     }
 
@@ -301,14 +301,23 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         const ulong limit = 64 * 1024;
         const ulong size = 1 << 20;
         Capabilities.DropIpcLock();
-        ResourceLimits.SetMemoryLock(new ResourceLimit(limit, limit));
-        using var buffer = MemoryMapping.Anonymous(size, populate: true);
-        var error = Expect.Throws<VfioMemlockException>(
-            () => Container.MapDma(DmaIova, buffer.Address, size, VfioDmaAccess.ReadWrite),
-            $"mapping {size} bytes with RLIMIT_MEMLOCK at {limit}");
-        runner.Note(error.Message);
-        Expect.Equal(limit, error.MemlockLimit, "the limit the error names");
-        Expect.True(error.Message.Contains("RLIMIT_MEMLOCK", StringComparison.Ordinal), "the message does not name RLIMIT_MEMLOCK");
+        var original = ResourceLimits.GetMemoryLock();
+        // Only the soft limit: the kernel checks that one, and it can be raised back afterwards.
+        ResourceLimits.SetMemoryLock(original with { Soft = limit });
+        try
+        {
+            using var buffer = MemoryMapping.Anonymous(size, populate: true);
+            var error = Expect.Throws<VfioMemlockException>(
+                () => Container.MapDma(DmaIova, buffer.Address, size, VfioDmaAccess.ReadWrite),
+                $"mapping {size} bytes with RLIMIT_MEMLOCK at {limit}");
+            runner.Note(error.Message);
+            Expect.Equal(limit, error.MemlockLimit, "the limit the error names");
+            Expect.True(error.Message.Contains("RLIMIT_MEMLOCK", StringComparison.Ordinal), "the message does not name RLIMIT_MEMLOCK");
+        }
+        finally
+        {
+            ResourceLimits.SetMemoryLock(original);
+        }
     }
 
     private void StartDma(ulong source, ulong destination, ulong flags)

@@ -29,6 +29,10 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,etc/vlab,lib/modules,opt/vlab}
 cp "$VLAB_DIR/init" "$stage/init"
 cp "$busybox" "$stage/bin/busybox"
+# A real host has account files; .NET's Environment.UserName throws without one (fpgaaccel
+# doctor names the user in its fixes).
+echo 'root:x:0:0:root:/tmp:/bin/sh' > "$stage/etc/passwd"
+echo 'root:x:0:' > "$stage/etc/group"
 # The kernel opens /dev/console for /init before devtmpfs is mounted.
 [ "$(id -u)" = 0 ] && mknod -m 600 "$stage/dev/console" c 5 1
 

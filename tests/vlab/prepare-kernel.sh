@@ -15,7 +15,13 @@ if [ -n "${VLAB_KERNEL_PACKAGE:-}" ] && [ -n "$deb" ] && [[ "$(basename "$deb")"
   rm -rf "$kdir" && mkdir -p "$kdir" && deb=
 fi
 if [ -z "$deb" ]; then
-  package=${VLAB_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)}
+  resolve() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1; }
+  package=${VLAB_KERNEL_PACKAGE:-$(resolve)}
+  if [ -z "$package" ] && [ "$(id -u)" = 0 ]; then
+    log "apt knows no linux-image-amd64 yet; running apt-get update"
+    timeout 300 apt-get update -qq -o DPkg::Lock::Timeout=120 || die "apt-get update failed; check the Debian mirror in /etc/apt/sources.list."
+    package=$(resolve)
+  fi
   [ -n "$package" ] || die "cannot resolve Debian's kernel package (apt-cache depends linux-image-amd64 gave nothing); run 'apt-get update', or set VLAB_KERNEL_PACKAGE=linux-image-6.1.0-NN-amd64."
   log "downloading $package (apt-get download, not installed)"
   tmp=$(mktemp -d /tmp/vlab-kernel.XXXXXX)
