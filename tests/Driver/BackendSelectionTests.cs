@@ -58,6 +58,43 @@ public class BackendSelectionTests
     }
 
     [Test]
+    public void BoardInANonViableGroupIsNamedWithTheBlockingMember()
+    {
+        AddFunction("0000:03:00.0", 0x10ee, 0xfa01, driver: "vfio-pci", group: 7);
+        AddFunction("0000:03:00.1", 0x8086, 0x10d3, driver: "e1000e", group: 7);
+        Directory.CreateDirectory(Path.Combine(_root, "dev", "vfio"));
+        File.WriteAllText(Path.Combine(_root, "dev", "vfio", "vfio"), string.Empty);
+        File.WriteAllText(Path.Combine(_root, "dev", "vfio", "7"), string.Empty);
+        var ex = Assert.Throws<BoardNotFoundException>(() => FpgaDevice.Open(Options(BackendKind.Board)))!;
+        Assert.That(ex.Message, Does.Contain("IOMMU group 7 is not viable").And.Contain("0000:03:00.1 (e1000e)"));
+        using var device = FpgaDevice.Open(Options(BackendKind.Auto));
+        Assert.That(device.Info.Backend, Is.EqualTo(BackendKind.Model), "auto falls back to the model");
+    }
+
+    [Test]
+    public void UsableBoardIsOpenedThroughVfioAndItsFailureNamesTheStep()
+    {
+        // Looks usable in sysfs and /dev, but the container node is a plain file, not VFIO: the board backend is
+        // tried (no hook, no model fallback) and its error names the step and the ioctl.
+        AddFunction("0000:03:00.0", 0x10ee, 0xfa01, driver: "vfio-pci", group: 7);
+        Directory.CreateDirectory(Path.Combine(_root, "dev", "vfio"));
+        File.WriteAllText(Path.Combine(_root, "dev", "vfio", "vfio"), string.Empty);
+        File.WriteAllText(Path.Combine(_root, "dev", "vfio", "7"), string.Empty);
+        // Warm up once: the first failure loads assemblies and resources whose descriptors the runtime keeps.
+        Assert.Throws<BoardOpenException>(() => FpgaDevice.Open(Options(BackendKind.Auto)));
+        var before = FdCount.Now();
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Throws<BoardOpenException>(() => FpgaDevice.Open(Options(BackendKind.Auto)));
+        }
+
+        var ex = Assert.Throws<BoardOpenException>(() => FpgaDevice.Open(Options(BackendKind.Auto)))!;
+        Assert.That(ex.Address, Is.EqualTo("0000:03:00.0"));
+        Assert.That(ex.Message, Does.Contain("opening the VFIO container, group and device").And.Contain("VFIO_GET_API_VERSION: ENOTTY"));
+        Assert.That(FdCount.SettledAtMost(before), Is.LessThanOrEqualTo(before), "nothing stays open");
+    }
+
+    [Test]
     public void AutoFallsBackToModelWhenNoBoard()
     {
         using var device = FpgaDevice.Open(Options(BackendKind.Auto));

@@ -154,6 +154,37 @@ public class VfioErrorTests
     }
 
     [Test]
+    public void RegionCapabilitiesAreDecoded()
+    {
+        // vfio_region_info (32 bytes) with FLAG_CAPS, then a sparse-mmap cap (16 + 2 areas) and an MSI-X-mappable cap (8).
+        var buffer = new byte[32 + 16 + 32 + 8];
+        var span = buffer.AsSpan();
+        BitConverter.TryWriteBytes(span[0..], (uint)buffer.Length);
+        BitConverter.TryWriteBytes(span[4..], 0xFu);
+        BitConverter.TryWriteBytes(span[8..], 0u);
+        BitConverter.TryWriteBytes(span[12..], 32u);
+        BitConverter.TryWriteBytes(span[16..], 0x10000UL);
+        BitConverter.TryWriteBytes(span[24..], 0UL);
+        BitConverter.TryWriteBytes(span[32..], (ushort)1);
+        BitConverter.TryWriteBytes(span[34..], (ushort)1);
+        BitConverter.TryWriteBytes(span[36..], 80u);
+        BitConverter.TryWriteBytes(span[40..], 2u);
+        BitConverter.TryWriteBytes(span[48..], 0UL);
+        BitConverter.TryWriteBytes(span[56..], 0xE000UL);
+        BitConverter.TryWriteBytes(span[64..], 0xF000UL);
+        BitConverter.TryWriteBytes(span[72..], 0x1000UL);
+        BitConverter.TryWriteBytes(span[80..], (ushort)3);
+        BitConverter.TryWriteBytes(span[82..], (ushort)1);
+        BitConverter.TryWriteBytes(span[84..], 0u);
+        var info = System.Runtime.InteropServices.MemoryMarshal.Read<global::FpgaAccel.Interop.Interop.Vfio.vfio_region_info>(buffer);
+        var region = VfioDevice.DecodeRegion(buffer, info);
+        Assert.That(region.Size, Is.EqualTo(0x10000UL));
+        Assert.That(region.Flags, Is.EqualTo(VfioRegionFlags.Read | VfioRegionFlags.Write | VfioRegionFlags.Mmap | VfioRegionFlags.Caps));
+        Assert.That(region.SparseAreas, Is.EqualTo(new[] { new VfioSparseArea(0, 0xE000), new VfioSparseArea(0xF000, 0x1000) }));
+        Assert.That(region.MsixMappable, Is.True);
+    }
+
+    [Test]
     public void MemlockLimitCanBeReadAndSetBack()
     {
         var limit = ResourceLimits.GetMemoryLock();

@@ -49,6 +49,15 @@ public class VfioLayoutTests
     }
 
     [Test]
+    public void EveryBindingClassIsCoveredByAHeaderCheck()
+    {
+        // A new nested binding class (Interop.Usb, say) must get its own header test above before this passes.
+        var classes = Bindings.GetNestedTypes(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
+            .Where(t => t.IsClass).Select(t => t.Name);
+        Assert.That(classes, Is.EquivalentTo(new[] { "Libraries", "Libc", "Vfio" }));
+    }
+
+    [Test]
     public void AWrongValueIsReportedByName()
     {
         var gcc = RequireToolchain("/usr/include/linux/vfio.h");

@@ -93,20 +93,7 @@ public sealed partial class BoardBackend : IDeviceBackend
 
             step = "mapping BAR0";
             var region = pci.Device.GetRegionInfo(VfioPciRegion.Bar0);
-            if (region.Size < Fa1Identity.Bar0Size)
-            {
-                throw new BoardOpenException(address, step,
-                    $"BAR0 is {region.Size} bytes; the FA-1 has {Fa1Identity.Bar0Size} (spec 1). The bitstream is not an FA-1, or the BAR is disabled.");
-            }
-
-            if (!region.CanMmapRange(0, Fa1Identity.Bar0Size))
-            {
-                throw new BoardOpenException(address, step,
-                    $"the first {Fa1Identity.Bar0Size} bytes of BAR0 cannot be mmapped (flags {region.Flags}" +
-                    (region.SparseAreas is null ? string.Empty : ", sparse areas " + string.Join(", ", region.SparseAreas.Select(a => $"0x{a.Offset:X}+0x{a.Size:X}"))) +
-                    "). Registers need a mapping: place the MSI-X table outside the first 64 KiB of BAR0, or use a kernel that allows mmapping it (MSI-X mappable).");
-            }
-
+            CheckBar0(address, region);
             bar0 = pci.Device.MapRegion(region, 0, Fa1Identity.Bar0Size);
 
             step = "reading the IOMMU's valid IOVA ranges (VFIO_IOMMU_GET_INFO)";
@@ -138,6 +125,50 @@ public sealed partial class BoardBackend : IDeviceBackend
             }
 
             throw translated;
+        }
+    }
+
+    /// <summary>BAR0 must hold the FA-1's 64 KiB of registers (spec 1) and let them be mmapped (decision B1).</summary>
+    internal static void CheckBar0(string address, VfioRegionInfo region)
+    {
+        const string step = "mapping BAR0";
+        if (region.Size < Fa1Identity.Bar0Size)
+        {
+            throw new BoardOpenException(address, step,
+                $"BAR0 is {region.Size} bytes; the FA-1 has {Fa1Identity.Bar0Size} (spec 1). The bitstream is not an FA-1, or the BAR is disabled.");
+        }
+
+        if (!region.CanMmapRange(0, Fa1Identity.Bar0Size))
+        {
+            throw new BoardOpenException(address, step,
+                $"the first {Fa1Identity.Bar0Size} bytes of BAR0 cannot be mmapped (flags {region.Flags}" +
+                (region.SparseAreas is null ? string.Empty : ", sparse areas " + string.Join(", ", region.SparseAreas.Select(a => $"0x{a.Offset:X}+0x{a.Size:X}"))) +
+                "). Registers need a mapping: place the MSI-X table outside the first 64 KiB of BAR0, or use a kernel that allows mmapping it (MSI-X mappable).");
+        }
+    }
+
+    /// <summary>
+    /// The rules a DMA request must meet before it reaches VFIO_IOMMU_MAP_DMA: 4 KiB multiples, inside one valid
+    /// IOVA range, some access. Throws <see cref="DmaMappingException"/> naming the rule broken.
+    /// </summary>
+    internal static void CheckDmaRequest(ulong iova, nint hostAddress, ulong length, DmaAccess access, IReadOnlyList<IovaRange> ranges)
+    {
+        if (length == 0 || (iova | (ulong)hostAddress | length) % PageSize != 0)
+        {
+            throw new DmaMappingException(iova, length, "EINVAL",
+                $"host address 0x{hostAddress:X}, IOVA 0x{iova:X} and length {length} must be non-zero multiples of {PageSize}.");
+        }
+
+        if (!ranges.Any(r => r.Contains(iova, length)))
+        {
+            throw new DmaMappingException(iova, length, "EINVAL",
+                $"IOVA 0x{iova:X}..0x{iova + length - 1:X} is outside the IOMMU's valid IOVA ranges " +
+                $"({string.Join(", ", ranges.Select(r => $"0x{r.Start:X}..0x{r.End:X}"))}).");
+        }
+
+        if ((access & DmaAccess.ReadWrite) == 0)
+        {
+            throw new DmaMappingException(iova, length, "EINVAL", "a mapping must let the device read, write or both (VFIO_DMA_MAP_FLAG_READ/WRITE).");
         }
     }
 
@@ -200,23 +231,7 @@ public sealed partial class BoardBackend : IDeviceBackend
 
     public void MapDma(ulong iova, nint hostAddress, ulong length, DmaAccess access)
     {
-        if (length == 0 || (iova | (ulong)hostAddress | length) % PageSize != 0)
-        {
-            throw new DmaMappingException(iova, length, "EINVAL",
-                $"host address 0x{hostAddress:X}, IOVA 0x{iova:X} and length {length} must be non-zero multiples of {PageSize}.");
-        }
-
-        if (!_iovaRanges.Any(r => r.Contains(iova, length)))
-        {
-            throw new DmaMappingException(iova, length, "EINVAL",
-                $"IOVA 0x{iova:X}..0x{iova + length - 1:X} is outside the IOMMU's valid IOVA ranges ({FormatRanges()}).");
-        }
-
-        if ((access & DmaAccess.ReadWrite) == 0)
-        {
-            throw new DmaMappingException(iova, length, "EINVAL", "a mapping must let the device read, write or both (VFIO_DMA_MAP_FLAG_READ/WRITE).");
-        }
-
+        CheckDmaRequest(iova, hostAddress, length, access, _iovaRanges);
         try
         {
             _pci.Container.MapDma(iova, hostAddress, length, (VfioDmaAccess)(uint)access);
@@ -270,8 +285,6 @@ public sealed partial class BoardBackend : IDeviceBackend
         IOException io => new BoardOpenException(address, step, io.Message, io),
         _ => ex,
     };
-
-    private string FormatRanges() => string.Join(", ", _iovaRanges.Select(r => $"0x{r.Start:X}..0x{r.End:X}"));
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Information, Message = "Board {Address} open: IOMMU group {Group}, BAR0 {Bar0Size} bytes mapped, {Ranges} IOVA range(s)")]
     private static partial void LogOpened(ILogger logger, string address, int group, ulong bar0Size, int ranges);
