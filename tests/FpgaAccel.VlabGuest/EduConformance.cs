@@ -60,6 +60,7 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         runner.Run("error.iova-outside-ranges", IovaOutsideRanges, "iommu.info-iova-ranges");
         runner.Run("error.group-second-open", SecondGroupOpen, "group.open-viable");
         runner.Run("error.nonexistent-pci-address", NonexistentPciAddress);
+        runner.Run("error.reset-unsupported", ResetUnsupported, "device.open-info");
         // Last: it drops CAP_IPC_LOCK for the rest of the process (RLIMIT_MEMLOCK is restored).
         runner.Run("error.memlock-limit", MemlockLimit, "group.set-container-iommu");
     }
@@ -294,6 +295,15 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         var error = Expect.Throws<VfioException>(() => VfioPciDevice.Open(nowhere).Dispose(), $"opening {nowhere}");
         runner.Note($"{error.GetType().Name}: {error.Message}");
         Expect.True(error.Message.Contains(nowhere, StringComparison.Ordinal), "the message does not name the address");
+    }
+
+    private void ResetUnsupported()
+    {
+        // edu has no FLR, PM or bus reset: vfio-pci leaves VFIO_DEVICE_FLAGS_RESET clear.
+        Expect.True(!Device.GetInfo().SupportsReset, "edu reports VFIO_DEVICE_FLAGS_RESET; this check expects a device without reset");
+        var error = Expect.Throws<VfioException>(Device.Reset, $"resetting {address}");
+        runner.Note($"{error.GetType().Name}: {error.Message}");
+        Expect.True(error.Message.Contains(address, StringComparison.Ordinal), "the message does not name the device");
     }
 
     private void MemlockLimit()
