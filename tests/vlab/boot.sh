@@ -67,5 +67,8 @@ elif [ "$qemu_status" != 1 ]; then
   why="the guest's /init did not report success (QEMU exit $qemu_status)"
 fi
 if [ -n "$why" ]; then
+  if [ -s "$qemu_err" ] && [[ "$why" != "QEMU exited with"* ]]; then
+    why+="; QEMU's standard error: $(head -c 2000 "$qemu_err")"
+  fi
   die "virtual lab failed after $((SECONDS - start)) s: $why"
 fi
