@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace FpgaAccel.VlabGuest;
@@ -11,13 +10,11 @@ namespace FpgaAccel.VlabGuest;
 /// </summary>
 internal static class Doctor
 {
-    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(120);
-
     public static void Check(CheckRunner runner, string eduAddress, int eduGroup)
     {
         // As shipped: looks for the FA-1 (its IDs are the default). The guest has none.
-        Run(runner, ["doctor"], show: true);
-        var (code, json) = Run(runner, ["doctor", "--json"], show: false);
+        FpgaAccelTool.Run(runner, ["doctor"], show: true);
+        var (code, json) = FpgaAccelTool.Run(runner, ["doctor", "--json"], show: false);
         var fa1 = Statuses(json);
         Expect.Equal(1, code, "exit code of 'fpgaaccel doctor' with no FA-1 present");
         ExpectStatus(fa1, "iommu", "pass");
@@ -27,8 +24,8 @@ internal static class Doctor
         // Pointed at edu, with a pin budget inside the guest's RLIMIT_MEMLOCK (8 MiB) and the huge
         // pages /init reserved: every check passes, edu bound to vfio-pci in a viable group.
         string[] edu = ["doctor", "--vendor-id", $"0x{Edu.VendorId:x4}", "--device-id", $"0x{Edu.DeviceId:x4}", "--pin-bytes", "4M"];
-        Run(runner, edu, show: true);
-        (code, json) = Run(runner, [.. edu, "--json"], show: false);
+        FpgaAccelTool.Run(runner, edu, show: true);
+        (code, json) = FpgaAccelTool.Run(runner, [.. edu, "--json"], show: false);
         var found = Statuses(json);
         foreach (var name in new[] { "iommu", "vfio-container", "device", "driver", "group", "access", "memlock", "hugepages" })
         {
@@ -70,55 +67,5 @@ internal static class Doctor
     {
         Expect.True(statuses.TryGetValue(name, out var status), $"the doctor reported no '{name}' check");
         Expect.True(status == expected, $"the doctor's '{name}' check is '{status}', expected '{expected}'");
-    }
-
-    /// <summary>Runs fpgaaccel with <paramref name="arguments"/>, bounded; returns its exit code and output.</summary>
-    private static (int ExitCode, string Output) Run(CheckRunner runner, string[] arguments, bool show)
-    {
-        var tool = Path.Combine(AppContext.BaseDirectory, "fpgaaccel");
-        Expect.True(File.Exists(tool), $"{tool} is missing; tests/vlab/vlab.sh publishes it next to vlab-guest");
-        var start = new ProcessStartInfo(tool)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        if (show)
-        {
-            runner.Note($"$ fpgaaccel {string.Join(' ', arguments)}");
-        }
-
-        using var process = Process.Start(start) ?? throw new CheckFailedException($"could not start {tool}");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(s_timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit(TimeSpan.FromSeconds(5));
-            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} did not finish within {s_timeout.TotalSeconds} s; killed");
-        }
-
-        // Both pipes close when the process exits; the reads finish at once.
-        Expect.True(Task.WaitAll([stdout, stderr], TimeSpan.FromSeconds(5)), "fpgaaccel exited but its output pipes stayed open");
-        if (show)
-        {
-            foreach (var line in (stdout.Result + stderr.Result).Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                runner.Note("  " + line.TrimEnd('\r'));
-            }
-
-            runner.Note($"  (exit code {process.ExitCode})");
-        }
-        else if (process.ExitCode > 1)
-        {
-            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} exited with {process.ExitCode}: {stderr.Result.Trim()}");
-        }
-
-        return (process.ExitCode, stdout.Result);
     }
 }

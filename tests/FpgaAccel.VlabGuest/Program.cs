@@ -2,36 +2,21 @@ using FpgaAccel.Interop.Vfio;
 using FpgaAccel.VlabGuest;
 
 // The virtual lab's guest program: run by tests/vlab/init inside the QEMU guest as
-//   vlab-guest --device <pci address of edu> --group <its IOMMU group>
+//   vlab-guest --device <pci address of edu>
+// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio.
 // Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
 // when every check passed.
-string? device = null;
-int? group = null;
-for (var i = 0; i + 1 < args.Length; i += 2)
+if (args is not ["--device", var device])
 {
-    switch (args[i])
-    {
-        case "--device":
-            device = args[i + 1];
-            break;
-        case "--group" when int.TryParse(args[i + 1], out var g):
-            group = g;
-            break;
-        default:
-            Console.Error.WriteLine($"vlab-guest: unknown option '{args[i]}'");
-            return 2;
-    }
-}
-
-if (device is null || group is null)
-{
-    Console.Error.WriteLine("usage: vlab-guest --device <pci address> --group <iommu group>");
+    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu>");
     return 2;
 }
 
 var runner = new CheckRunner(Console.Out);
+var group = -1;
+runner.Run(EduConformance.SetupCheck, () => group = Setup.Bind(runner, device));
 var descriptorsBefore = OpenDescriptors();
-using (var conformance = new EduConformance(runner, device, group.Value))
+using (var conformance = new EduConformance(runner, device, group))
 {
     conformance.RunAll();
 }
@@ -40,10 +25,10 @@ using (var conformance = new EduConformance(runner, device, group.Value))
 runner.Run("pci-device.open-close", () =>
 {
     using var pci = VfioPciDevice.Open(device);
-    Expect.Equal(group.Value, pci.GroupNumber, "IOMMU group");
+    Expect.Equal(group, pci.GroupNumber, "IOMMU group");
     using var bar0 = pci.Device.MapRegion(pci.Device.GetRegionInfo(VfioPciRegion.Bar0));
     Expect.Equal(Edu.ExpectedIdentification, bar0.Read32(Edu.Identification), "edu identification register");
-});
+}, EduConformance.SetupCheck);
 // Every descriptor the checks opened (container, group, device, eventfd, epoll) is closed by
 // now. The runtime opens descriptors of its own lazily (its single-file bundle, pipes), so only
 // the kinds the checks open count.
@@ -54,7 +39,7 @@ runner.Run("cleanup.descriptors", () =>
         .ToList();
     Expect.True(left.Count == 0, $"descriptors left open: {string.Join(", ", left)}");
 });
-runner.Run("doctor", () => Doctor.Check(runner, device, group.Value));
+runner.Run("doctor", () => Doctor.Check(runner, device, group), EduConformance.SetupCheck);
 
 runner.Close();
 return runner.Failed == 0 ? 0 : 1;
