@@ -72,6 +72,20 @@ public class VfioErrorTests
         Assert.That(Assert.Throws<VfioIoctlException>(() => device.DisableIrqs(2))!.Call, Is.EqualTo("VFIO_DEVICE_SET_IRQS"));
     }
 
+    [TestCase("VFIO_GROUP_SET_CONTAINER", Errno.EBUSY, "already belongs to a container")]
+    [TestCase("VFIO_GROUP_GET_DEVICE_FD", Errno.EBUSY, "already open")]
+    [TestCase("VFIO_GROUP_GET_DEVICE_FD", Errno.EINVAL, "not a member of this group")]
+    [TestCase("VFIO_IOMMU_MAP_DMA", Errno.EEXIST, "already mapped")]
+    [TestCase("VFIO_IOMMU_MAP_DMA", Errno.EINVAL, "valid IOVA ranges")]
+    [TestCase("VFIO_IOMMU_MAP_DMA", Errno.ENOSPC, "dma_entry_limit")]
+    [TestCase("VFIO_DEVICE_SET_IRQS", Errno.EINVAL, "VFIO_DEVICE_GET_IRQ_INFO")]
+    public void IoctlErrorsNameTheIoctlTheErrnoAndTheFix(string ioctl, Errno errno, string fix)
+    {
+        var ex = VfioErrors.FromIoctl(ioctl, (int)errno);
+        Assert.That(ex.Call, Is.EqualTo(ioctl));
+        Assert.That(ex.Message, Does.StartWith($"{ioctl}: {errno} (").And.Contain(fix));
+    }
+
     [Test]
     public void MapDmaEnomemBecomesMemlockErrorNamingTheLimit()
     {

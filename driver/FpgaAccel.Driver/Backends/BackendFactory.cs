@@ -137,6 +137,10 @@ internal static partial class BackendFactory
             foreach (var c in Candidates)
             {
                 text.Append($"; found {c.Address} bound to {c.Driver ?? "no driver"}, IOMMU group {(c.IommuGroup?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none")}");
+                if (c.OtherGroupMembers.Any())
+                {
+                    text.Append($" (with {string.Join(", ", c.OtherGroupMembers)})");
+                }
             }
 
             text.Append(". To bind one: enable the IOMMU (intel_iommu=on or amd_iommu=on), load vfio-pci, then as root run " +
