@@ -14,7 +14,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all deps restore build test run bench format format-fix clean
+.PHONY: all deps restore build test test-vlab run bench format format-fix clean
 
 all: build
 
@@ -49,6 +49,12 @@ test: build
 	  notrun=$$(echo "$$counters" | sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p'); \
 	  echo "$$passed passed, $$failed failed, $${notrun:-0} skipped"; \
 	fi
+
+# The virtual lab: the VFIO layer against a real kernel, IOMMU and PCI device, in a QEMU guest
+# (tests/vlab/vlab.sh). Installs its Debian packages when missing (as root), caches the guest
+# kernel and program in .vlab-cache/, and ends with the guest's 'N passed, N failed' line.
+test-vlab:
+	@DOTNET=$(DOTNET) tests/vlab/vlab.sh
 
 run: build
 	$(DOTNET) run --project $(CLI) -c $(CONFIG) --no-build -- info --backend model

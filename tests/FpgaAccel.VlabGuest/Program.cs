@@ -1,0 +1,60 @@
+using FpgaAccel.Interop.Vfio;
+using FpgaAccel.VlabGuest;
+
+// The virtual lab's guest program: run by tests/vlab/init inside the QEMU guest as
+//   vlab-guest --device <pci address of edu>
+// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio.
+// Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
+// when every check passed.
+if (args is not ["--device", var device])
+{
+    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu>");
+    return 2;
+}
+
+var runner = new CheckRunner(Console.Out);
+var group = -1;
+runner.Run(EduConformance.SetupCheck, () => group = Setup.Bind(runner, device));
+var descriptorsBefore = OpenDescriptors();
+using (var conformance = new EduConformance(runner, device, group))
+{
+    conformance.RunAll();
+}
+
+// The one-call open the driver uses, once the step-by-step users above are closed.
+runner.Run("pci-device.open-close", () =>
+{
+    using var pci = VfioPciDevice.Open(device);
+    Expect.Equal(group, pci.GroupNumber, "IOMMU group");
+    using var bar0 = pci.Device.MapRegion(pci.Device.GetRegionInfo(VfioPciRegion.Bar0));
+    Expect.Equal(Edu.ExpectedIdentification, bar0.Read32(Edu.Identification), "edu identification register");
+}, EduConformance.SetupCheck);
+// Every descriptor the checks opened (container, group, device, eventfd, epoll) is closed by
+// now. The runtime opens descriptors of its own lazily (its single-file bundle, pipes), so only
+// the kinds the checks open count.
+runner.Run("cleanup.descriptors", () =>
+{
+    var left = OpenDescriptors().Except(descriptorsBefore).Select(fd => $"{fd} -> {Target(fd)}")
+        .Where(d => d.Contains("/dev/vfio", StringComparison.Ordinal) || d.Contains("anon_inode:", StringComparison.Ordinal))
+        .ToList();
+    Expect.True(left.Count == 0, $"descriptors left open: {string.Join(", ", left)}");
+});
+runner.Run("doctor", () => Doctor.Check(runner, device, group), EduConformance.SetupCheck);
+
+runner.Close();
+return runner.Failed == 0 ? 0 : 1;
+
+static HashSet<string> OpenDescriptors() =>
+    Directory.EnumerateFileSystemEntries("/proc/self/fd").Select(Path.GetFileName).OfType<string>().ToHashSet();
+
+static string Target(string fd)
+{
+    try
+    {
+        return new FileInfo($"/proc/self/fd/{fd}").LinkTarget ?? "?";
+    }
+    catch (IOException)
+    {
+        return "?";
+    }
+}
