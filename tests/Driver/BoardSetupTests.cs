@@ -44,6 +44,15 @@ public class BoardSetupTests
     }
 
     [Test]
+    public void WithoutUserTheMemlockLineIsAValidTemplate()
+    {
+        _fx.AddBoard("0000:03:00.0", "xdma", 12).AddVfioNodes(12);
+        var report = BoardSetup.Run(Options());
+        Assert.That(report.MemlockAdvice, Does.Contain("'USER soft memlock 65536'").And.Contain("USER: that user's name"));
+        Assert.That(report.MemlockAdvice, Does.Not.Contain("the user soft"), "limits.conf takes a name, not a phrase");
+    }
+
+    [Test]
     public void SecondRunChangesNothing()
     {
         _fx.AddBoard("0000:03:00.0", "xdma", 12).AddVfioNodes(12);

@@ -90,9 +90,18 @@ public class DoctorTests
     [Test]
     public void LowMemlock()
     {
-        var report = Doctor.Run(Options() with { MemoryLockLimit = () => new ResourceLimit(8 << 20, 8 << 20), PinBytes = 256UL << 20 });
+        var report = Doctor.Run(Options() with { MemoryLockLimit = () => new ResourceLimit(8 << 20, 8 << 20), PinBytes = 256UL << 20, HasIpcLock = () => false });
         AssertFails(report, "memlock", "below the 256 MiB", "262144 KiB");
         Assert.That(report.Checks.Single(c => c.Name == "memlock").Fix, Does.Contain("limits.conf").And.Contain("LimitMEMLOCK=268435456"));
+    }
+
+    [Test]
+    public void LowMemlockWithIpcLockPassesAsVfioDoesNotLimitIt()
+    {
+        var report = Doctor.Run(Options() with { MemoryLockLimit = () => new ResourceLimit(8 << 20, 8 << 20), PinBytes = 256UL << 20, HasIpcLock = () => true });
+        var check = report.Checks.Single(c => c.Name == "memlock");
+        Assert.That(check.Status, Is.EqualTo(CheckStatus.Pass));
+        Assert.That(check.Detail, Does.Contain("CAP_IPC_LOCK"));
     }
 
     [Test]

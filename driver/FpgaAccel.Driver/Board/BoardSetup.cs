@@ -131,10 +131,12 @@ public static partial class BoardSetup
         }
 
         var kib = (options.PinBytes + 1023) / 1024;
-        var who = options.User ?? "the user";
-        var advice = $"{who} needs RLIMIT_MEMLOCK of at least {kib} KiB to pin {options.PinBytes} bytes for DMA: add '{who} soft memlock {kib}' and " +
-                     $"'{who} hard memlock {kib}' to /etc/security/limits.conf (then log in again), or LimitMEMLOCK={options.PinBytes} for a systemd unit. " +
-                     "'fpgaaccel doctor' checks it.";
+        // limits.conf wants a user name (or @group, or *): without --user, show the line with a placeholder.
+        var who = options.User ?? "USER";
+        var subject = options.User ?? "The user who runs the driver";
+        var advice = $"{subject} needs RLIMIT_MEMLOCK of at least {kib} KiB to pin {options.PinBytes} bytes for DMA: add '{who} soft memlock {kib}' and " +
+                     $"'{who} hard memlock {kib}' to /etc/security/limits.conf" + (options.User is null ? " (USER: that user's name)" : string.Empty) +
+                     $" and log in again, or LimitMEMLOCK={options.PinBytes} for a systemd unit. 'fpgaaccel doctor' checks it.";
         return new BoardSetupReport(address.ToString(), group, node, actions, advice);
     }
 

@@ -30,6 +30,9 @@ public sealed record DoctorOptions
 
     /// <summary>This process's RLIMIT_MEMLOCK; default getrlimit(2). Tests replace it.</summary>
     public Func<ResourceLimit> MemoryLockLimit { get; init; } = ResourceLimits.GetMemoryLock;
+
+    /// <summary>Whether this process holds CAP_IPC_LOCK (VFIO type1 then charges no pin against the limit); replaceable for tests.</summary>
+    public Func<bool> HasIpcLock { get; init; } = () => ProcessLimits.HasCapability(ProcessLimits.CapIpcLock);
 }
 
 /// <summary>The outcome of one check.</summary>
@@ -129,7 +132,7 @@ public static class Doctor
         yield return device.BoundToVfio
             ? Pass("driver", $"{address} is bound to vfio-pci")
             : Fail("driver", $"{address} is bound to {device.Driver ?? "no driver"}, not vfio-pci",
-                $"As root: 'fpgaaccel setup --device {address} --user {Environment.UserName}' (or echo vfio-pci > " +
+                $"As root: 'fpgaaccel setup --device {address} --user {CurrentUser}' (or echo vfio-pci > " +
                 $"{Path.Combine(options.SysfsRoot, "bus", "pci", "devices", address, "driver_override")}, unbind it, and write {address} to drivers_probe).");
 
         if (device.IommuGroup is not { } group)
@@ -154,17 +157,33 @@ public static class Doctor
             yield return Fail("access", $"{node} does not exist",
                 device.BoundToVfio
                     ? "The group node appears when vfio-pci binds the board; reload vfio-pci or rebind the board."
-                    : $"Bind the board to vfio-pci first: as root 'fpgaaccel setup --device {address} --user {Environment.UserName}'.");
+                    : $"Bind the board to vfio-pci first: as root 'fpgaaccel setup --device {address} --user {CurrentUser}'.");
         }
         else if (!options.CanAccess(node))
         {
-            yield return Fail("access", $"{node} is not readable and writable by {Environment.UserName}",
-                $"As root: 'fpgaaccel setup --device {address} --user {Environment.UserName}' (chowns the node), or a udev rule " +
-                $"SUBSYSTEM==\"vfio\", OWNER=\"{Environment.UserName}\" for a lasting fix.");
+            yield return Fail("access", $"{node} is not readable and writable by {CurrentUser}",
+                $"As root: 'fpgaaccel setup --device {address} --user {CurrentUser}' (chowns the node), or a udev rule " +
+                $"SUBSYSTEM==\"vfio\", OWNER=\"{CurrentUser}\" for a lasting fix.");
         }
         else
         {
-            yield return Pass("access", $"{node} is readable and writable by {Environment.UserName}");
+            yield return Pass("access", $"{node} is readable and writable by {CurrentUser}");
+        }
+    }
+
+    // The user's name for messages; a uid with no passwd entry (containers, initramfs) is named by number.
+    private static string CurrentUser
+    {
+        get
+        {
+            try
+            {
+                return Environment.UserName;
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or PlatformNotSupportedException)
+            {
+                return "uid " + UnixAccounts.EffectiveUserId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
         }
     }
 
@@ -185,10 +204,16 @@ public static class Doctor
             return Pass("memlock", $"RLIMIT_MEMLOCK {limit} covers the {Format(options.PinBytes)} to pin");
         }
 
+        // VFIO type1 does not charge a process holding CAP_IPC_LOCK (root, usually) against the limit.
+        if (options.HasIpcLock())
+        {
+            return Pass("memlock", $"RLIMIT_MEMLOCK {limit} is below the {Format(options.PinBytes)} to pin, but this process holds CAP_IPC_LOCK, which VFIO type1 does not limit");
+        }
+
         var kib = (options.PinBytes + 1023) / 1024;
         return Fail("memlock", $"RLIMIT_MEMLOCK {limit} is below the {Format(options.PinBytes)} the configured pins need (VFIO counts every pinned page)",
-            $"Raise it to at least {kib} KiB: 'ulimit -l {kib}' in this shell (up to the hard limit), or lines '{Environment.UserName} soft memlock {kib}' and " +
-            $"'{Environment.UserName} hard memlock {kib}' in /etc/security/limits.conf (log in again), or LimitMEMLOCK={options.PinBytes} for a systemd unit.");
+            $"Raise it to at least {kib} KiB: 'ulimit -l {kib}' in this shell (up to the hard limit), or lines '{CurrentUser} soft memlock {kib}' and " +
+            $"'{CurrentUser} hard memlock {kib}' in /etc/security/limits.conf (log in again), or LimitMEMLOCK={options.PinBytes} for a systemd unit.");
     }
 
     private static DoctorCheck CheckHugePages(DoctorOptions options)
