@@ -156,7 +156,10 @@ internal sealed class QueueEngine
     {
         _cqLog2 = value;
         _cqHead = _cqTail = 0;
-        if (value is < RingLimits.QueueRingMinLog2 or > RingLimits.QueueRingMaxLog2)
+
+        // 0 is the reset value and what a driver tearing a queue down may write: refused only when
+        // an enabled queue is used with it (RingsAreValid), so a teardown never kills the device.
+        if (value > RingLimits.QueueRingMaxLog2)
         {
             _model.EnterFatal(FatalCause.BadRingConfiguration, Fa1Registers.Queue(_queue, Fa1Registers.CqLog2));
         }

@@ -78,6 +78,16 @@ public class MmuAndLifecycleTests
     }
 
     [Test]
+    public void TearingDownAQueueWithZeroLog2sIsNotFatal()
+    {
+        using var rig = NewRig();
+        rig.Run(0, DmaRig.Nop());
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.SqLog2), 0);
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.CqLog2), 0);
+        Assert.That(rig.Read(Fa1Registers.Status) & (ulong)StatusBits.Fatal, Is.Zero);
+    }
+
+    [Test]
     public void DoorbellBeyondTheRingIsFatal()
     {
         using var rig = NewRig(sqLog2: 2);
