@@ -322,6 +322,7 @@ internal sealed class MmuBlock : DeviceBlock
     // spec 4.1: the device reads an entry with one 8-byte DMA read, through the platform IOMMU (spec 6).
     private unsafe bool TryReadEntry(ulong entryIova, out ulong raw)
     {
+        using var scope = _iommu.BeginDeviceAccess();
         if (!_iommu.TryTranslate(entryIova, IommuAccess.Read, out var host))
         {
             raw = 0;
@@ -433,6 +434,7 @@ internal sealed class MmuBlock : DeviceBlock
         }
 
         var table = root.TableIova;
+        using var scope = _iommu.BeginDeviceAccess();
         for (var level = 0; level < PageTableFormat.Levels; level++)
         {
             var entryIova = table + ((ulong)PageTableFormat.Index(dva, level) * sizeof(ulong));

@@ -301,3 +301,41 @@ public class MmuAndLifecycleTests
         return rig;
     }
 }
+
+/// <summary>Spec 6 on the wall clock: an IOMMU unmap is synchronous with the device, as type1's is.</summary>
+public class IommuUnmapTests
+{
+    [Test]
+    public void UnmapWaitsForTheAccessInFlight()
+    {
+        using var rig = new DmaRig(ClockMode.Wall);
+        rig.ConfigureQueue(0);
+        rig.EnableContext(0);
+        var dst = rig.MapBuffer(0, 4096);
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        rig.Model.DataAccessHook = _ =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromSeconds(20));
+        };
+        rig.Submit(0, DmaRig.Fill(dst.Dva, 64, 0x1111_1111_1111_1111, 0));
+        Assert.That(entered.Wait(TimeSpan.FromSeconds(20)), Is.True);
+
+        var unmap = Task.Run(() => rig.Model.Iommu.Unmap(dst.Iova, 4096));
+        try
+        {
+            Assert.That(unmap.Wait(TimeSpan.FromMilliseconds(50)), Is.False, "unmap waits while the device is writing the page");
+        }
+        finally
+        {
+            rig.Model.DataAccessHook = null;
+            release.Set();
+        }
+
+        Assert.That(unmap.Wait(TimeSpan.FromSeconds(20)), Is.True);
+        Assert.That(unmap.Result, Is.EqualTo(4096UL));
+        Assert.That(rig.Bytes(dst.Iova, 64).ToArray(), Is.All.EqualTo(0x11), "the access that was in flight completed");
+        Assert.That(rig.NextCompletion(0).Status, Is.EqualTo(CompletionStatus.Ok));
+    }
+}
