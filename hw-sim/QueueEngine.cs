@@ -254,16 +254,21 @@ internal sealed class QueueEngine
 
         // spec 5, 6: the descriptor is read from the ring through the IOMMU; a refusal is FATAL cause 1.
         // A 64-byte slot of a 4 KiB aligned ring never crosses a page.
-        SubmissionDescriptor descriptor;
+        SubmissionDescriptor descriptor = default;
+        bool fetched;
         using (_model.Iommu.BeginDeviceAccess())
         {
-            if (!_model.Iommu.TryTranslate(descriptorIova, IommuAccess.Read, out var slot))
+            fetched = _model.Iommu.TryTranslate(descriptorIova, IommuAccess.Read, out var slot);
+            if (fetched)
             {
-                FatalUnmapped(worker, descriptorIova);
-                return false;
+                descriptor = ReadDescriptor(slot.Host);
             }
+        }
 
-            descriptor = ReadDescriptor(slot.Host);
+        if (!fetched)
+        {
+            FatalUnmapped(worker, descriptorIova); // outside the access scope: it takes the register lock
+            return false;
         }
 
         timeline.BeginCommand(doorbellCycle);
@@ -713,20 +718,25 @@ internal sealed class QueueEngine
         timeline.Spend(Options.DmaWriteCycles);
         var end = timeline.Now;
         var phase = ((tail >> log2) & 1) == 0 ? CompletionRecord.PhaseBit : (ushort)0;
+        bool written;
         using (_model.Iommu.BeginDeviceAccess())
         {
-            if (!_model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot))
+            written = _model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot);
+            if (written)
             {
-                FatalUnmapped(worker, slotIova);
-                return false;
+                // The word holding PHASE is written last, so a driver polling host memory sees a whole record.
+                var words = (ulong*)slot.Host;
+                Volatile.Write(ref words[1], outcome.Result);
+                Volatile.Write(ref words[2], start);
+                Volatile.Write(ref words[3], end);
+                Volatile.Write(ref words[0], d.Tag | ((ulong)((ushort)outcome.Status | phase) << 32) | ((ulong)outcome.Faults << 48));
             }
+        }
 
-            // The word holding PHASE is written last, so a driver polling host memory sees a whole record.
-            var words = (ulong*)slot.Host;
-            Volatile.Write(ref words[1], outcome.Result);
-            Volatile.Write(ref words[2], start);
-            Volatile.Write(ref words[3], end);
-            Volatile.Write(ref words[0], d.Tag | ((ulong)((ushort)outcome.Status | phase) << 32) | ((ulong)outcome.Faults << 48));
+        if (!written)
+        {
+            FatalUnmapped(worker, slotIova);
+            return false;
         }
 
         timeline.Publish();
