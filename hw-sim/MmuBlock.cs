@@ -223,10 +223,16 @@ internal sealed class MmuBlock : DeviceBlock
         {
             if (_tlb.TryLookup(ctx, page, out var hit))
             {
-                Interlocked.Increment(ref _hits);
-                return Permits(new PageTableEntry(hit.Leaf), write)
-                    ? new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation)
-                    : new Translation(TranslationStatus.Fault, 0, true, _options.TlbHitCycles);
+                if (Permits(new PageTableEntry(hit.Leaf), write))
+                {
+                    Interlocked.Increment(ref _hits);
+                    return new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation);
+                }
+
+                // Spec 4.1: adding a permission needs no invalidation, so a cached leaf that lacks the
+                // permission is not trusted: it is dropped and the table walked (the fault, if any,
+                // comes from what the table says now). Counted as a miss.
+                _tlb.Invalidate(ctx, page, page + 1);
             }
 
             Interlocked.Increment(ref _misses);

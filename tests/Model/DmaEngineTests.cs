@@ -125,6 +125,20 @@ public class DmaEngineTests
     }
 
     [Test]
+    public void AddingWritePermissionNeedsNoInvalidation()
+    {
+        using var rig = NewRig();
+        var buffer = rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        Assert.That(rig.Run(0, DmaRig.Crc(buffer.Dva, 64, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "the read-only leaf is now in the TLB");
+        Assert.That(rig.Run(0, DmaRig.Fill(buffer.Dva, 64, 0x42, Ctx)).Status, Is.EqualTo(CompletionStatus.Fault));
+
+        // Spec 4.1: adding a permission is done lazily, with no invalidation.
+        rig.Map(Ctx, buffer.Dva, buffer.Iova, 4096, PteFlags.Read | PteFlags.Write);
+        Assert.That(rig.Run(0, DmaRig.Fill(buffer.Dva, 64, 0x42, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok));
+        Assert.That(rig.Bytes(buffer.Iova, 1)[0], Is.EqualTo(0x42));
+    }
+
+    [Test]
     public void WriteOnlyLeafIsMalformedAndFaultsOnRead()
     {
         using var rig = NewRig();
