@@ -291,7 +291,11 @@ public sealed class Fa1Model : IDisposable
     /// <summary>Register lock held: the device is FATAL (or gone), and posts nothing more.</summary>
     internal bool IsFatalLocked => _fatal || !_present || _disposed;
 
-    /// <summary>Test hook: runs for every data access after it was translated, while it holds its fence ticket (spec 4.3).</summary>
+    /// <summary>
+    /// Test hook: runs for every data access once the MMU and the IOMMU translated it, just before its
+    /// bytes move, while it holds its fence ticket (spec 4.3) and its IOMMU access scope (an unmap
+    /// waits for it, so a hook must not unmap itself).
+    /// </summary>
     internal Action<DataAccess>? DataAccessHook { get; set; }
 
     /// <summary>Register lock held: latches and sends <paramref name="causes"/>.</summary>

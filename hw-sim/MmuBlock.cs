@@ -223,10 +223,16 @@ internal sealed class MmuBlock : DeviceBlock
         {
             if (_tlb.TryLookup(ctx, page, out var hit))
             {
-                Interlocked.Increment(ref _hits);
-                return Permits(new PageTableEntry(hit.Leaf), write)
-                    ? new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation)
-                    : new Translation(TranslationStatus.Fault, 0, true, _options.TlbHitCycles);
+                if (Permits(new PageTableEntry(hit.Leaf), write))
+                {
+                    Interlocked.Increment(ref _hits);
+                    return new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation);
+                }
+
+                // Spec 4.1: adding a permission needs no invalidation, so a cached leaf that lacks the
+                // permission is not trusted: it is dropped and the table walked (the fault, if any,
+                // comes from what the table says now). Counted as a miss.
+                _tlb.Invalidate(ctx, page, page + 1);
             }
 
             Interlocked.Increment(ref _misses);
@@ -322,6 +328,7 @@ internal sealed class MmuBlock : DeviceBlock
     // spec 4.1: the device reads an entry with one 8-byte DMA read, through the platform IOMMU (spec 6).
     private unsafe bool TryReadEntry(ulong entryIova, out ulong raw)
     {
+        using var scope = _iommu.BeginDeviceAccess();
         if (!_iommu.TryTranslate(entryIova, IommuAccess.Read, out var host))
         {
             raw = 0;
@@ -433,6 +440,7 @@ internal sealed class MmuBlock : DeviceBlock
         }
 
         var table = root.TableIova;
+        using var scope = _iommu.BeginDeviceAccess();
         for (var level = 0; level < PageTableFormat.Levels; level++)
         {
             var entryIova = table + ((ulong)PageTableFormat.Index(dva, level) * sizeof(ulong));

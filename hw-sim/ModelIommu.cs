@@ -43,19 +43,30 @@ public readonly record struct IommuPage(nint Host, IommuAccess Access, long Gene
 /// RLIMIT_MEMLOCK); an access to an unmapped IOVA is refused and counted.
 /// </summary>
 /// <remarks>
-/// Concurrency: lookups (<see cref="TryTranslate"/>) are lock-free reads of a concurrent dictionary
+/// <para>Concurrency: lookups (<see cref="TryTranslate"/>) are lock-free reads of a concurrent dictionary
 /// and run on device engine threads while the driver maps and unmaps. Map and unmap serialize on
-/// <see cref="_writeLock"/> so the overlap check and the insert are one step, as in type1.
+/// <see cref="_writeLock"/> so the overlap check and the insert are one step, as in type1.</para>
+/// <para>Unmap is synchronous with the device, as type1's is (decision D29; the IOTLB flush drains translated
+/// requests): when <see cref="Unmap"/> returns, no device access still touches the pages it removed,
+/// so the caller may free them. Invariant: every device access that touches host memory does so
+/// inside a <see cref="DeviceAccessScope"/> taken before it translates. Unmap removes the pages (no
+/// new translation can find them), then opens a new access epoch and waits until no scope of an
+/// earlier epoch is open. A scope is short (one page of one command, or one ring or table entry)
+/// and never waits for anything while open, so the wait is bounded; device threads never block on
+/// it (they take a short lock only).</para>
 /// </remarks>
 public sealed class ModelIommu
 {
     private readonly ConcurrentDictionary<ulong, IommuPage> _pages = new();
     private readonly Lock _writeLock = new();
     private readonly ulong _memlockLimit;
+    private readonly Lock _accessLock = new();
+    private readonly Dictionary<long, int> _openScopes = [];
     private long _generation;
     private long _refused;
     private long _mapCalls;
     private long _unmapCalls;
+    private long _accessEpoch;
 
     public ModelIommu(int iovaBits, ulong memlockLimitBytes)
     {
@@ -152,7 +163,62 @@ public sealed class ModelIommu
             Interlocked.Increment(ref _unmapCalls);
         }
 
+        if (unmapped != 0)
+        {
+            WaitForEarlierAccesses();
+        }
+
         return unmapped;
+    }
+
+    /// <summary>Opens a device access (see the remarks): translate and touch the memory, then dispose.</summary>
+    internal DeviceAccessScope BeginDeviceAccess()
+    {
+        lock (_accessLock)
+        {
+            _openScopes[_accessEpoch] = _openScopes.GetValueOrDefault(_accessEpoch) + 1;
+            return new DeviceAccessScope(this, _accessEpoch);
+        }
+    }
+
+    internal void EndDeviceAccess(long epoch)
+    {
+        lock (_accessLock)
+        {
+            var count = _openScopes.GetValueOrDefault(epoch) - 1;
+            if (count <= 0)
+            {
+                _openScopes.Remove(epoch);
+            }
+            else
+            {
+                _openScopes[epoch] = count;
+            }
+        }
+    }
+
+    // Waits (on the unmapping thread, holding no lock) until every access that began before now ended.
+    private void WaitForEarlierAccesses()
+    {
+        long target;
+        lock (_accessLock)
+        {
+            target = ++_accessEpoch;
+        }
+
+        var spin = default(SpinWait);
+        while (true)
+        {
+            lock (_accessLock)
+            {
+                if (!_openScopes.Keys.Any(epoch => epoch < target))
+                {
+                    return;
+                }
+            }
+
+            spin.SpinOnce();
+        }
     }
 
     /// <summary>
@@ -175,12 +241,29 @@ public sealed class ModelIommu
     /// <summary>Looks a page up without it counting as a device access (the model's oracle uses this).</summary>
     internal bool TryPeek(ulong iova, out IommuPage page) => _pages.TryGetValue(iova >> PageTableFormat.PageShift, out page);
 
-    /// <summary>Drops every mapping (the container closed).</summary>
+    /// <summary>Drops every mapping (the container closed); returns once no device access touches them.</summary>
     public void Clear()
     {
         lock (_writeLock)
         {
             _pages.Clear();
         }
+
+        WaitForEarlierAccesses();
     }
+}
+
+/// <summary>One device access to host memory through the IOMMU; <see cref="ModelIommu.Unmap"/> waits for it.</summary>
+internal readonly struct DeviceAccessScope : IDisposable
+{
+    private readonly ModelIommu _iommu;
+    private readonly long _epoch;
+
+    public DeviceAccessScope(ModelIommu iommu, long epoch)
+    {
+        _iommu = iommu;
+        _epoch = epoch;
+    }
+
+    public void Dispose() => _iommu.EndDeviceAccess(_epoch);
 }

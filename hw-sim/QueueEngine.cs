@@ -156,7 +156,10 @@ internal sealed class QueueEngine
     {
         _cqLog2 = value;
         _cqHead = _cqTail = 0;
-        if (value is < RingLimits.QueueRingMinLog2 or > RingLimits.QueueRingMaxLog2)
+
+        // 0 is the reset value and what a driver tearing a queue down may write: refused only when
+        // an enabled queue is used with it (RingsAreValid), so a teardown never kills the device.
+        if (value > RingLimits.QueueRingMaxLog2)
         {
             _model.EnterFatal(FatalCause.BadRingConfiguration, Fa1Registers.Queue(_queue, Fa1Registers.CqLog2));
         }
@@ -251,14 +254,24 @@ internal sealed class QueueEngine
 
         // spec 5, 6: the descriptor is read from the ring through the IOMMU; a refusal is FATAL cause 1.
         // A 64-byte slot of a 4 KiB aligned ring never crosses a page.
-        if (!_model.Iommu.TryTranslate(descriptorIova, IommuAccess.Read, out var slot))
+        SubmissionDescriptor descriptor = default;
+        bool fetched;
+        using (_model.Iommu.BeginDeviceAccess())
         {
-            FatalUnmapped(worker, descriptorIova);
+            fetched = _model.Iommu.TryTranslate(descriptorIova, IommuAccess.Read, out var slot);
+            if (fetched)
+            {
+                descriptor = ReadDescriptor(slot.Host);
+            }
+        }
+
+        if (!fetched)
+        {
+            FatalUnmapped(worker, descriptorIova); // outside the access scope: it takes the register lock
             return false;
         }
 
         timeline.BeginCommand(doorbellCycle);
-        var descriptor = ReadDescriptor(slot.Host);
         timeline.Spend(Options.DmaReadCycles);
         lock (_model.RegisterLock)
         {
@@ -442,15 +455,26 @@ internal sealed class QueueEngine
                 var ticket = _mmu.BeginAccess();
                 try
                 {
-                    nint srcHost = 0, dstHost = 0;
+                    Translation srcTranslation = default, dstTranslation = default;
                     if (readsSource)
                     {
-                        result = Access(worker, ctx, src, n, write: false, ref cycles, out srcHost, ref fault);
+                        result = TranslateSide(worker, ctx, src, write: false, ref cycles, out srcTranslation, ref fault);
                     }
 
                     if (writesDestination && result == AccessResult.Proceed)
                     {
-                        result = Access(worker, ctx, dst, n, write: true, ref cycles, out dstHost, ref fault);
+                        result = TranslateSide(worker, ctx, dst, write: true, ref cycles, out dstTranslation, ref fault);
+                    }
+
+                    // spec 6: then the IOMMU, inside a device-access scope so that an unmap returns
+                    // only once these bytes have moved (ModelIommu remarks).
+                    using var scope = _model.Iommu.BeginDeviceAccess();
+                    nint srcHost = 0, dstHost = 0;
+                    if (result == AccessResult.Proceed
+                        && ((readsSource && !TryIommu(ctx, src, n, write: false, srcTranslation, out srcHost))
+                            || (writesDestination && !TryIommu(ctx, dst, n, write: true, dstTranslation, out dstHost))))
+                    {
+                        result = AccessResult.DmaError;
                     }
 
                     if (result == AccessResult.Proceed)
@@ -515,13 +539,12 @@ internal sealed class QueueEngine
         return new CommandOutcome(CompletionStatus.Ok, (ushort)Math.Min(faults, ushort.MaxValue), d.Opcode == Opcode.Crc32C ? Crc32C.Finish(crc) : 0);
     }
 
-    // One page of one side of a data access: MMU, then IOMMU. Proceed: the bytes may move, at
-    // <paramref name="host"/>; Fault: <paramref name="fault"/> says what faulted; Abandon: the
-    // device went FATAL on a page-table read, no completion.
-    private AccessResult Access(EngineWorker worker, int ctx, ulong dva, ulong length, bool write, ref ulong cycles, out nint host, ref PendingFault fault)
+    // One page of one side of a data access through the MMU. Proceed: translated; Fault:
+    // <paramref name="fault"/> says what faulted; Abandon: the device went FATAL on a page-table
+    // read, no completion.
+    private AccessResult TranslateSide(EngineWorker worker, int ctx, ulong dva, bool write, ref ulong cycles, out Translation translation, ref PendingFault fault)
     {
-        host = 0;
-        var translation = _mmu.Translate(ctx, dva, write);
+        translation = _mmu.Translate(ctx, dva, write);
         cycles += translation.Cycles;
         switch (translation.Status)
         {
@@ -535,16 +558,23 @@ internal sealed class QueueEngine
                 return AccessResult.Fault;
         }
 
-        // spec 6: the IOMMU refusing a data access completes the command DMA_ERROR.
+        return AccessResult.Proceed;
+    }
+
+    // spec 6: the IOMMU refusing a data access completes the command DMA_ERROR. Every access that
+    // passes is checked by the oracle against the IOMMU page generation it used.
+    private bool TryIommu(int ctx, ulong dva, ulong length, bool write, in Translation translation, out nint host)
+    {
         if (!_model.Iommu.TryTranslate(translation.Iova, write ? IommuAccess.Write : IommuAccess.Read, out var page))
         {
-            return AccessResult.DmaError;
+            host = 0;
+            return false;
         }
 
         _mmu.CheckAccess(ctx, dva, write, translation, page.Generation);
         _model.DataAccessHook?.Invoke(new DataAccess(_queue, ctx, dva, translation.Iova, length, write));
         host = page.Host;
-        return AccessResult.Proceed;
+        return true;
     }
 
     // Spec 4.4: a translation fault stalls the access. CTX_FAULTS counts it. Under NOFAULT (or with no
@@ -685,22 +715,30 @@ internal sealed class QueueEngine
             worker.Wake.WaitOne();
         }
 
-        if (!_model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot))
+        timeline.Spend(Options.DmaWriteCycles);
+        var end = timeline.Now;
+        var phase = ((tail >> log2) & 1) == 0 ? CompletionRecord.PhaseBit : (ushort)0;
+        bool written;
+        using (_model.Iommu.BeginDeviceAccess())
+        {
+            written = _model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot);
+            if (written)
+            {
+                // The word holding PHASE is written last, so a driver polling host memory sees a whole record.
+                var words = (ulong*)slot.Host;
+                Volatile.Write(ref words[1], outcome.Result);
+                Volatile.Write(ref words[2], start);
+                Volatile.Write(ref words[3], end);
+                Volatile.Write(ref words[0], d.Tag | ((ulong)((ushort)outcome.Status | phase) << 32) | ((ulong)outcome.Faults << 48));
+            }
+        }
+
+        if (!written)
         {
             FatalUnmapped(worker, slotIova);
             return false;
         }
 
-        timeline.Spend(Options.DmaWriteCycles);
-        var end = timeline.Now;
-        var phase = ((tail >> log2) & 1) == 0 ? CompletionRecord.PhaseBit : (ushort)0;
-        var words = (ulong*)slot.Host;
-
-        // The word holding PHASE is written last, so a driver polling host memory sees a whole record.
-        Volatile.Write(ref words[1], outcome.Result);
-        Volatile.Write(ref words[2], start);
-        Volatile.Write(ref words[3], end);
-        Volatile.Write(ref words[0], d.Tag | ((ulong)((ushort)outcome.Status | phase) << 32) | ((ulong)outcome.Faults << 48));
         timeline.Publish();
 
         lock (_model.RegisterLock)

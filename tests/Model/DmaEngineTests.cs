@@ -125,6 +125,20 @@ public class DmaEngineTests
     }
 
     [Test]
+    public void AddingWritePermissionNeedsNoInvalidation()
+    {
+        using var rig = NewRig();
+        var buffer = rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        Assert.That(rig.Run(0, DmaRig.Crc(buffer.Dva, 64, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "the read-only leaf is now in the TLB");
+        Assert.That(rig.Run(0, DmaRig.Fill(buffer.Dva, 64, 0x42, Ctx)).Status, Is.EqualTo(CompletionStatus.Fault));
+
+        // Spec 4.1: adding a permission is done lazily, with no invalidation.
+        rig.Map(Ctx, buffer.Dva, buffer.Iova, 4096, PteFlags.Read | PteFlags.Write);
+        Assert.That(rig.Run(0, DmaRig.Fill(buffer.Dva, 64, 0x42, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok));
+        Assert.That(rig.Bytes(buffer.Iova, 1)[0], Is.EqualTo(0x42));
+    }
+
+    [Test]
     public void WriteOnlyLeafIsMalformedAndFaultsOnRead()
     {
         using var rig = NewRig();
@@ -262,6 +276,9 @@ public class DmaEngineTests
             new Random(q).NextBytes(rig.Bytes(buffers[q, 0].Iova, 64 << 10));
         }
 
+        // Every doorbell rings while ENABLE is clear, then the queues start together: on the virtual
+        // clock their doorbell cycles do not depend on how fast the host ran the first queue.
+        rig.Model.Write64(Fa1Registers.Ctrl, 0);
         for (var q = 0; q < queues; q++)
         {
             rig.Submit(q, Enumerable.Range(0, commands)
@@ -269,6 +286,7 @@ public class DmaEngineTests
                 .ToArray());
         }
 
+        rig.Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         var records = new List<CompletionRecord>[queues];
         for (var q = 0; q < queues; q++)
         {

@@ -78,6 +78,16 @@ public class MmuAndLifecycleTests
     }
 
     [Test]
+    public void TearingDownAQueueWithZeroLog2sIsNotFatal()
+    {
+        using var rig = NewRig();
+        rig.Run(0, DmaRig.Nop());
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.SqLog2), 0);
+        rig.Model.Write64(Fa1Registers.Queue(0, Fa1Registers.CqLog2), 0);
+        Assert.That(rig.Read(Fa1Registers.Status) & (ulong)StatusBits.Fatal, Is.Zero);
+    }
+
+    [Test]
     public void DoorbellBeyondTheRingIsFatal()
     {
         using var rig = NewRig(sqLog2: 2);
@@ -289,5 +299,43 @@ public class MmuAndLifecycleTests
         rig.ConfigureQueue(0, sqLog2);
         rig.EnableContext(Ctx);
         return rig;
+    }
+}
+
+/// <summary>Spec 6 on the wall clock: an IOMMU unmap is synchronous with the device, as type1's is.</summary>
+public class IommuUnmapTests
+{
+    [Test]
+    public void UnmapWaitsForTheAccessInFlight()
+    {
+        using var rig = new DmaRig(ClockMode.Wall);
+        rig.ConfigureQueue(0);
+        rig.EnableContext(0);
+        var dst = rig.MapBuffer(0, 4096);
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        rig.Model.DataAccessHook = _ =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromSeconds(20));
+        };
+        rig.Submit(0, DmaRig.Fill(dst.Dva, 64, 0x1111_1111_1111_1111, 0));
+        Assert.That(entered.Wait(TimeSpan.FromSeconds(20)), Is.True);
+
+        var unmap = Task.Run(() => rig.Model.Iommu.Unmap(dst.Iova, 4096));
+        try
+        {
+            Assert.That(unmap.Wait(TimeSpan.FromMilliseconds(50)), Is.False, "unmap waits while the device is writing the page");
+        }
+        finally
+        {
+            rig.Model.DataAccessHook = null;
+            release.Set();
+        }
+
+        Assert.That(unmap.Wait(TimeSpan.FromSeconds(20)), Is.True);
+        Assert.That(unmap.Result, Is.EqualTo(4096UL));
+        Assert.That(rig.Bytes(dst.Iova, 64).ToArray(), Is.All.EqualTo(0x11), "the access that was in flight completed");
+        Assert.That(rig.NextCompletion(0).Status, Is.EqualTo(CompletionStatus.Ok));
     }
 }
