@@ -56,8 +56,13 @@ test: build
 test-vlab:
 	@DOTNET=$(DOTNET) tests/vlab/vlab.sh
 
+# The main job: DMA latency with pinned buffers against on-demand (faulting) buffers, on the model,
+# side by side; tables and histograms on the terminal, JSON, CSV and an SVG plot in artifacts/.
+RUN_ARGS      ?= --mode both
 run: build
-	$(DOTNET) run --project $(CLI) -c $(CONFIG) --no-build -- info --backend model
+	@mkdir -p artifacts
+	$(DOTNET) run --project $(CLI) -c $(CONFIG) --no-build -- jitter --backend model $(RUN_ARGS) \
+	  --json artifacts/jitter.json --csv artifacts/jitter.csv --svg artifacts/jitter.svg
 
 bench: build
 	$(DOTNET) run --project $(PERF) -c $(CONFIG) --no-build -- --short --filter '*'
