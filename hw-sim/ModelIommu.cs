@@ -108,7 +108,7 @@ public sealed class ModelIommu
             throw new IommuMappingException($"IOMMU map of IOVA 0x{iova:X}: a mapping needs read or write access.", "EINVAL");
         }
 
-        if (iova + length < iova || !Windows.Any(w => iova >= w.Start && iova + length - 1 <= w.End))
+        if (iova + length < iova || !InWindow(iova, length))
         {
             throw new IommuMappingException(
                 $"IOMMU map of IOVA 0x{iova:X}..0x{iova + length - 1:X} is outside the valid IOVA ranges ({string.Join(", ", Windows.Select(w => $"0x{w.Start:X}-0x{w.End:X}"))}).", "EINVAL");
@@ -197,6 +197,34 @@ public sealed class ModelIommu
         }
     }
 
+    // Loops, not LINQ: map and unmap run on the driver's fault path, which is measured for allocations.
+    private bool InWindow(ulong iova, ulong length)
+    {
+        for (var i = 0; i < Windows.Count; i++)
+        {
+            if (iova >= Windows[i].Start && iova + length - 1 <= Windows[i].End)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    // With _accessLock held.
+    private bool AnyOpenBefore(long target)
+    {
+        foreach (var epoch in _openScopes.Keys)
+        {
+            if (epoch < target)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     // Waits (on the unmapping thread, holding no lock) until every access that began before now ended.
     private void WaitForEarlierAccesses()
     {
@@ -211,7 +239,7 @@ public sealed class ModelIommu
         {
             lock (_accessLock)
             {
-                if (!_openScopes.Keys.Any(epoch => epoch < target))
+                if (!AnyOpenBefore(target))
                 {
                     return;
                 }

@@ -181,6 +181,13 @@ internal static class JitterCommand
         {
             console.MarkupLine(Markup.Escape($"{JitterOutputs.ModeName(m.Mode)}: GC collections during the measured phase gen0 {m.Gen0}, gen1 {m.Gen1}, gen2 {m.Gen2}; " +
                 $"{m.AllocatedBytes / Math.Max(1, m.Samples.Length)} bytes allocated per command (all threads)" + (m.NonOk > 0 ? $"; {m.NonOk} commands did not complete OK" : string.Empty)));
+            if (m.FaultService is { } fs)
+            {
+                console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"{JitterOutputs.ModeName(m.Mode)}: fault service time (record's device cycle to response), {fs.Count} faults: p50 {Us(fs.P50)}, p99 {Us(fs.P99)}, p99.9 {Us(fs.P999)}, max {Us(fs.Max)}; " +
+                    $"{m.ServiceBytesPerFault:0.##} bytes allocated per fault on the service thread")));
+            }
+
             console.Write(Histogram(m));
         }
     }

@@ -67,6 +67,14 @@ internal static class JitterOutputs
             w.WriteStartObject("device");
             WriteStats(w, m.Device);
             w.WriteEndObject();
+            if (m.FaultService is { } fs)
+            {
+                w.WriteStartObject("fault_service");
+                WriteStats(w, fs);
+                w.WriteNumber("allocated_bytes_per_fault", Math.Round(m.ServiceBytesPerFault ?? 0, 3));
+                w.WriteEndObject();
+            }
+
             w.WriteStartObject("gc");
             w.WriteNumber("gen0", m.Gen0);
             w.WriteNumber("gen1", m.Gen1);

@@ -119,7 +119,21 @@ public sealed record LatencyStats(long Count, double Min, double P50, double P90
 }
 
 /// <summary>The measured samples of one mode and their statistics.</summary>
-public sealed record JitterModeResult(BufferMode Mode, JitterSample[] Samples, LatencyStats Host, LatencyStats Device, long Faults, long Evictions, long NonOk, int Gen0, int Gen1, int Gen2, long AllocatedBytes);
+/// <param name="Mode">Pinned or on demand.</param>
+/// <param name="Samples">Every measured command.</param>
+/// <param name="Host">Host latency statistics, in ns.</param>
+/// <param name="Device">Device time (end - start cycle) statistics, in ns.</param>
+/// <param name="Faults">Faults taken by the measured commands.</param>
+/// <param name="Evictions">On-demand pages evicted during the measured phase.</param>
+/// <param name="NonOk">Commands that did not complete OK.</param>
+/// <param name="Gen0">Gen-0 collections during the measured phase.</param>
+/// <param name="Gen1">Gen-1 collections during the measured phase.</param>
+/// <param name="Gen2">Gen-2 collections during the measured phase.</param>
+/// <param name="AllocatedBytes">Bytes allocated by every thread during the measured phase.</param>
+/// <param name="FaultService">Fault service time (record's device cycle to response) of the measured phase's faults, in ns; null without faults.</param>
+/// <param name="ServiceBytesPerFault">Bytes the fault service thread allocated per fault in the measured phase; null without faults.</param>
+public sealed record JitterModeResult(BufferMode Mode, JitterSample[] Samples, LatencyStats Host, LatencyStats Device, long Faults, long Evictions, long NonOk, int Gen0, int Gen1, int Gen2, long AllocatedBytes,
+    LatencyStats? FaultService = null, double? ServiceBytesPerFault = null);
 
 /// <summary>
 /// Runs a stream of DMA commands, one at a time, over buffers pinned long-term or on demand, and
@@ -171,6 +185,9 @@ public static class Jitter
             }
 
             evictionsBefore = device.OnDemand.Evictions;
+            var service = device.Faults;
+            var serviceFaultsBefore = service?.Metrics.Faults ?? 0;
+            var serviceBytesBefore = service?.AllocatedBytes ?? 0;
             var gen0 = GC.CollectionCount(0);
             var gen1 = GC.CollectionCount(1);
             var gen2 = GC.CollectionCount(2);
@@ -193,6 +210,17 @@ public static class Jitter
             var nsPerCycle = 1e9 / device.Info.ClockHz;
             var host = samples.Select(s => (double)s.HostNanoseconds).ToArray();
             var dev = samples.Select(s => (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle).ToArray();
+            LatencyStats? serviceStats = null;
+            double? bytesPerFault = null;
+            var serviceFaults = (service?.Metrics.Faults ?? 0) - serviceFaultsBefore;
+            if (service is not null && serviceFaults > 0)
+            {
+                var recent = service.Metrics.RecentServiceTimes();
+                var take = (int)Math.Min(serviceFaults, recent.Length);
+                serviceStats = LatencyStats.From(recent.AsSpan(recent.Length - take).ToArray().Select(us => us * 1000).ToArray());
+                bytesPerFault = (double)(service.AllocatedBytes - serviceBytesBefore) / serviceFaults;
+            }
+
             return new JitterModeResult(
                 mode,
                 samples,
@@ -204,7 +232,9 @@ public static class Jitter
                 GC.CollectionCount(0) - gen0,
                 GC.CollectionCount(1) - gen1,
                 GC.CollectionCount(2) - gen2,
-                allocated);
+                allocated,
+                mode == BufferMode.OnDemand ? serviceStats : null,
+                mode == BufferMode.OnDemand ? bytesPerFault : null);
         }
         finally
         {

@@ -25,6 +25,11 @@ public sealed class FaultMetrics : IDisposable
     private long _killedDropinCount;
     private long _abortCount;
     private long _badRecordCount;
+    private readonly double[] _recentServiceTimes = new double[RecentCapacity];
+    private long _serviceTimeCount;
+
+    /// <summary>How many recent service times are kept for <see cref="RecentServiceTimes"/>.</summary>
+    public const int RecentCapacity = 1 << 16;
 
     internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned)
     {
@@ -90,5 +95,27 @@ public sealed class FaultMetrics : IDisposable
         _badRecords.Add(1);
     }
 
-    internal void ServiceTime(double microseconds) => _serviceTime.Record(microseconds);
+    /// <summary>
+    /// The most recent fault service times in microseconds (record's device cycle to response), up to
+    /// <see cref="RecentCapacity"/>, oldest first. Kept in a preallocated ring: recording allocates nothing.
+    /// </summary>
+    public double[] RecentServiceTimes()
+    {
+        var count = Interlocked.Read(ref _serviceTimeCount);
+        var n = (int)Math.Min(count, RecentCapacity);
+        var result = new double[n];
+        for (var i = 0; i < n; i++)
+        {
+            result[i] = Volatile.Read(ref _recentServiceTimes[(count - n + i) % RecentCapacity]);
+        }
+
+        return result;
+    }
+
+    internal void ServiceTime(double microseconds)
+    {
+        _serviceTime.Record(microseconds);
+        var slot = Interlocked.Increment(ref _serviceTimeCount) - 1;
+        Volatile.Write(ref _recentServiceTimes[slot % RecentCapacity], microseconds);
+    }
 }

@@ -39,6 +39,7 @@ public sealed partial class FaultService : IDisposable
     private readonly double _microsecondsPerCycle;
     private readonly HashSet<uint> _abortLogged = [];
     private uint _head;
+    private long _allocatedBytes;
     private volatile bool _running = true;
     private int _disposed;
 
@@ -91,6 +92,12 @@ public sealed partial class FaultService : IDisposable
     /// <summary>Counters and instruments of the fault path.</summary>
     public FaultMetrics Metrics { get; }
 
+    /// <summary>
+    /// Bytes the service thread has allocated since it started (GC.GetAllocatedBytesForCurrentThread,
+    /// sampled after each batch): the steady-state fault path should add nothing.
+    /// </summary>
+    public long AllocatedBytes => Interlocked.Read(ref _allocatedBytes);
+
     /// <summary>Wait mode.</summary>
     public FaultWaitMode Mode => _options.Mode;
 
@@ -128,12 +135,14 @@ public sealed partial class FaultService : IDisposable
     {
         Span<EpollReady> ready = stackalloc EpollReady[2];
         var idleMs = (int)Math.Clamp(_options.IdlePoll.TotalMilliseconds, 1, int.MaxValue);
+        var allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             while (_running)
             {
                 if (Drain() > 0)
                 {
+                    Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
                     continue;
                 }
 

@@ -164,7 +164,9 @@ internal sealed unsafe class PageTable : IDisposable
         var current = new PageTableEntry(Volatile.Read(ref slot));
         var child = l2.Children![idx];
 
-        if (!any || asHugeLeaf)
+        // An emptied chunk keeps its level-3 table (its entries are cleared below): faults that come
+        // back to the chunk then reuse it instead of building and DMA-mapping a new one.
+        if (asHugeLeaf || (!any && child is null))
         {
             var next = any ? PageTableEntry.Create(_iommu.Layout.IovaOf(chunk), (PteFlags)(want[0] & 0xF) | PteFlags.Leaf).Raw : 0UL;
             if (current.Raw == next)

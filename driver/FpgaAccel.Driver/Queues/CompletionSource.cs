@@ -6,26 +6,55 @@ namespace FpgaAccel.Driver.Queues;
 /// The awaitable behind one submitted command. Pooled: returned to its pool when the awaiter reads
 /// the result, so a steady stream of commands allocates nothing.
 /// </summary>
-internal sealed class CompletionSource : IValueTaskSource<CommandResult>
+/// <remarks>
+/// Continuations never run on the harvesting thread (the interrupt dispatcher or the poller): the
+/// harvester stores the result and queues this object itself to the thread pool as a work item, and
+/// the pool thread completes the core, which then runs the continuation inline. Queuing an
+/// <see cref="IThreadPoolWorkItem"/> allocates nothing, where the core's own asynchronous dispatch
+/// allocates a work item per completion.
+/// </remarks>
+internal sealed class CompletionSource : IValueTaskSource<CommandResult>, IThreadPoolWorkItem
 {
     private readonly CompletionSourcePool _pool;
     private ManualResetValueTaskSourceCore<CommandResult> _core;
+    private CommandResult _result;
+    private Exception? _error;
 
     public CompletionSource(CompletionSourcePool pool)
     {
         _pool = pool;
-
-        // Continuations never run on the harvesting thread (the interrupt dispatcher or the poller).
-        _core.RunContinuationsAsynchronously = true;
+        _core.RunContinuationsAsynchronously = false;
     }
 
     public short Version => _core.Version;
 
     public ValueTask<CommandResult> Task => new(this, _core.Version);
 
-    public void Complete(in CommandResult result) => _core.SetResult(result);
+    public void Complete(in CommandResult result)
+    {
+        _result = result;
+        _error = null;
+        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+    }
 
-    public void Fail(Exception error) => _core.SetException(error);
+    public void Fail(Exception error)
+    {
+        _error = error;
+        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+    }
+
+    // On a pool thread: completing the core runs the awaiter's continuation here.
+    void IThreadPoolWorkItem.Execute()
+    {
+        if (_error is { } error)
+        {
+            _core.SetException(error);
+        }
+        else
+        {
+            _core.SetResult(_result);
+        }
+    }
 
     public CommandResult GetResult(short token)
     {
