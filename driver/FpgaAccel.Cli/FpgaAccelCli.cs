@@ -13,6 +13,7 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(InfoCommand.Create(common, io));
         root.Subcommands.Add(SelfTestCommand.Create(common, io));
         root.Subcommands.Add(StressCommand.Create(common, io));
+        root.Subcommands.Add(AsmCommand.Create(io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }
