@@ -35,6 +35,15 @@ public class MachineCodeTests
     public void CorrectAccessorIsOneAccessOfItsWidth(string method, int width) =>
         AssertSingleAccess(Decode(typeof(WindowSubject), method), width);
 
+    [TestCase(nameof(WindowSubject.Read64))]
+    [TestCase(nameof(WindowSubject.Write32))]
+    public void BoundsCheckThrowHelperIsNotAReturningCall(string method)
+    {
+        var listing = Decode(typeof(WindowSubject), method);
+        Assert.That(listing.Calls.Select(c => c.TargetName), Is.EqualTo(new[] { typeof(WindowSubject).FullName + ".ThrowBadAccess" }), Explain(listing, "calls"));
+        Assert.That(listing.ReturningCalls, Is.Empty, Explain(listing, "the throw helper counted as a call that returns"));
+    }
+
     [TestCase(nameof(WindowSubject.TornWrite64))]
     [TestCase(nameof(WindowSubject.TornRead64))]
     public void TornAccessorIsFlagged(string method)
@@ -82,6 +91,7 @@ public class MachineCodeTests
         // Depending on how much of Monitor/Lock the JIT inlines, a lock shows as a call into them, an
         // atomic instruction, or both; the lookup check forbids all three.
         Assert.That(listing.Calls.Any(c => c.IsMonitorOrLock) || listing.AtomicInstructions.Any(), Explain(listing, "no sign of the lock"));
+        Assert.That(listing.Calls.Where(c => c.IsMonitorOrLock), Is.Not.Empty, Explain(listing, "no call into Monitor or Lock named"));
         Assert.That(listing.ReturningCalls, Is.Not.Empty);
     }
 

@@ -338,13 +338,14 @@ public static class MachineCode
                 _ => null,
             };
             var resolved = BranchTarget(instruction);
-            var name = names.Name(target, resolved);
+            var callee = names.Method(target, resolved);
 
-            // The JIT ends a call that does not return (a throw helper) with int3; name-based as a second witness.
+            // A call that does not return is a throw: the JIT ends it with int3 when it knows the callee
+            // throws; otherwise the callee says so ([DoesNotReturn], or a Throw... helper by convention).
             var noReturn = i + 1 < list.Count && list[i + 1].Instruction.Mnemonic == Mnemonic.Int3
                 || i + 1 == list.Count
-                || name is not null && name.Contains(".Throw", StringComparison.Ordinal);
-            calls.Add(new CallSite(list[i], resolved, name, noReturn));
+                || callee is not null && (callee.IsDefined(typeof(System.Diagnostics.CodeAnalysis.DoesNotReturnAttribute)) || callee.Name.StartsWith("Throw", StringComparison.Ordinal));
+            calls.Add(new CallSite(list[i], resolved, callee, noReturn));
         }
 
         return new MachineCodeListing(method, entry, tier, viaProbe, list, calls);
@@ -369,14 +370,15 @@ public static class MachineCode
     /// <summary>Names for call targets: the synchronization primitives, cast and throw helpers, and the method's own type.</summary>
     private sealed class CallTargetNames
     {
-        private readonly Dictionary<ulong, string> _byAddress = [];
+        // Null marks an address two methods lead to (a shared stub such as the prestub): it names neither.
+        private readonly Dictionary<ulong, MethodInfo?> _byAddress = [];
 
         public CallTargetNames(MethodBase method)
         {
             var core = typeof(object).Assembly;
             Type?[] types =
             [
-                typeof(Monitor), typeof(Lock), typeof(Interlocked), typeof(Volatile), typeof(Thread),
+                typeof(Monitor), typeof(Lock), typeof(Lock.Scope), typeof(Interlocked), typeof(Volatile), typeof(Thread),
                 core.GetType("System.Runtime.CompilerServices.CastHelpers"),
                 core.GetType("System.ThrowHelper"),
                 typeof(ArgumentOutOfRangeException), typeof(ArgumentNullException), typeof(ArgumentException), typeof(ObjectDisposedException),
@@ -392,42 +394,59 @@ public static class MachineCode
                         continue;
                     }
 
-                    Add(candidate, type);
+                    // The method's own type (its throw helpers, its callees) is compiled first: a call to a
+                    // method that has no code yet goes through stubs that identify nothing.
+                    Add(candidate, prepare: type == method.DeclaringType);
                 }
             }
         }
 
-        public string? Name(ulong? target, ulong? resolved)
+        public MethodInfo? Method(ulong? target, ulong? resolved)
         {
-            if (target is { } t && _byAddress.TryGetValue(t, out var name))
+            if (target is { } t && _byAddress.TryGetValue(t, out var method) && method is not null)
             {
-                return name;
+                return method;
             }
 
             return resolved is { } r && _byAddress.TryGetValue(r, out var byCode) ? byCode : null;
         }
 
-        private void Add(MethodInfo candidate, Type type)
+        private void Add(MethodInfo candidate, bool prepare)
         {
             ulong entry;
             try
             {
+                if (prepare)
+                {
+                    RuntimeHelpers.PrepareMethod(candidate.MethodHandle);
+                }
+
                 entry = (ulong)candidate.MethodHandle.GetFunctionPointer();
             }
-            catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException or MemberAccessException)
+            catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException or MemberAccessException or TypeLoadException)
             {
                 return;
             }
 
-            var name = $"{type.FullName}.{candidate.Name}";
-            _byAddress.TryAdd(entry, name);
+            Claim(entry, candidate);
 
             // Where the entry leads when the method is already compiled: direct calls land there.
             var code = ResolveStubs(entry);
             if (code != entry)
             {
-                _byAddress.TryAdd(code, name);
+                Claim(code, candidate);
             }
+        }
+
+        private void Claim(ulong address, MethodInfo candidate)
+        {
+            if (_byAddress.TryGetValue(address, out var existing) && existing != candidate)
+            {
+                _byAddress[address] = null;
+                return;
+            }
+
+            _byAddress[address] = candidate;
         }
     }
 }
@@ -442,13 +461,18 @@ public sealed record DecodedInstruction(Instruction Instruction, string Text, by
 
 /// <summary>
 /// A call in decoded code: the code it reaches after stubs (null for a call through a register), the
-/// method name when it is one of the known targets, and whether it is a call that does not return (a throw).
+/// method when it is one of the known targets (<see cref="Monitor"/>, <see cref="Lock"/>,
+/// <see cref="Interlocked"/>, the runtime's cast and throw helpers, the decoded method's own type), and
+/// whether it does not return (a throw).
 /// </summary>
-public sealed record CallSite(DecodedInstruction At, ulong? Target, string? TargetName, bool DoesNotReturn)
+public sealed record CallSite(DecodedInstruction At, ulong? Target, MethodInfo? TargetMethod, bool DoesNotReturn)
 {
+    /// <summary><c>Namespace.Type.Method</c> of <see cref="TargetMethod"/>, or null when the target is not known.</summary>
+    public string? TargetName => TargetMethod is null ? null : $"{TargetMethod.DeclaringType?.FullName}.{TargetMethod.Name}";
+
     /// <summary>True for calls into <see cref="Monitor"/> or <see cref="Lock"/>: a lock taken.</summary>
-    public bool IsMonitorOrLock => TargetName is { } n
-        && (n.StartsWith("System.Threading.Monitor.", StringComparison.Ordinal) || n.StartsWith("System.Threading.Lock.", StringComparison.Ordinal));
+    public bool IsMonitorOrLock => TargetMethod?.DeclaringType is { } type
+        && (type == typeof(Monitor) || type == typeof(Lock) || type.DeclaringType == typeof(Lock));
 }
 
 /// <summary>Where a memory operand points, for telling device accesses from bookkeeping.</summary>
