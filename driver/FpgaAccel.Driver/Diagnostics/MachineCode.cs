@@ -45,14 +45,24 @@ public enum CodeTier
 /// (<see cref="MachineCodeListing.Tier"/>): <see cref="RuntimeHelpers.PrepareMethod(RuntimeMethodHandle)"/>
 /// alone gives tier-0 code.
 ///
-/// Limits: the code is found by following stubs (a precode's <c>jmp [cell]</c>) from the entry point,
-/// and its extent by following control flow from the entry (conditional and unconditional jumps inside a
-/// 4 KiB window; a path ends at <c>ret</c>, <c>int3</c>, <c>ud2</c> or a jump out of the window, which is a
-/// tail call). Indirect jumps (switch tables) are not followed, so code reached only through them is
-/// missing. Generic methods must be closed (<see cref="MethodInfo.MakeGenericMethod"/>); methods with
-/// by-ref-like parameters are decoded like any other (the probe only passes them on). Code may differ
-/// between processes (tiering, PGO, CPU features), so assertions should be about properties that hold
-/// for every correct compilation (widths, prefixes, calls), not exact instruction sequences.
+/// The probe is hosted anonymously (not in the target's module), because a probe owned by a Debug module
+/// would inherit its "do not optimize"; and a method of an assembly built with optimizations off is never
+/// optimized or inlined anywhere, so it is decoded as is and reported <see cref="CodeTier.Unoptimized"/>.
+/// The probe's handle comes from DynamicMethod's internal GetMethodDescriptor (through
+/// <see cref="UnsafeAccessorAttribute"/>); should a runtime drop it, the method's own body is decoded.
+///
+/// Limits: the code is found by following the runtime's precodes from the entry point, and its extent by
+/// following control flow from the entry (conditional and unconditional jumps inside a 4 KiB window; a
+/// path ends at <c>ret</c>, <c>int3</c>, <c>ud2</c> or a jump out of the window, which is a tail call).
+/// Not decoded: code reached only through indirect jumps (switch tables) or calls (finally/catch
+/// funclets, which the JIT places after the body and reaches with a call). Call targets are named only
+/// for a fixed set of types (the synchronization primitives, the runtime's cast and throw helpers, the
+/// decoded method's own type), by matching entry points and code addresses; other calls are reported
+/// unnamed, never misnamed. Generic methods must be closed (<see cref="MethodInfo.MakeGenericMethod"/>).
+/// The register classification in <see cref="MachineCodeListing.MemoryAccesses"/> assumes the System V
+/// calling convention (Linux, macOS). Code may differ between processes (PGO, CPU features), so
+/// assertions should be about properties every correct compilation has (access widths, atomic
+/// instructions, calls), not about exact instruction sequences.
 /// </remarks>
 public static class MachineCode
 {
@@ -539,6 +549,9 @@ public sealed class MachineCodeListing
     public IEnumerable<DecodedInstruction> AtomicInstructions => Instructions.Where(i =>
         i.Instruction.HasLockPrefix
         || i.Instruction.Mnemonic == Mnemonic.Xchg && (i.Instruction.Op0Kind == OpKind.Memory || i.Instruction.Op1Kind == OpKind.Memory));
+
+    /// <summary>Accesses of <paramref name="size"/> bytes through any memory operand.</summary>
+    public int CountAccesses(int size) => MemoryAccesses.Count(a => a.Size == size);
 
     /// <summary>Accesses of <paramref name="size"/> bytes of the given <paramref name="kind"/>.</summary>
     public int CountAccesses(int size, MemoryAccessKind kind) => MemoryAccesses.Count(a => a.Size == size && a.Kind == kind);
