@@ -16,6 +16,7 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(JitterCommand.Create(common, io));
         root.Subcommands.Add(DoctorCommand.Create(io));
         root.Subcommands.Add(SetupCommand.Create(io));
+        root.Subcommands.Add(AsmCommand.Create(io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

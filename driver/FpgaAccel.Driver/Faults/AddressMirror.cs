@@ -84,20 +84,25 @@ public sealed class AddressMirror
             return default;
         }
 
-        var l1 = Volatile.Read(ref _root[PageTableFormat.Index(dva, 0)]) as object?[];
+        // No `as` casts here: `as object?[]` and `as ulong[]` compile to calls into the runtime's cast
+        // helpers (array covariance needs the general check), a call on every lookup. The types are
+        // known instead: Leaf is the only writer of these tables, and it stores object?[] in the root and
+        // level-1 tables and ulong[] in level-2 tables, so the reinterpretations below are exact.
+        // tests/MachineCode checks this method's optimized code makes no call and takes no lock.
+        var l1 = Volatile.Read(ref _root[PageTableFormat.Index(dva, 0)]);
         if (l1 is null)
         {
             return default;
         }
 
-        var l2 = Volatile.Read(ref l1[PageTableFormat.Index(dva, 1)]) as object?[];
+        var l2 = Volatile.Read(ref Unsafe.As<object?[]>(l1)[PageTableFormat.Index(dva, 1)]);
         if (l2 is null)
         {
             return default;
         }
 
-        var leaf = Volatile.Read(ref l2[PageTableFormat.Index(dva, 2)]) as ulong[];
-        return leaf is null ? default : new MirrorEntry(Volatile.Read(ref leaf[PageTableFormat.Index(dva, 3)]));
+        var leaf = Volatile.Read(ref Unsafe.As<object?[]>(l2)[PageTableFormat.Index(dva, 2)]);
+        return leaf is null ? default : new MirrorEntry(Volatile.Read(ref Unsafe.As<ulong[]>(leaf)[PageTableFormat.Index(dva, 3)]));
     }
 
     /// <summary>Sets the entry of the page holding <paramref name="dva"/>. Hold <see cref="Lock"/>.</summary>
