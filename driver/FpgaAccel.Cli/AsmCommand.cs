@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Diagnostics;
@@ -23,6 +24,10 @@ internal static class AsmCommand
         return command;
     }
 
+    // asm finds methods by name at run time. In a trimmed build (the virtual lab's guest) methods the
+    // trimmer removed are reported as not found, which is the truth: they have no code to show.
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Reflection over loaded assemblies; trimmed members are reported as not found.")]
+    [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "Reflection over loaded assemblies; trimmed members are reported as not found.")]
     private static int Run(string target, FileInfo? extra, CliIo io)
     {
         if (!MachineCode.IsSupported)
@@ -130,6 +135,10 @@ internal static class AsmCommand
     private static string Signature(MethodInfo method) =>
         $"{method.Name}({string.Join(",", method.GetParameters().Select(p => p.ParameterType.Name))})";
 
+    // asm finds methods by name at run time. In a trimmed build (the virtual lab's guest) methods the
+    // trimmer removed are reported as not found, which is the truth: they have no code to show.
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Reflection over loaded assemblies; trimmed members are reported as not found.")]
+    [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "Reflection over loaded assemblies; trimmed members are reported as not found.")]
     private static IEnumerable<Type> LoadableTypes(Assembly assembly)
     {
         try

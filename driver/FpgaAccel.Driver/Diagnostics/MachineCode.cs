@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using System.Reflection.Emit;
 using System.Runtime.CompilerServices;
@@ -383,6 +384,10 @@ public static class MachineCode
         // Null marks an address two methods lead to (a shared stub such as the prestub): it names neither.
         private readonly Dictionary<ulong, MethodInfo?> _byAddress = [];
 
+        // Naming call targets is a diagnostic nicety: in a trimmed build (the virtual lab's guest) a helper
+        // type or method the trimmer removed simply leaves its calls unnamed; decoding itself is unaffected.
+        [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Unresolved types leave calls unnamed, nothing more.")]
+        [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "Methods removed by trimming cannot be called, so need no name.")]
         public CallTargetNames(MethodBase method)
         {
             var core = typeof(object).Assembly;
