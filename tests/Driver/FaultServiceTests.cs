@@ -11,109 +11,17 @@ using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Driver;
 
-/// <summary>Device page faults end to end: on-demand regions, aborts, eviction, bad records, both wait modes.</summary>
+/// <summary>The fault suite on the model, both wait modes, plus what only a model can be made to do (forge records).</summary>
 [TestFixture(FaultWaitMode.Block)]
 [TestFixture(FaultWaitMode.Adaptive)]
-public class FaultServiceTests
+public class FaultServiceTests : FaultServiceTestsBase
 {
-    private readonly FaultWaitMode _mode;
-
-    public FaultServiceTests(FaultWaitMode mode) => _mode = mode;
-
-    [Test]
-    public async Task OnDemandCopyFaultsPagesInAndSucceeds()
+    public FaultServiceTests(FaultWaitMode mode)
+        : base(mode)
     {
-        using var device = Open(budget: 1024);
-        var service = device.StartFaultService(new FaultServiceOptions { Mode = _mode });
-        using var src = HostBuffer.Allocate(16 * 4096);
-        using var dst = HostBuffer.Allocate(16 * 4096);
-        new Random(2).NextBytes(src.Span);
-        using var context = device.CreateContext();
-        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
-        using var r2 = context.RegisterOnDemand(dst, DmaAccess.ReadWrite);
-        using var queue = device.OpenQueue();
-
-        var first = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 16 * 4096);
-        Assert.That(first.Status, Is.EqualTo(CompletionStatus.Ok));
-        Assert.That(dst.Span.SequenceEqual(src.Span), Is.True);
-        Assert.That(first.Faults, Is.GreaterThanOrEqualTo(32), "every page of both buffers faulted in once");
-        Assert.That(service.Metrics.Faults, Is.GreaterThanOrEqualTo(32));
-        Assert.That(context.PresentOnDemandPages, Is.EqualTo(32));
-
-        var second = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 16 * 4096);
-        Assert.That(second.Faults, Is.Zero, "present pages do not fault again");
     }
 
-    [Test]
-    public async Task UnregisteredAddressAbortsOnlyThatCommand()
-    {
-        using var device = Open(budget: 1024);
-        var service = device.StartFaultService(new FaultServiceOptions { Mode = _mode });
-        using var src = HostBuffer.Allocate(4096);
-        using var dst = HostBuffer.Allocate(4096);
-        using var stray = HostBuffer.Allocate(4096);
-        using var context = device.CreateContext();
-        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
-        using var r2 = context.RegisterOnDemand(dst, DmaAccess.DeviceWrite);
-        using var queue = device.OpenQueue();
-
-        var bad = await queue.CopyAsync(context, (ulong)stray.Address, (ulong)dst.Address, 64);
-        Assert.That(bad.Status, Is.EqualTo(CompletionStatus.Fault), "ABORT completes the command FAULT");
-        Assert.That(service.Metrics.Aborts, Is.GreaterThanOrEqualTo(1));
-
-        var readOnlyWrite = await queue.CopyAsync(context, (ulong)dst.Address, (ulong)src.Address, 64);
-        Assert.That(readOnlyWrite.Status, Is.EqualTo(CompletionStatus.Fault), "a write to a read-only region aborts too");
-
-        var good = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 4096);
-        Assert.That(good.Status, Is.EqualTo(CompletionStatus.Ok), "the context keeps working");
-        Assert.That(service.IsRunning, Is.True);
-    }
-
-    [Test]
-    public async Task BudgetEvictsLeastRecentlyFaultedAndDataStaysRight()
-    {
-        using var device = Open(budget: 8);
-        var service = device.StartFaultService(new FaultServiceOptions { Mode = _mode });
-        using var src = HostBuffer.Allocate(32 * 4096);
-        using var dst = HostBuffer.Allocate(32 * 4096);
-        new Random(3).NextBytes(src.Span);
-        using var context = device.CreateContext();
-        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
-        using var r2 = context.RegisterOnDemand(dst, DmaAccess.ReadWrite);
-        using var queue = device.OpenQueue();
-        for (var page = 0; page < 32; page++)
-        {
-            var offset = (ulong)page * 4096;
-            var result = await queue.CopyAsync(context, (ulong)src.Address + offset, (ulong)dst.Address + offset, 4096);
-            Assert.That(result.Succeeded, Is.True, $"page {page}");
-        }
-
-        Assert.That(dst.Span.SequenceEqual(src.Span), Is.True);
-        Assert.That(device.OnDemand.Evictions, Is.GreaterThanOrEqualTo(64 - 8), "64 pages through a budget of 8");
-        Assert.That(device.OnDemand.Pinned, Is.LessThanOrEqualTo(8));
-        Assert.That(context.PresentOnDemandPages, Is.LessThanOrEqualTo(8));
-    }
-
-    [Test]
-    public async Task UnregisterRemovesEverythingAndReleasesThePages()
-    {
-        using var device = Open(budget: 1024);
-        device.StartFaultService(new FaultServiceOptions { Mode = _mode });
-        using var buffer = HostBuffer.Allocate(8 * 4096);
-        using var context = device.CreateContext();
-        using var queue = device.OpenQueue();
-        var baseline = device.IommuMappedPages;
-        var region = context.RegisterOnDemand(buffer, DmaAccess.ReadWrite);
-        Assert.That((await queue.FillAsync(context, (ulong)buffer.Address, 8 * 4096, 5)).Succeeded, Is.True);
-        Assert.That(device.IommuMappedPages, Is.GreaterThan(baseline));
-        context.Unregister(region);
-        Assert.That(device.OnDemand.Pinned, Is.Zero);
-        Assert.That(context.Translation((ulong)buffer.Address, out _).Valid, Is.False);
-        var after = await queue.FillAsync(context, (ulong)buffer.Address, 4096, 6);
-        Assert.That(after.Status, Is.EqualTo(CompletionStatus.Fault), "the region is gone: ABORT");
-        Assert.That(buffer.Span[0], Is.EqualTo(5), "and nothing reached the memory");
-        Assert.That(Assert.Throws<InvalidPinHandleException>(() => context.Unregister(region))!.Message, Does.Contain("already unregistered"));
-    }
+    protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual });
 
     [Test]
     public async Task MalformedRecordsAreRejectedAndTheServiceKeepsRunning()
@@ -122,7 +30,7 @@ public class FaultServiceTests
         var forger = new RecordForgingBackend(model);
         using var device = FpgaDevice.Open(forger, new FpgaDeviceOptions { OnDemandBudgetPages = 64 });
         forger.Layout = device.Mmu.Layout;
-        var service = device.StartFaultService(new FaultServiceOptions { Mode = _mode, RingLog2 = 6 });
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode, RingLog2 = 6 });
 
         using var buffer = HostBuffer.Allocate(4096);
         using var context = device.CreateContext();
@@ -143,40 +51,6 @@ public class FaultServiceTests
         Assert.That(context.PresentOnDemandPages, Is.EqualTo(1), "the page was faulted in");
         await Task.CompletedTask;
     }
-
-    [Test]
-    public void DisposeStopsTheServiceThreadWithinABound()
-    {
-        var device = Open(budget: 16);
-        var service = device.StartFaultService(new FaultServiceOptions { Mode = _mode });
-        Assert.That(service.IsRunning, Is.True);
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        device.Dispose();
-        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)));
-        Assert.That(service.IsRunning, Is.False);
-    }
-
-    [Test]
-    public async Task SeededStressHoldsEveryInvariant()
-    {
-        using var device = Open(budget: 24);
-        var report = await StressTest.RunAsync(device, new StressOptions
-        {
-            Duration = TimeSpan.FromSeconds(3),
-            Seed = 11,
-            Threads = 2,
-            FaultService = new FaultServiceOptions { Mode = _mode },
-        });
-        Assert.That(report.Failures, Is.Empty);
-        Assert.That(report.Faults, Is.GreaterThan(0));
-        Assert.That(report.Evictions, Is.GreaterThan(0));
-        Assert.That(report.VerifiedCopies, Is.GreaterThan(0));
-        Assert.That(report.StaleAccesses, Is.EqualTo(0));
-        Assert.That(report.LostFaults, Is.EqualTo(0));
-    }
-
-    private static FpgaDevice Open(int budget) =>
-        FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = budget });
 
     /// <summary>
     /// Wraps the model and, on demand, writes a malformed record into the driver's fault ring and
@@ -234,4 +108,150 @@ public class FaultServiceTests
 
         public void Dispose() => _inner.Dispose();
     }
+}
+
+/// <summary>Device page faults end to end on any backend: on-demand regions, aborts, eviction, bounded dispose, seeded stress.</summary>
+public abstract class FaultServiceTestsBase
+{
+    protected FaultServiceTestsBase(FaultWaitMode mode) => Mode = mode;
+
+    /// <summary>The fault service's wait mode under test.</summary>
+    protected FaultWaitMode Mode { get; }
+
+    /// <summary>A fresh backend for one test; the device opened on it owns it.</summary>
+    protected abstract IDeviceBackend CreateBackend();
+
+    /// <summary>Whether the backend has the model's oracle.</summary>
+    protected virtual bool HasModelOracle => true;
+
+    [Test]
+    public async Task OnDemandCopyFaultsPagesInAndSucceeds()
+    {
+        using var device = Open(budget: 1024);
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode });
+        using var src = HostBuffer.Allocate(16 * 4096);
+        using var dst = HostBuffer.Allocate(16 * 4096);
+        new Random(2).NextBytes(src.Span);
+        using var context = device.CreateContext();
+        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
+        using var r2 = context.RegisterOnDemand(dst, DmaAccess.ReadWrite);
+        using var queue = device.OpenQueue();
+
+        var first = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 16 * 4096);
+        Assert.That(first.Status, Is.EqualTo(CompletionStatus.Ok));
+        Assert.That(dst.Span.SequenceEqual(src.Span), Is.True);
+        Assert.That(first.Faults, Is.GreaterThanOrEqualTo(32), "every page of both buffers faulted in once");
+        Assert.That(service.Metrics.Faults, Is.GreaterThanOrEqualTo(32));
+        Assert.That(context.PresentOnDemandPages, Is.EqualTo(32));
+
+        var second = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 16 * 4096);
+        Assert.That(second.Faults, Is.Zero, "present pages do not fault again");
+    }
+
+    [Test]
+    public async Task UnregisteredAddressAbortsOnlyThatCommand()
+    {
+        using var device = Open(budget: 1024);
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode });
+        using var src = HostBuffer.Allocate(4096);
+        using var dst = HostBuffer.Allocate(4096);
+        using var stray = HostBuffer.Allocate(4096);
+        using var context = device.CreateContext();
+        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
+        using var r2 = context.RegisterOnDemand(dst, DmaAccess.DeviceWrite);
+        using var queue = device.OpenQueue();
+
+        var bad = await queue.CopyAsync(context, (ulong)stray.Address, (ulong)dst.Address, 64);
+        Assert.That(bad.Status, Is.EqualTo(CompletionStatus.Fault), "ABORT completes the command FAULT");
+        Assert.That(service.Metrics.Aborts, Is.GreaterThanOrEqualTo(1));
+
+        var readOnlyWrite = await queue.CopyAsync(context, (ulong)dst.Address, (ulong)src.Address, 64);
+        Assert.That(readOnlyWrite.Status, Is.EqualTo(CompletionStatus.Fault), "a write to a read-only region aborts too");
+
+        var good = await queue.CopyAsync(context, (ulong)src.Address, (ulong)dst.Address, 4096);
+        Assert.That(good.Status, Is.EqualTo(CompletionStatus.Ok), "the context keeps working");
+        Assert.That(service.IsRunning, Is.True);
+    }
+
+    [Test]
+    public async Task BudgetEvictsLeastRecentlyFaultedAndDataStaysRight()
+    {
+        using var device = Open(budget: 8);
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode });
+        using var src = HostBuffer.Allocate(32 * 4096);
+        using var dst = HostBuffer.Allocate(32 * 4096);
+        new Random(3).NextBytes(src.Span);
+        using var context = device.CreateContext();
+        using var r1 = context.RegisterOnDemand(src, DmaAccess.DeviceRead);
+        using var r2 = context.RegisterOnDemand(dst, DmaAccess.ReadWrite);
+        using var queue = device.OpenQueue();
+        for (var page = 0; page < 32; page++)
+        {
+            var offset = (ulong)page * 4096;
+            var result = await queue.CopyAsync(context, (ulong)src.Address + offset, (ulong)dst.Address + offset, 4096);
+            Assert.That(result.Succeeded, Is.True, $"page {page}");
+        }
+
+        Assert.That(dst.Span.SequenceEqual(src.Span), Is.True);
+        Assert.That(device.OnDemand.Evictions, Is.GreaterThanOrEqualTo(64 - 8), "64 pages through a budget of 8");
+        Assert.That(device.OnDemand.Pinned, Is.LessThanOrEqualTo(8));
+        Assert.That(context.PresentOnDemandPages, Is.LessThanOrEqualTo(8));
+    }
+
+    [Test]
+    public async Task UnregisterRemovesEverythingAndReleasesThePages()
+    {
+        using var device = Open(budget: 1024);
+        device.StartFaultService(new FaultServiceOptions { Mode = Mode });
+        using var buffer = HostBuffer.Allocate(8 * 4096);
+        using var context = device.CreateContext();
+        using var queue = device.OpenQueue();
+        var baseline = device.IommuMappedPages;
+        var region = context.RegisterOnDemand(buffer, DmaAccess.ReadWrite);
+        Assert.That((await queue.FillAsync(context, (ulong)buffer.Address, 8 * 4096, 5)).Succeeded, Is.True);
+        Assert.That(device.IommuMappedPages, Is.GreaterThan(baseline));
+        context.Unregister(region);
+        Assert.That(device.OnDemand.Pinned, Is.Zero);
+        Assert.That(context.Translation((ulong)buffer.Address, out _).Valid, Is.False);
+        var after = await queue.FillAsync(context, (ulong)buffer.Address, 4096, 6);
+        Assert.That(after.Status, Is.EqualTo(CompletionStatus.Fault), "the region is gone: ABORT");
+        Assert.That(buffer.Span[0], Is.EqualTo(5), "and nothing reached the memory");
+        Assert.That(Assert.Throws<InvalidPinHandleException>(() => context.Unregister(region))!.Message, Does.Contain("already unregistered"));
+    }
+
+    [Test]
+    public void DisposeStopsTheServiceThreadWithinABound()
+    {
+        var device = Open(budget: 16);
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode });
+        Assert.That(service.IsRunning, Is.True);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        device.Dispose();
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)));
+        Assert.That(service.IsRunning, Is.False);
+    }
+
+    [Test]
+    public async Task SeededStressHoldsEveryInvariant()
+    {
+        using var device = Open(budget: 24);
+        var report = await StressTest.RunAsync(device, new StressOptions
+        {
+            Duration = TimeSpan.FromSeconds(3),
+            Seed = 11,
+            Threads = 2,
+            FaultService = new FaultServiceOptions { Mode = Mode },
+        });
+        Assert.That(report.Failures, Is.Empty);
+        Assert.That(report.Faults, Is.GreaterThan(0));
+        Assert.That(report.Evictions, Is.GreaterThan(0));
+        Assert.That(report.VerifiedCopies, Is.GreaterThan(0));
+        if (HasModelOracle)
+        {
+            Assert.That(report.StaleAccesses, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.LostFaults, Is.EqualTo(0), "the model's oracle");
+        }
+    }
+
+    private FpgaDevice Open(int budget) => FpgaDevice.Open(CreateBackend(), new FpgaDeviceOptions { OnDemandBudgetPages = budget });
 }

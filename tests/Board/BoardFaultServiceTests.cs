@@ -1,0 +1,26 @@
+using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Faults;
+using FpgaAccel.Tests.Driver;
+using NUnit.Framework;
+
+namespace FpgaAccel.Tests.Board;
+
+/// <summary>The fault suite on a real FA-1 (FPGAACCEL_DEVICE), both wait modes; skipped with the reason otherwise.</summary>
+[Category("Hardware")]
+[TestFixture(FaultWaitMode.Block)]
+[TestFixture(FaultWaitMode.Adaptive)]
+public class BoardFaultServiceTests : FaultServiceTestsBase
+{
+    public BoardFaultServiceTests(FaultWaitMode mode)
+        : base(mode)
+    {
+    }
+
+    /// <summary>A board has no oracle: stale accesses and lost faults are the model's to count.</summary>
+    protected override bool HasModelOracle => false;
+
+    [SetUp]
+    public void RequireBoard() => HardwareBoard.RequireAddress();
+
+    protected override IDeviceBackend CreateBackend() => HardwareBoard.OpenBackend();
+}
