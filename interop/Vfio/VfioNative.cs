@@ -18,28 +18,8 @@ internal static unsafe class VfioNative
     }
 
     /// <summary>Issues <paramref name="request"/> with a pointer argument; returns the ioctl's non-negative result.</summary>
-    public static int Ioctl(SafeFileDescriptor fd, ulong request, void* arg, string name)
-    {
-        var added = false;
-        try
-        {
-            fd.DangerousAddRef(ref added);
-            var result = Interop.Libc.ioctl(fd.Fd, request, arg);
-            if (result < 0)
-            {
-                throw VfioErrors.FromIoctl(name, Marshal.GetLastPInvokeError());
-            }
-
-            return result;
-        }
-        finally
-        {
-            if (added)
-            {
-                fd.DangerousRelease();
-            }
-        }
-    }
+    public static int Ioctl(SafeFileDescriptor fd, ulong request, void* arg, string name) =>
+        IoctlValue(fd, request, (nint)arg, name); // ioctl's third argument is one register either way (x86-64 ABI)
 
     /// <summary>Issues <paramref name="request"/> with a value argument (VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU).</summary>
     public static int IoctlValue(SafeFileDescriptor fd, ulong request, nint value, string name)
