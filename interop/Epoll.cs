@@ -37,13 +37,7 @@ public sealed class Epoll : IDisposable
                 $"epoll bindings are laid out for x86-64; this process is {RuntimeInformation.ProcessArchitecture}.");
         }
 
-        var fd = Interop.Libc.epoll_create1(Interop.Libc.EPOLL_CLOEXEC);
-        if (fd < 0)
-        {
-            throw Interop.Libc.Error("epoll_create1");
-        }
-
-        return new Epoll(new SafeFileDescriptor(fd));
+        return new Epoll(Interop.Libc.Check(Interop.Libc.epoll_create1(Interop.Libc.EPOLL_CLOEXEC), "epoll_create1"));
     }
 
     /// <summary>Watches <paramref name="fd"/> for <paramref name="events"/>, reporting <paramref name="token"/>.</summary>
@@ -55,75 +49,46 @@ public sealed class Epoll : IDisposable
 
     /// <summary>
     /// Waits up to <paramref name="timeoutMilliseconds"/> (-1: forever) and fills <paramref name="ready"/>.
-    /// Returns how many entries were filled; 0 on timeout.
+    /// Returns how many entries were filled; 0 on timeout. A signal (EINTR) does not end the wait early, nor
+    /// stretch it: the wait resumes for what is left of the timeout.
     /// </summary>
     public unsafe int Wait(Span<EpollReady> ready, int timeoutMilliseconds)
     {
         var max = Math.Min(ready.Length, 64);
         ArgumentOutOfRangeException.ThrowIfZero(max, nameof(ready));
         var raw = stackalloc Interop.Libc.epoll_event[max];
-        var added = false;
-        try
+        var timeout = timeoutMilliseconds;
+        var started = timeoutMilliseconds > 0 ? Environment.TickCount64 : 0;
+        int n;
+        while ((n = Interop.Libc.epoll_wait(_fd, raw, max, timeout)) < 0)
         {
-            _fd.DangerousAddRef(ref added);
-            int n;
-            while (true)
+            var errno = Interop.Libc.LastErrno();
+            if (errno != Errno.EINTR)
             {
-                n = Interop.Libc.epoll_wait(_fd.Fd, raw, max, timeoutMilliseconds);
-                if (n >= 0)
-                {
-                    break;
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != (int)Errno.EINTR)
-                {
-                    throw SystemCallException.FromErrno("epoll_wait", errno);
-                }
+                throw SystemCallException.FromErrno("epoll_wait", errno);
             }
 
-            for (var i = 0; i < n; i++)
+            if (timeoutMilliseconds > 0)
             {
-                ready[i] = new EpollReady((EpollEvents)raw[i].events, raw[i].data);
-            }
-
-            return n;
-        }
-        finally
-        {
-            if (added)
-            {
-                _fd.DangerousRelease();
+                // Resume for what is left, so a stream of signals cannot stretch a bounded wait.
+                timeout = (int)Math.Max(0, started + timeoutMilliseconds - Environment.TickCount64);
             }
         }
+
+        for (var i = 0; i < n; i++)
+        {
+            ready[i] = new EpollReady((EpollEvents)raw[i].events, raw[i].data);
+        }
+
+        return n;
     }
 
+    /// <summary>Closes the epoll instance; the descriptors it watched stay open.</summary>
     public void Dispose() => _fd.Dispose();
 
     private unsafe void Control(int op, SafeFileDescriptor fd, EpollEvents events, ulong token)
     {
         var ev = new Interop.Libc.epoll_event { events = (uint)events, data = token };
-        bool addedSelf = false, addedFd = false;
-        try
-        {
-            _fd.DangerousAddRef(ref addedSelf);
-            fd.DangerousAddRef(ref addedFd);
-            if (Interop.Libc.epoll_ctl(_fd.Fd, op, fd.Fd, &ev) < 0)
-            {
-                throw Interop.Libc.Error("epoll_ctl");
-            }
-        }
-        finally
-        {
-            if (addedFd)
-            {
-                fd.DangerousRelease();
-            }
-
-            if (addedSelf)
-            {
-                _fd.DangerousRelease();
-            }
-        }
+        Interop.Libc.Check(Interop.Libc.epoll_ctl(_fd, op, fd, &ev), "epoll_ctl");
     }
 }

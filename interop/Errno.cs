@@ -67,7 +67,7 @@ public class SystemCallException : IOException
     public static string NameOf(int errno) =>
         Enum.IsDefined((Errno)errno) ? ((Errno)errno).ToString() : $"errno {errno}";
 
-    internal static SystemCallException FromErrno(string call, int errno) => new(call, errno);
+    internal static SystemCallException FromErrno(string call, Errno errno, string? detail = null) => new(call, (int)errno, detail);
 
     private static string Format(string call, int errno, string? detail)
     {

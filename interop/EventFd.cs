@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace FpgaAccel.Interop;
 
 /// <summary>
@@ -26,52 +24,27 @@ public sealed class EventFd : IDisposable
     public static EventFd Create(uint initialValue = 0, bool nonBlocking = true)
     {
         var flags = Interop.Libc.EFD_CLOEXEC | (nonBlocking ? Interop.Libc.EFD_NONBLOCK : 0);
-        var fd = Interop.Libc.eventfd(initialValue, flags);
-        if (fd < 0)
-        {
-            throw Interop.Libc.Error("eventfd");
-        }
-
-        return new EventFd(new SafeFileDescriptor(fd), nonBlocking);
+        return new EventFd(Interop.Libc.Check(Interop.Libc.eventfd(initialValue, flags), "eventfd"), nonBlocking);
     }
 
-    /// <summary>Adds <paramref name="value"/> to the counter, waking any reader.</summary>
+    /// <summary>Adds <paramref name="value"/> to the counter, waking any reader. EINTR is retried here.</summary>
     public unsafe void Signal(ulong value = 1)
     {
         ArgumentOutOfRangeException.ThrowIfZero(value);
-        var added = false;
-        try
+        while (Interop.Libc.write(_fd, &value, sizeof(ulong)) != sizeof(ulong))
         {
-            _fd.DangerousAddRef(ref added);
-            while (true)
+            // eventfd(2): a write moves all 8 bytes or fails; it never writes part of them.
+            var errno = Interop.Libc.LastErrno();
+            if (errno == Errno.EAGAIN)
             {
-                var n = Interop.Libc.write(_fd.Fd, &value, sizeof(ulong));
-                if (n == sizeof(ulong))
-                {
-                    return;
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                if (n < 0 && errno == (int)Errno.EINTR)
-                {
-                    continue;
-                }
-
-                // EAGAIN: the counter would overflow 2^64-2; the reader has that many pending
-                // wake-ups already, so one more adds nothing.
-                if (n < 0 && errno == (int)Errno.EAGAIN)
-                {
-                    return;
-                }
-
-                throw SystemCallException.FromErrno("write(eventfd)", errno);
+                // The counter would pass 2^64-2: the reader has that many wake-ups pending already,
+                // so one more adds nothing.
+                return;
             }
-        }
-        finally
-        {
-            if (added)
+
+            if (errno != Errno.EINTR)
             {
-                _fd.DangerousRelease();
+                throw SystemCallException.FromErrno("write(eventfd)", errno);
             }
         }
     }
@@ -83,41 +56,24 @@ public sealed class EventFd : IDisposable
     public unsafe bool TryRead(out ulong value)
     {
         ulong v = 0;
-        var added = false;
-        try
+        while (Interop.Libc.read(_fd, &v, sizeof(ulong)) != sizeof(ulong))
         {
-            _fd.DangerousAddRef(ref added);
-            while (true)
+            // eventfd(2): a read of 8 bytes returns all 8 or fails.
+            var errno = Interop.Libc.LastErrno();
+            if (errno == Errno.EAGAIN)
             {
-                var n = Interop.Libc.read(_fd.Fd, &v, sizeof(ulong));
-                if (n == sizeof(ulong))
-                {
-                    value = v;
-                    return true;
-                }
+                value = 0;
+                return false;
+            }
 
-                var errno = Marshal.GetLastPInvokeError();
-                if (n < 0 && errno == (int)Errno.EINTR)
-                {
-                    continue;
-                }
-
-                if (n < 0 && errno == (int)Errno.EAGAIN)
-                {
-                    value = 0;
-                    return false;
-                }
-
+            if (errno != Errno.EINTR)
+            {
                 throw SystemCallException.FromErrno("read(eventfd)", errno);
             }
         }
-        finally
-        {
-            if (added)
-            {
-                _fd.DangerousRelease();
-            }
-        }
+
+        value = v;
+        return true;
     }
 
     public void Dispose() => _fd.Dispose();

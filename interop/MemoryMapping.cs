@@ -37,38 +37,28 @@ public sealed class MemoryMapping : SafeHandle
     {
         ArgumentOutOfRangeException.ThrowIfZero(length);
         var flags = Interop.Libc.MAP_PRIVATE | Interop.Libc.MAP_ANONYMOUS | (populate ? Interop.Libc.MAP_POPULATE : 0);
-        var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, flags, -1, 0);
+        // mmap(2): MAP_ANONYMOUS takes fd -1, which is what an invalid descriptor passes.
+        using var noFile = new SafeFileDescriptor();
+        return Map(length, protection, flags, noFile, 0);
+    }
+
+    /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
+    public static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
+    {
+        ArgumentNullException.ThrowIfNull(fd);
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        return Map(length, protection, Interop.Libc.MAP_SHARED, fd, offset);
+    }
+
+    private static MemoryMapping Map(ulong length, MemoryProtection protection, int flags, SafeFileDescriptor fd, long offset)
+    {
+        var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, flags, fd, offset);
         if (address == Interop.Libc.MAP_FAILED)
         {
             throw Interop.Libc.Error("mmap");
         }
 
         return new MemoryMapping(address, length);
-    }
-
-    /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
-    public static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
-    {
-        ArgumentOutOfRangeException.ThrowIfZero(length);
-        var added = false;
-        try
-        {
-            fd.DangerousAddRef(ref added);
-            var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, Interop.Libc.MAP_SHARED, fd.Fd, offset);
-            if (address == Interop.Libc.MAP_FAILED)
-            {
-                throw Interop.Libc.Error("mmap");
-            }
-
-            return new MemoryMapping(address, length);
-        }
-        finally
-        {
-            if (added)
-            {
-                fd.DangerousRelease();
-            }
-        }
     }
 
     protected override bool ReleaseHandle() => Interop.Libc.munmap(handle, (nuint)Length) == 0;

@@ -28,12 +28,12 @@ internal static partial class Interop
         }
 
         [LibraryImport(Libraries.Libc, EntryPoint = "epoll_create1", SetLastError = true)]
-        internal static partial int epoll_create1(int flags);
+        internal static partial SafeFileDescriptor epoll_create1(int flags);
 
         [LibraryImport(Libraries.Libc, EntryPoint = "epoll_ctl", SetLastError = true)]
-        internal static unsafe partial int epoll_ctl(int epfd, int op, int fd, epoll_event* ev);
+        internal static unsafe partial int epoll_ctl(SafeFileDescriptor epfd, int op, SafeFileDescriptor fd, epoll_event* ev);
 
         [LibraryImport(Libraries.Libc, EntryPoint = "epoll_wait", SetLastError = true)]
-        internal static unsafe partial int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout);
+        internal static unsafe partial int epoll_wait(SafeFileDescriptor epfd, epoll_event* events, int maxevents, int timeout);
     }
 }

@@ -13,6 +13,6 @@ internal static partial class Interop
         internal const int EFD_NONBLOCK = 0x800;
 
         [LibraryImport(Libraries.Libc, EntryPoint = "eventfd", SetLastError = true)]
-        internal static partial int eventfd(uint initval, int flags);
+        internal static partial SafeFileDescriptor eventfd(uint initval, int flags);
     }
 }

@@ -17,7 +17,7 @@ internal static partial class Interop
 
         // 64-bit length and offset: VFIO region offsets are 40-bit numbers (region index << 40).
         [LibraryImport(Libraries.Libc, EntryPoint = "mmap", SetLastError = true)]
-        internal static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+        internal static partial nint mmap(nint addr, nuint length, int prot, int flags, SafeFileDescriptor fd, long offset);
 
         [LibraryImport(Libraries.Libc, EntryPoint = "munmap", SetLastError = true)]
         internal static partial int munmap(nint addr, nuint length);

@@ -12,6 +12,6 @@ internal static partial class Interop
         internal const int O_CLOEXEC = 0x80000;
 
         [LibraryImport(Libraries.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        internal static partial int open(string path, int flags);
+        internal static partial SafeFileDescriptor open(string path, int flags);
     }
 }

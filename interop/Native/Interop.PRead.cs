@@ -8,6 +8,6 @@ internal static partial class Interop
     {
         // 64-bit offset: VFIO region offsets are region index << 40 on vfio-pci.
         [LibraryImport(Libraries.Libc, EntryPoint = "pread", SetLastError = true)]
-        internal static unsafe partial nint pread(int fd, void* buf, nuint count, long offset);
+        internal static unsafe partial nint pread(SafeFileDescriptor fd, void* buf, nuint count, long offset);
     }
 }

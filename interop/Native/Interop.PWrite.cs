@@ -8,6 +8,6 @@ internal static partial class Interop
     {
         // 64-bit offset: VFIO region offsets are region index << 40 on vfio-pci.
         [LibraryImport(Libraries.Libc, EntryPoint = "pwrite", SetLastError = true)]
-        internal static unsafe partial nint pwrite(int fd, void* buf, nuint count, long offset);
+        internal static unsafe partial nint pwrite(SafeFileDescriptor fd, void* buf, nuint count, long offset);
     }
 }

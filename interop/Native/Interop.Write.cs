@@ -7,6 +7,6 @@ internal static partial class Interop
     internal static partial class Libc
     {
         [LibraryImport(Libraries.Libc, EntryPoint = "write", SetLastError = true)]
-        internal static unsafe partial nint write(int fd, void* buf, nuint count);
+        internal static unsafe partial nint write(SafeFileDescriptor fd, void* buf, nuint count);
     }
 }

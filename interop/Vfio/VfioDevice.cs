@@ -188,34 +188,14 @@ public sealed unsafe class VfioDevice : IDisposable
         set->start = start;
         set->count = (uint)count;
         var fds = (int*)(buffer + sizeof(vfio_irq_set));
-        var added = new bool[count];
-        try
+        // The numbers travel inside the struct, out of the marshaller's sight: hold them open across the ioctl.
+        using var held = new HeldDescriptors(count);
+        for (var i = 0; i < count; i++)
         {
-            for (var i = 0; i < count; i++)
-            {
-                var fd = eventFds[i];
-                if (fd is null)
-                {
-                    fds[i] = -1;
-                    continue;
-                }
-
-                fd.DangerousAddRef(ref added[i]);
-                fds[i] = fd.Fd;
-            }
-
-            VfioNative.Ioctl(_fd, VFIO_DEVICE_SET_IRQS, buffer, nameof(VFIO_DEVICE_SET_IRQS));
+            fds[i] = held.Hold(eventFds[i]);
         }
-        finally
-        {
-            for (var i = 0; i < count; i++)
-            {
-                if (added[i])
-                {
-                    eventFds[i]!.DangerousRelease();
-                }
-            }
-        }
+
+        VfioNative.Ioctl(_fd, VFIO_DEVICE_SET_IRQS, buffer, nameof(VFIO_DEVICE_SET_IRQS));
     }
 
     /// <summary>Disables every vector of <paramref name="index"/> (DATA_NONE | ACTION_TRIGGER, count 0; linux/vfio.h).</summary>
@@ -290,43 +270,32 @@ public sealed unsafe class VfioDevice : IDisposable
 
     private void Transfer(byte* buffer, int length, ulong fileOffset, bool write)
     {
-        var added = false;
-        try
+        var call = write ? "pwrite(vfio device)" : "pread(vfio device)";
+        var done = 0;
+        while (done < length)
         {
-            _fd.DangerousAddRef(ref added);
-            var done = 0;
-            while (done < length)
+            var n = write
+                ? Interop.Libc.pwrite(_fd, buffer + done, (nuint)(length - done), checked((long)fileOffset + done))
+                : Interop.Libc.pread(_fd, buffer + done, (nuint)(length - done), checked((long)fileOffset + done));
+            if (n < 0)
             {
-                var n = write
-                    ? Interop.Libc.pwrite(_fd.Fd, buffer + done, (nuint)(length - done), checked((long)fileOffset + done))
-                    : Interop.Libc.pread(_fd.Fd, buffer + done, (nuint)(length - done), checked((long)fileOffset + done));
-                if (n < 0)
+                var errno = Interop.Libc.LastErrno();
+                if (errno == Errno.EINTR)
                 {
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == (int)Errno.EINTR)
-                    {
-                        continue;
-                    }
-
-                    throw new SystemCallException(write ? "pwrite(vfio device)" : "pread(vfio device)", errno,
-                        $"Accessing {length} bytes at device offset 0x{fileOffset:X} of {Name} failed; the region may not support this access width");
+                    continue;
                 }
 
-                if (n == 0)
-                {
-                    throw new SystemCallException(write ? "pwrite(vfio device)" : "pread(vfio device)", (int)Errno.EIO,
-                        $"The device transferred 0 bytes at offset 0x{fileOffset + (ulong)done:X} of {Name}");
-                }
+                throw SystemCallException.FromErrno(call, errno,
+                    $"Accessing {length} bytes at device offset 0x{fileOffset:X} of {Name} failed; the region may not support this access width");
+            }
 
-                done += (int)n;
-            }
-        }
-        finally
-        {
-            if (added)
+            if (n == 0)
             {
-                _fd.DangerousRelease();
+                throw SystemCallException.FromErrno(call, Errno.EIO,
+                    $"The device transferred 0 bytes at offset 0x{fileOffset + (ulong)done:X} of {Name}");
             }
+
+            done += (int)n;
         }
     }
 }

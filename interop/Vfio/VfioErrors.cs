@@ -3,16 +3,16 @@ namespace FpgaAccel.Interop.Vfio;
 /// <summary>Turns the errno of a failed VFIO ioctl or open into a typed exception with the likely fix.</summary>
 internal static class VfioErrors
 {
-    public static VfioIoctlException FromIoctl(string ioctl, int errno) => new(ioctl, errno, Fix(ioctl, (Errno)errno));
+    public static VfioIoctlException FromIoctl(string ioctl, Errno errno) => new(ioctl, (int)errno, Fix(ioctl, errno));
 
-    public static VfioOpenException FromOpen(string path, int errno) => (Errno)errno switch
+    public static VfioOpenException FromOpen(string path, Errno errno) => errno switch
     {
-        Errno.EPERM or Errno.EACCES => new VfioPermissionException(path, errno),
+        Errno.EPERM or Errno.EACCES => new VfioPermissionException(path, (int)errno),
         Errno.ENOENT when path.EndsWith("/vfio", StringComparison.Ordinal) =>
-            new VfioOpenException(path, errno, "The VFIO container node is missing: load the driver (modprobe vfio-pci) on a host with the IOMMU enabled (intel_iommu=on or amd_iommu=on)"),
-        Errno.ENOENT => new VfioOpenException(path, errno, "No such VFIO group: the device is not bound to vfio-pci, or the group number is wrong (see /sys/bus/pci/devices/<address>/iommu_group)"),
-        Errno.EBUSY => new VfioOpenException(path, errno, "The group is already open in another process (a VM or another driver instance); close it there first"),
-        _ => new VfioOpenException(path, errno, "Check that vfio-pci is loaded and the node is a VFIO character device"),
+            new VfioOpenException(path, (int)errno, "The VFIO container node is missing: load the driver (modprobe vfio-pci) on a host with the IOMMU enabled (intel_iommu=on or amd_iommu=on)"),
+        Errno.ENOENT => new VfioOpenException(path, (int)errno, "No such VFIO group: the device is not bound to vfio-pci, or the group number is wrong (see /sys/bus/pci/devices/<address>/iommu_group)"),
+        Errno.EBUSY => new VfioOpenException(path, (int)errno, "The group is already open in another process (a VM or another driver instance); close it there first"),
+        _ => new VfioOpenException(path, (int)errno, "Check that vfio-pci is loaded and the node is a VFIO character device"),
     };
 
     private static string Fix(string ioctl, Errno errno) => errno switch

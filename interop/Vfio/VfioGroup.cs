@@ -54,20 +54,10 @@ public sealed unsafe class VfioGroup : IDisposable
     public void SetContainer(VfioContainer container)
     {
         ArgumentNullException.ThrowIfNull(container);
-        var added = false;
-        try
-        {
-            container.Handle.DangerousAddRef(ref added);
-            var fd = container.Handle.Fd;
-            VfioNative.Ioctl(_fd, VFIO_GROUP_SET_CONTAINER, &fd, nameof(VFIO_GROUP_SET_CONTAINER));
-        }
-        finally
-        {
-            if (added)
-            {
-                container.Handle.DangerousRelease();
-            }
-        }
+        // linux/vfio.h: the argument points to the container's fd, out of the marshaller's sight: hold it across the ioctl.
+        using var held = new HeldDescriptors(1);
+        var fd = held.Hold(container.Handle);
+        VfioNative.Ioctl(_fd, VFIO_GROUP_SET_CONTAINER, &fd, nameof(VFIO_GROUP_SET_CONTAINER));
     }
 
     /// <summary>VFIO_GROUP_UNSET_CONTAINER. Closing the group does this too.</summary>

@@ -9,12 +9,14 @@ internal static unsafe class VfioNative
     public static SafeFileDescriptor Open(string path)
     {
         var fd = Interop.Libc.open(path, Interop.Libc.O_RDWR | Interop.Libc.O_CLOEXEC);
-        if (fd < 0)
+        if (fd.IsInvalid)
         {
-            throw VfioErrors.FromOpen(path, Marshal.GetLastPInvokeError());
+            var errno = Interop.Libc.LastErrno();
+            fd.Dispose();
+            throw VfioErrors.FromOpen(path, errno);
         }
 
-        return new SafeFileDescriptor(fd);
+        return fd;
     }
 
     /// <summary>Issues <paramref name="request"/> with a pointer argument; returns the ioctl's non-negative result.</summary>
@@ -24,25 +26,8 @@ internal static unsafe class VfioNative
     /// <summary>Issues <paramref name="request"/> with a value argument (VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU).</summary>
     public static int IoctlValue(SafeFileDescriptor fd, ulong request, nint value, string name)
     {
-        var added = false;
-        try
-        {
-            fd.DangerousAddRef(ref added);
-            var result = Interop.Libc.ioctl(fd.Fd, request, value);
-            if (result < 0)
-            {
-                throw VfioErrors.FromIoctl(name, Marshal.GetLastPInvokeError());
-            }
-
-            return result;
-        }
-        finally
-        {
-            if (added)
-            {
-                fd.DangerousRelease();
-            }
-        }
+        var result = Interop.Libc.ioctl(fd, request, value);
+        return result < 0 ? throw VfioErrors.FromIoctl(name, Interop.Libc.LastErrno()) : result;
     }
 
     /// <summary>

@@ -108,4 +108,58 @@ public class LibcTests
 
         Assert.That(FdCount.SettledAtMost(before), Is.LessThanOrEqualTo(before));
     }
+
+    [Test]
+    public void HeldDescriptorStaysOpenUntilReleasedEvenWhenDisposed()
+    {
+        // A distinctive counter names this eventfd in /proc/self/fdinfo, so a reused number is not mistaken for it.
+        const uint mark = 0x5EED_1234;
+        var eventFd = EventFd.Create(mark);
+        var number = eventFd.Handle.Fd;
+        using (var held = new HeldDescriptors(1))
+        {
+            Assert.That(held.Hold(eventFd.Handle), Is.EqualTo(number));
+            Assert.That(held.Hold(null), Is.EqualTo(-1), "no descriptor is -1, as the kernel reads it");
+            eventFd.Dispose();
+            Assert.That(EventFdCount(number), Is.EqualTo((ulong)mark), "disposed while held: still open");
+            Assert.Throws<InvalidOperationException>(() => held.Hold(eventFd.Handle), "a second descriptor does not fit in room for one");
+        }
+
+        Assert.That(EventFdCount(number), Is.Not.EqualTo((ulong)mark), "closed once the hold is released");
+        using var again = new HeldDescriptors(1);
+        Assert.Throws<ObjectDisposedException>(() => again.Hold(eventFd.Handle), "a closed descriptor cannot be held");
+    }
+
+    [Test]
+    public void FailedOpenIsTypedAndLeavesNothingOpen()
+    {
+        var before = FdCount.Now();
+        var path = Path.Combine(Path.GetTempPath(), "no-such-" + Guid.NewGuid().ToString("N"));
+        var fd = global::FpgaAccel.Interop.Interop.Libc.open(path, global::FpgaAccel.Interop.Interop.Libc.O_RDONLY);
+        var ex = Assert.Throws<SystemCallException>(() => global::FpgaAccel.Interop.Interop.Libc.Check(fd, $"open({path})"))!;
+        Assert.That(ex.Errno, Is.EqualTo(Errno.ENOENT));
+        Assert.That(ex.Message, Does.StartWith($"open({path}): ENOENT"));
+        Assert.That(fd.IsClosed, Is.True, "the invalid handle is disposed by the check");
+        Assert.That(FdCount.SettledAtMost(before), Is.LessThanOrEqualTo(before));
+    }
+
+    /// <summary>The counter of eventfd <paramref name="fd"/> from /proc/self/fdinfo, or null when that number is not an open eventfd.</summary>
+    private static ulong? EventFdCount(int fd)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/self/fdinfo/{fd}"))
+            {
+                if (line.StartsWith("eventfd-count:", StringComparison.Ordinal))
+                {
+                    return ulong.Parse(line.AsSpan(14).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        return null;
+    }
 }

@@ -30,7 +30,7 @@ public class VfioErrorTests
     [Test]
     public void PermissionDeniedIsTypedAndNamesTheNode()
     {
-        var ex = VfioErrors.FromOpen("/dev/vfio/12", (int)Errno.EACCES);
+        var ex = VfioErrors.FromOpen("/dev/vfio/12", Errno.EACCES);
         Assert.That(ex, Is.TypeOf<VfioPermissionException>());
         Assert.That(ex.Message, Does.StartWith("open(/dev/vfio/12): EACCES").And.Contain("fpgaaccel setup").And.Contain("chown"));
     }
@@ -81,7 +81,7 @@ public class VfioErrorTests
     [TestCase("VFIO_DEVICE_SET_IRQS", Errno.EINVAL, "VFIO_DEVICE_GET_IRQ_INFO")]
     public void IoctlErrorsNameTheIoctlTheErrnoAndTheFix(string ioctl, Errno errno, string fix)
     {
-        var ex = VfioErrors.FromIoctl(ioctl, (int)errno);
+        var ex = VfioErrors.FromIoctl(ioctl, errno);
         Assert.That(ex.Call, Is.EqualTo(ioctl));
         Assert.That(ex.Message, Does.StartWith($"{ioctl}: {errno} (").And.Contain(fix));
     }
@@ -208,5 +208,5 @@ public class VfioErrorTests
     }
 
     private static SafeFileDescriptor OpenDevNull() =>
-        new(global::FpgaAccel.Interop.Interop.Libc.open("/dev/null", global::FpgaAccel.Interop.Interop.Libc.O_RDWR | global::FpgaAccel.Interop.Interop.Libc.O_CLOEXEC));
+        global::FpgaAccel.Interop.Interop.Libc.open("/dev/null", global::FpgaAccel.Interop.Interop.Libc.O_RDWR | global::FpgaAccel.Interop.Interop.Libc.O_CLOEXEC);
 }
