@@ -77,27 +77,8 @@ public sealed unsafe class VfioContainer : IDisposable
     /// </summary>
     public VfioIommuInfo GetIommuInfo()
     {
-        var size = (uint)sizeof(vfio_iommu_type1_info);
-        for (var attempt = 0; attempt < 4; attempt++)
-        {
-            var buffer = new byte[size];
-            fixed (byte* p = buffer)
-            {
-                var info = (vfio_iommu_type1_info*)p;
-                info->argsz = size;
-                VfioNative.Ioctl(_fd, VFIO_IOMMU_GET_INFO, p, nameof(VFIO_IOMMU_GET_INFO));
-                if (info->argsz > size)
-                {
-                    // linux/vfio.h: a too-small buffer gets argsz set to what is needed and no chain.
-                    size = info->argsz;
-                    continue;
-                }
-
-                return Decode(buffer, *info);
-            }
-        }
-
-        throw new VfioException("VFIO_IOMMU_GET_INFO kept asking for a larger buffer; the kernel's answer is unstable.");
+        var buffer = VfioNative.IoctlWithCapabilities(_fd, VFIO_IOMMU_GET_INFO, default(vfio_iommu_type1_info), nameof(VFIO_IOMMU_GET_INFO));
+        return Decode(buffer, MemoryMarshal.Read<vfio_iommu_type1_info>(buffer));
     }
 
     /// <summary>

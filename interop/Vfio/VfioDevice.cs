@@ -48,27 +48,8 @@ public sealed unsafe class VfioDevice : IDisposable
     /// </summary>
     public VfioRegionInfo GetRegionInfo(uint index)
     {
-        var size = (uint)sizeof(vfio_region_info);
-        for (var attempt = 0; attempt < 4; attempt++)
-        {
-            var buffer = new byte[size];
-            fixed (byte* p = buffer)
-            {
-                var info = (vfio_region_info*)p;
-                info->argsz = size;
-                info->index = index;
-                VfioNative.Ioctl(_fd, VFIO_DEVICE_GET_REGION_INFO, p, nameof(VFIO_DEVICE_GET_REGION_INFO));
-                if (info->argsz > size)
-                {
-                    size = info->argsz;
-                    continue;
-                }
-
-                return DecodeRegion(buffer, *info);
-            }
-        }
-
-        throw new VfioException($"VFIO_DEVICE_GET_REGION_INFO for region {index} kept asking for a larger buffer.");
+        var buffer = VfioNative.IoctlWithCapabilities(_fd, VFIO_DEVICE_GET_REGION_INFO, new vfio_region_info { index = index }, nameof(VFIO_DEVICE_GET_REGION_INFO));
+        return DecodeRegion(buffer, MemoryMarshal.Read<vfio_region_info>(buffer));
     }
 
     /// <summary>

@@ -5,6 +5,12 @@ namespace FpgaAccel.Interop.Vfio;
 /// <summary>The one place VFIO descriptors are opened and ioctls issued; errno becomes a typed exception here.</summary>
 internal static unsafe class VfioNative
 {
+    /// <summary>How often an info ioctl is asked again with a larger buffer before its answer counts as unstable.</summary>
+    internal const int ArgszAttempts = 4;
+
+    /// <summary>Fills the buffer an info ioctl is given; argsz (its first field) is already set to the buffer's size.</summary>
+    internal delegate void InfoCall(byte* buffer);
+
     /// <summary>Opens a VFIO node read-write, close-on-exec.</summary>
     public static SafeFileDescriptor Open(string path)
     {
@@ -28,6 +34,48 @@ internal static unsafe class VfioNative
     {
         var result = Interop.Libc.ioctl(fd, request, value);
         return result < 0 ? throw VfioErrors.FromIoctl(name, Interop.Libc.LastErrno()) : result;
+    }
+
+    /// <summary>
+    /// Issues an info ioctl whose answer carries a capability chain (VFIO_DEVICE_GET_REGION_INFO, VFIO_IOMMU_GET_INFO)
+    /// and returns the whole answer: <paramref name="header"/> (argsz is set here) followed by the chain.
+    /// </summary>
+    public static byte[] IoctlWithCapabilities<T>(SafeFileDescriptor fd, ulong request, T header, string name)
+        where T : unmanaged =>
+        AskWithGrowingArgsz(header, name, buffer => Ioctl(fd, request, buffer, name));
+
+    /// <summary>
+    /// The argsz protocol of linux/vfio.h: a caller's buffer too small for the capability chain comes back with
+    /// argsz raised to the size needed and no chain, so ask again with that size. Each attempt starts from
+    /// <paramref name="header"/> (the fields the caller set, such as a region index). Throws
+    /// <see cref="VfioException"/> when the kernel still wants more after <see cref="ArgszAttempts"/> attempts.
+    /// </summary>
+    internal static byte[] AskWithGrowingArgsz<T>(T header, string name, InfoCall call)
+        where T : unmanaged
+    {
+        var size = (uint)sizeof(T);
+        for (var attempt = 0; attempt < ArgszAttempts; attempt++)
+        {
+            var buffer = new byte[size];
+            MemoryMarshal.Write(buffer, in header);
+            fixed (byte* p = buffer)
+            {
+                // Every VFIO info struct starts with __u32 argsz.
+                *(uint*)p = size;
+                call(p);
+                var asked = *(uint*)p;
+                if (asked <= size)
+                {
+                    return buffer;
+                }
+
+                size = asked;
+            }
+        }
+
+        throw new VfioException(
+            $"{name} kept asking for a larger buffer ({size} bytes after {ArgszAttempts} attempts); the kernel's answer is unstable. " +
+            "Report it with the kernel version.");
     }
 
     /// <summary>
