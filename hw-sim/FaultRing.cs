@@ -1,4 +1,5 @@
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.HwSim;
 
@@ -156,7 +157,7 @@ internal sealed class FaultRing : DeviceBlock
         var seq = _tail;
         var slotIova = _base + ((ulong)(seq & (Entries - 1)) * FaultRecord.Size);
         using var scope = _model.Iommu.BeginDeviceAccess();
-        if (!_model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot))
+        if (!_model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot))
         {
             // spec 3, 6: a refused ring access is FATAL cause 1 with the IOVA page.
             _model.EnterFatal(FatalCause.UnmappedIova, (uint)(slotIova >> PageTableFormat.PageShift));

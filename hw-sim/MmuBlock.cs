@@ -1,4 +1,5 @@
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.HwSim;
 
@@ -329,7 +330,7 @@ internal sealed class MmuBlock : DeviceBlock
     private unsafe bool TryReadEntry(ulong entryIova, out ulong raw)
     {
         using var scope = _iommu.BeginDeviceAccess();
-        if (!_iommu.TryTranslate(entryIova, IommuAccess.Read, out var host))
+        if (!_iommu.TryTranslate(entryIova, DmaAccess.DeviceRead, out var host))
         {
             raw = 0;
             return false;

@@ -1,22 +1,8 @@
 using System.Collections.Concurrent;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.HwSim;
-
-/// <summary>What a platform IOMMU mapping lets the device do (VFIO_DMA_MAP_FLAG_READ/WRITE).</summary>
-[Flags]
-public enum IommuAccess
-{
-    None = 0,
-
-    /// <summary>The device may read the page.</summary>
-    Read = 1,
-
-    /// <summary>The device may write the page.</summary>
-    Write = 2,
-
-    ReadWrite = Read | Write,
-}
 
 /// <summary>One window of IOVAs the IOMMU accepts, inclusive at both ends (vfio_iova_range).</summary>
 public readonly record struct IovaWindow(ulong Start, ulong End);
@@ -35,7 +21,7 @@ public sealed class IommuMappingException : InvalidOperationException
 /// <param name="Host">Host virtual address of the 4 KiB page.</param>
 /// <param name="Access">What the device may do.</param>
 /// <param name="Generation">Distinct for every map call, so a use of a mapping after its unmap is recognisable.</param>
-public readonly record struct IommuPage(nint Host, IommuAccess Access, long Generation);
+public readonly record struct IommuPage(nint Host, DmaAccess Access, long Generation);
 
 /// <summary>
 /// The model's platform IOMMU (spec 6), behaving like VFIO type1: IOVA pages map to host memory;
@@ -94,7 +80,7 @@ public sealed class ModelIommu
     public long UnmapCalls => Interlocked.Read(ref _unmapCalls);
 
     /// <summary>Maps <paramref name="length"/> bytes at <paramref name="iova"/> to host memory at <paramref name="host"/>.</summary>
-    public void Map(ulong iova, nint host, ulong length, IommuAccess access)
+    public void Map(ulong iova, nint host, ulong length, DmaAccess access)
     {
         const ulong page = PageTableFormat.PageSize;
         if (length == 0 || iova % page != 0 || (ulong)host % page != 0 || length % page != 0)
@@ -103,7 +89,7 @@ public sealed class ModelIommu
                 $"IOMMU map of IOVA 0x{iova:X} host 0x{host:X} length 0x{length:X}: IOVA, host address and length must be non-zero multiples of 4 KiB.", "EINVAL");
         }
 
-        if (access == IommuAccess.None)
+        if (access == DmaAccess.None)
         {
             throw new IommuMappingException($"IOMMU map of IOVA 0x{iova:X}: a mapping needs read or write access.", "EINVAL");
         }
@@ -253,7 +239,7 @@ public sealed class ModelIommu
     /// Translates a device access. Returns false, and counts a refusal, when the page is unmapped or
     /// lacks the access; the caller then applies spec 6 (data: DMA_ERROR; rings and tables: FATAL).
     /// </summary>
-    public bool TryTranslate(ulong iova, IommuAccess access, out IommuPage page)
+    public bool TryTranslate(ulong iova, DmaAccess access, out IommuPage page)
     {
         if (_pages.TryGetValue(iova >> PageTableFormat.PageShift, out page) && (page.Access & access) == access)
         {

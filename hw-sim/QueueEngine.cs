@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.HwSim;
 
@@ -258,7 +259,7 @@ internal sealed class QueueEngine
         bool fetched;
         using (_model.Iommu.BeginDeviceAccess())
         {
-            fetched = _model.Iommu.TryTranslate(descriptorIova, IommuAccess.Read, out var slot);
+            fetched = _model.Iommu.TryTranslate(descriptorIova, DmaAccess.DeviceRead, out var slot);
             if (fetched)
             {
                 descriptor = ReadDescriptor(slot.Host);
@@ -565,7 +566,7 @@ internal sealed class QueueEngine
     // passes is checked by the oracle against the IOMMU page generation it used.
     private bool TryIommu(int ctx, ulong dva, ulong length, bool write, in Translation translation, out nint host)
     {
-        if (!_model.Iommu.TryTranslate(translation.Iova, write ? IommuAccess.Write : IommuAccess.Read, out var page))
+        if (!_model.Iommu.TryTranslate(translation.Iova, write ? DmaAccess.DeviceWrite : DmaAccess.DeviceRead, out var page))
         {
             host = 0;
             return false;
@@ -721,7 +722,7 @@ internal sealed class QueueEngine
         bool written;
         using (_model.Iommu.BeginDeviceAccess())
         {
-            written = _model.Iommu.TryTranslate(slotIova, IommuAccess.Write, out var slot);
+            written = _model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot);
             if (written)
             {
                 // The word holding PHASE is written last, so a driver polling host memory sees a whole record.

@@ -4,6 +4,7 @@ using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.HwSim;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Perf;
 

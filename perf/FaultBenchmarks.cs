@@ -3,6 +3,7 @@ using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.HwSim;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Perf;
 

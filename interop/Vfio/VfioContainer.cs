@@ -85,12 +85,12 @@ public sealed unsafe class VfioContainer : IDisposable
     /// VFIO_IOMMU_MAP_DMA: maps <paramref name="size"/> bytes of this process at <paramref name="hostAddress"/> to
     /// <paramref name="iova"/>, pinning them (counted against RLIMIT_MEMLOCK). ENOMEM becomes <see cref="VfioMemlockException"/>.
     /// </summary>
-    public void MapDma(ulong iova, nint hostAddress, ulong size, VfioDmaAccess access)
+    public void MapDma(ulong iova, nint hostAddress, ulong size, DmaAccess access)
     {
         var map = new vfio_iommu_type1_dma_map
         {
             argsz = (uint)sizeof(vfio_iommu_type1_dma_map),
-            flags = (uint)access & (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE),
+            flags = VfioNative.ToDmaMapFlags(access),
             vaddr = (ulong)hostAddress,
             iova = iova,
             size = size,

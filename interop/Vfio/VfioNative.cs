@@ -79,6 +79,14 @@ internal static unsafe class VfioNative
     }
 
     /// <summary>
+    /// VFIO_IOMMU_MAP_DMA's flags for <paramref name="access"/>, bit by bit: the flags are linux/vfio.h's, the enum
+    /// is ours, and nothing but this method ties them (pinned against the header by VfioLayoutTests).
+    /// </summary>
+    public static uint ToDmaMapFlags(DmaAccess access) =>
+        ((access & DmaAccess.DeviceRead) != 0 ? Interop.Vfio.VFIO_DMA_MAP_FLAG_READ : 0)
+        | ((access & DmaAccess.DeviceWrite) != 0 ? Interop.Vfio.VFIO_DMA_MAP_FLAG_WRITE : 0);
+
+    /// <summary>
     /// Walks a VFIO capability chain (linux/vfio.h vfio_info_cap_header): offsets are from the start of
     /// the info buffer, 0 ends the chain. Every offset is bounds-checked; a loop or an overrun is malformed.
     /// </summary>

@@ -29,16 +29,6 @@ public enum VfioIrqFlags : uint
     NoResize = 1 << 3,
 }
 
-/// <summary>What a DMA mapping lets the device do (VFIO_DMA_MAP_FLAG_READ/WRITE).</summary>
-[Flags]
-public enum VfioDmaAccess : uint
-{
-    None = 0,
-    DeviceRead = 1 << 0,
-    DeviceWrite = 1 << 1,
-    ReadWrite = DeviceRead | DeviceWrite,
-}
-
 /// <summary>vfio-pci's fixed region indexes (linux/vfio.h VFIO_PCI_*_REGION_INDEX).</summary>
 public static class VfioPciRegion
 {

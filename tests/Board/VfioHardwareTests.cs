@@ -47,8 +47,8 @@ public class VfioHardwareTests
         using var buffer = MemoryMapping.Anonymous(4 * 4096, populate: true);
         var range = pci.Container.GetIommuInfo().IovaRanges?.FirstOrDefault(r => r.End - r.Start > (1UL << 24)) ?? new VfioIovaRange(0, ulong.MaxValue);
         var iova = (range.Start + (1UL << 20)) & ~4095UL;
-        pci.Container.MapDma(iova, buffer.Address, buffer.Length, VfioDmaAccess.ReadWrite);
-        var twice = Assert.Throws<VfioIoctlException>(() => pci.Container.MapDma(iova, buffer.Address, buffer.Length, VfioDmaAccess.ReadWrite))!;
+        pci.Container.MapDma(iova, buffer.Address, buffer.Length, DmaAccess.ReadWrite);
+        var twice = Assert.Throws<VfioIoctlException>(() => pci.Container.MapDma(iova, buffer.Address, buffer.Length, DmaAccess.ReadWrite))!;
         Assert.That(twice.Message, Does.StartWith("VFIO_IOMMU_MAP_DMA: EEXIST"));
         Assert.That(pci.Container.UnmapDma(iova, buffer.Length), Is.EqualTo(buffer.Length));
         var busy = Assert.Throws<VfioOpenException>(() => VfioGroup.Open(pci.GroupNumber))!;

@@ -1,6 +1,7 @@
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Board;
+using FpgaAccel.Interop;
 using FpgaAccel.Interop.Vfio;
 using NUnit.Framework;
 

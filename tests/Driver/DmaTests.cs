@@ -5,6 +5,7 @@ using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
+using FpgaAccel.Interop;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Driver;
@@ -118,7 +119,7 @@ public abstract class DmaTestsBase
         Assert.That(dst.Span.IndexOfAnyExcept((byte)0), Is.EqualTo(-1), "the unpinned memory was not written");
         if (Model is { } model)
         {
-            Assert.That(model.Iommu.TryTranslate((ulong)dst.Address + Device.Mmu.Layout.Delta, IommuAccess.Read, out _), Is.False, "and it is out of the IOMMU");
+            Assert.That(model.Iommu.TryTranslate((ulong)dst.Address + Device.Mmu.Layout.Delta, DmaAccess.DeviceRead, out _), Is.False, "and it is out of the IOMMU");
         }
     }
 

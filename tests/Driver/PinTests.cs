@@ -39,7 +39,7 @@ public class PinTests
             Assert.That(pte.Writable, Is.False, "a device-read pin is read-only");
             Assert.That(level, Is.EqualTo(3));
             Assert.That(pte.Address, Is.EqualTo(dva + _device.Mmu.Layout.Delta), "the leaf points at the page's IOVA");
-            Assert.That(_backend.Model.Iommu.TryTranslate(pte.Address, IommuAccess.Read, out var iommu), Is.True);
+            Assert.That(_backend.Model.Iommu.TryTranslate(pte.Address, DmaAccess.DeviceRead, out var iommu), Is.True);
             Assert.That(iommu.Host, Is.EqualTo((nint)dva), "the IOMMU maps that IOVA to the page itself");
         }
 

@@ -223,7 +223,7 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
     private void MapDma()
     {
         _dmaBuffer = MemoryMapping.Anonymous(DmaBufferSize, populate: true);
-        Container.MapDma(DmaIova, _dmaBuffer.Address, DmaBufferSize, VfioDmaAccess.ReadWrite);
+        Container.MapDma(DmaIova, _dmaBuffer.Address, DmaBufferSize, DmaAccess.ReadWrite);
     }
 
     private unsafe void DmaRoundTrip()
@@ -276,7 +276,7 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         Expect.True(!IsValidIova(outside, PageSize), $"found no IOVA outside the valid ranges to try (tried 0x{outside:x})");
         using var buffer = MemoryMapping.Anonymous(PageSize, populate: true);
         var error = Expect.Throws<SystemCallException>(
-            () => Container.MapDma(outside, buffer.Address, PageSize, VfioDmaAccess.ReadWrite),
+            () => Container.MapDma(outside, buffer.Address, PageSize, DmaAccess.ReadWrite),
             $"mapping IOVA 0x{outside:x}");
         runner.Note($"IOVA 0x{outside:x}: {error.GetType().Name}: {error.Message}");
         Expect.Equal((int)Errno.EINVAL, error.ErrorNumber, "errno");
@@ -321,7 +321,7 @@ internal sealed class EduConformance(CheckRunner runner, string address, int gro
         {
             using var buffer = MemoryMapping.Anonymous(size, populate: true);
             var error = Expect.Throws<VfioMemlockException>(
-                () => Container.MapDma(DmaIova, buffer.Address, size, VfioDmaAccess.ReadWrite),
+                () => Container.MapDma(DmaIova, buffer.Address, size, DmaAccess.ReadWrite),
                 $"mapping {size} bytes with RLIMIT_MEMLOCK at {limit}");
             runner.Note(error.Message);
             Expect.Equal(limit, error.MemlockLimit, "the limit the error names");

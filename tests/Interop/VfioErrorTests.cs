@@ -61,7 +61,7 @@ public class VfioErrorTests
         Assert.That(Assert.Throws<VfioIoctlException>(() => group.GetStatus())!.Message, Does.StartWith("VFIO_GROUP_GET_STATUS: ENOTTY"));
         using var container = new VfioContainer(OpenDevNull(), "/dev/null");
         Assert.That(Assert.Throws<VfioIoctlException>(() => group.SetContainer(container))!.Message, Does.StartWith("VFIO_GROUP_SET_CONTAINER: ENOTTY"));
-        Assert.That(Assert.Throws<VfioIoctlException>(() => container.MapDma(0x10000, 0x1000, 0x1000, VfioDmaAccess.ReadWrite))!.Call, Is.EqualTo("VFIO_IOMMU_MAP_DMA"));
+        Assert.That(Assert.Throws<VfioIoctlException>(() => container.MapDma(0x10000, 0x1000, 0x1000, DmaAccess.ReadWrite))!.Call, Is.EqualTo("VFIO_IOMMU_MAP_DMA"));
         Assert.That(Assert.Throws<VfioIoctlException>(() => container.GetIommuInfo())!.Call, Is.EqualTo("VFIO_IOMMU_GET_INFO"));
         using var device = new VfioDevice(OpenDevNull(), "0000:00:00.0");
         Assert.That(Assert.Throws<VfioIoctlException>(() => device.GetInfo())!.Call, Is.EqualTo("VFIO_DEVICE_GET_INFO"));

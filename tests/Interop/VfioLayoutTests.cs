@@ -1,3 +1,5 @@
+using FpgaAccel.Interop;
+using FpgaAccel.Interop.Vfio;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Interop;
@@ -32,6 +34,32 @@ public class VfioLayoutTests
         }));
         var problems = check.Compile(gcc);
         Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against linux/vfio.h failed:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
+    public void DmaAccessMapsToTheHeadersDmaMapFlags()
+    {
+        // The C expression each access must produce, as linux/vfio.h spells it; every DmaAccess value is listed.
+        var expected = new Dictionary<DmaAccess, string>
+        {
+            [DmaAccess.None] = "0",
+            [DmaAccess.DeviceRead] = "VFIO_DMA_MAP_FLAG_READ",
+            [DmaAccess.DeviceWrite] = "VFIO_DMA_MAP_FLAG_WRITE",
+            [DmaAccess.ReadWrite] = "VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE",
+        };
+        Assert.That(Enum.GetValues<DmaAccess>(), Is.EquivalentTo(expected.Keys), "a new access value needs its VFIO flags here and in ToDmaMapFlags");
+        Assert.That(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead | (DmaAccess)0x10), Is.EqualTo(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead)),
+            "bits that are no access are not passed to the kernel");
+
+        var gcc = RequireToolchain("/usr/include/linux/vfio.h");
+        var check = new CHeaderCheck().Include("linux/vfio.h");
+        foreach (var (access, flags) in expected)
+        {
+            check.AddConstant(flags, VfioNative.ToDmaMapFlags(access));
+        }
+
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, "DmaAccess to VFIO_IOMMU_MAP_DMA flags disagrees with linux/vfio.h:\n" + string.Join("\n", problems));
     }
 
     [Test]

@@ -29,7 +29,7 @@ internal sealed unsafe class DmaRig : IDisposable
     {
         Model = new Fa1Model((options ?? new ModelOptions()) with { Clock = clock });
         _arena = MemoryMapping.Anonymous(arenaBytes);
-        Model.Iommu.Map(IovaBase, _arena.Address, arenaBytes, IommuAccess.ReadWrite);
+        Model.Iommu.Map(IovaBase, _arena.Address, arenaBytes, DmaAccess.ReadWrite);
         Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
     }
 

@@ -17,10 +17,10 @@ public class IommuTests
         backend.MapDma(0x10_0000, memory.Address, 2 * 4096, DmaAccess.ReadWrite);
         var iommu = backend.Model.Iommu;
         Assert.That(iommu.MappedPages, Is.EqualTo(2));
-        Assert.That(iommu.TryTranslate(0x10_1008, IommuAccess.Write, out var page), Is.True);
+        Assert.That(iommu.TryTranslate(0x10_1008, DmaAccess.DeviceWrite, out var page), Is.True);
         Assert.That(page.Host, Is.EqualTo(memory.Address + 4096 + 8));
         Assert.That(backend.UnmapDma(0x10_0000, 2 * 4096), Is.EqualTo(2UL * 4096));
-        Assert.That(iommu.TryTranslate(0x10_1008, IommuAccess.Read, out _), Is.False, "unmapped: refused");
+        Assert.That(iommu.TryTranslate(0x10_1008, DmaAccess.DeviceRead, out _), Is.False, "unmapped: refused");
         Assert.That(iommu.RefusedAccesses, Is.EqualTo(1));
         Assert.That(iommu.PinnedBytes, Is.Zero);
     }
@@ -30,9 +30,9 @@ public class IommuTests
     {
         using var memory = MemoryMapping.Anonymous(4096);
         var iommu = new ModelIommu(48, ulong.MaxValue);
-        iommu.Map(0x20_0000, memory.Address, 4096, IommuAccess.Read);
-        Assert.That(iommu.TryTranslate(0x20_0000, IommuAccess.Read, out _), Is.True);
-        Assert.That(iommu.TryTranslate(0x20_0000, IommuAccess.Write, out _), Is.False);
+        iommu.Map(0x20_0000, memory.Address, 4096, DmaAccess.DeviceRead);
+        Assert.That(iommu.TryTranslate(0x20_0000, DmaAccess.DeviceRead, out _), Is.True);
+        Assert.That(iommu.TryTranslate(0x20_0000, DmaAccess.DeviceWrite, out _), Is.False);
     }
 
     [Test]

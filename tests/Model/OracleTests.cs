@@ -18,14 +18,14 @@ public class OracleTests
         const ulong iova = 0x9_0000_0000;
         using var first = MemoryMapping.Anonymous(4096);
         using var second = MemoryMapping.Anonymous(4096);
-        rig.Model.Iommu.Map(iova, first.Address, 4096, IommuAccess.ReadWrite);
+        rig.Model.Iommu.Map(iova, first.Address, 4096, DmaAccess.ReadWrite);
         rig.Map(0, dva, iova, 4096, PteFlags.Read | PteFlags.Write);
         Assert.That(rig.Run(0, DmaRig.Fill(dva, 64, 1, 0)).Status, Is.EqualTo(CompletionStatus.Ok));
         Assert.That(rig.Model.Oracle.StaleAccesses, Is.Zero);
 
         // A driver bug: unpin and reuse the IOVA without invalidating the device TLB.
         rig.Model.Iommu.Unmap(iova, 4096);
-        rig.Model.Iommu.Map(iova, second.Address, 4096, IommuAccess.ReadWrite);
+        rig.Model.Iommu.Map(iova, second.Address, 4096, DmaAccess.ReadWrite);
         rig.Run(0, DmaRig.Fill(dva, 64, 2, 0));
         Assert.That(rig.Model.Oracle.StaleAccesses, Is.EqualTo(1));
 

@@ -64,21 +64,6 @@ public interface IDeviceBackend : IDisposable
     ulong UnmapDma(ulong iova, ulong length);
 }
 
-/// <summary>What a DMA mapping lets the device do.</summary>
-[Flags]
-public enum DmaAccess
-{
-    None = 0,
-
-    /// <summary>The device reads host memory (VFIO_DMA_MAP_FLAG_READ).</summary>
-    DeviceRead = 1,
-
-    /// <summary>The device writes host memory (VFIO_DMA_MAP_FLAG_WRITE).</summary>
-    DeviceWrite = 2,
-
-    ReadWrite = DeviceRead | DeviceWrite,
-}
-
 /// <summary>A window of usable IOVAs, inclusive at both ends.</summary>
 public readonly record struct IovaRange(ulong Start, ulong End)
 {

@@ -36,7 +36,7 @@ public sealed class ModelBackend : IDeviceBackend
     {
         try
         {
-            Model.Iommu.Map(iova, hostAddress, length, (IommuAccess)(int)access);
+            Model.Iommu.Map(iova, hostAddress, length, access);
         }
         catch (IommuMappingException ex)
         {

@@ -234,7 +234,7 @@ public sealed partial class BoardBackend : IDeviceBackend
         CheckDmaRequest(iova, hostAddress, length, access, _iovaRanges);
         try
         {
-            _pci.Container.MapDma(iova, hostAddress, length, (VfioDmaAccess)(uint)access);
+            _pci.Container.MapDma(iova, hostAddress, length, access);
         }
         catch (VfioIoctlException ex)
         {

@@ -4,6 +4,7 @@ using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Driver.Diagnostics;
 

@@ -3,6 +3,7 @@ using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Driver.Diagnostics;
 

@@ -1,5 +1,6 @@
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Driver.Dma;
 

@@ -1,4 +1,5 @@
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Interop;
 
 namespace FpgaAccel.Driver.Mmu;
 
