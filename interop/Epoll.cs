@@ -6,10 +6,19 @@ namespace FpgaAccel.Interop;
 [Flags]
 public enum EpollEvents : uint
 {
+    /// <summary>Nothing is ready (also: watch for errors and hang-ups only, which epoll always reports).</summary>
     None = 0,
+
+    /// <summary>EPOLLIN: data can be read (an eventfd's counter is non-zero).</summary>
     In = 0x001,
+
+    /// <summary>EPOLLOUT: data can be written without blocking.</summary>
     Out = 0x004,
+
+    /// <summary>EPOLLERR: the descriptor has an error pending; reported whether asked for or not.</summary>
     Error = 0x008,
+
+    /// <summary>EPOLLHUP: the other end hung up; reported whether asked for or not.</summary>
     HangUp = 0x010,
 }
 

@@ -76,5 +76,6 @@ public sealed class EventFd : IDisposable
         return true;
     }
 
+    /// <summary>Closes the eventfd (once no call is still using it); writers holding the descriptor elsewhere keep it open.</summary>
     public void Dispose() => _fd.Dispose();
 }

@@ -15,8 +15,8 @@ public sealed class SafeFileDescriptor : SafeHandle
     {
     }
 
-    /// <summary>Wraps <paramref name="fd"/>; when <paramref name="ownsHandle"/>, disposing closes it.</summary>
-    public SafeFileDescriptor(int fd, bool ownsHandle = true)
+    /// <summary>Wraps <paramref name="fd"/> (a descriptor an ioctl returned); when <paramref name="ownsHandle"/>, disposing closes it.</summary>
+    internal SafeFileDescriptor(int fd, bool ownsHandle = true)
         : base(-1, ownsHandle) => SetHandle(fd);
 
     /// <summary>True for a negative descriptor: -1 is what a failed open, eventfd or epoll_create1 returns.</summary>

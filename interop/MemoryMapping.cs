@@ -6,9 +6,16 @@ namespace FpgaAccel.Interop;
 [Flags]
 public enum MemoryProtection
 {
+    /// <summary>No access: any touch faults (PROT_NONE).</summary>
     None = 0,
+
+    /// <summary>The pages may be read (PROT_READ).</summary>
     Read = 1,
+
+    /// <summary>The pages may be written (PROT_WRITE; on x86-64 this implies read).</summary>
     Write = 2,
+
+    /// <summary>The pages may be read and written.</summary>
     ReadWrite = Read | Write,
 }
 
@@ -30,6 +37,7 @@ public sealed class MemoryMapping : SafeHandle
     /// <summary>First byte of the mapping.</summary>
     public nint Address => handle;
 
+    /// <summary>True for MAP_FAILED (what a failed mmap returns) and for null.</summary>
     public override bool IsInvalid => handle == Interop.Libc.MAP_FAILED || handle == 0;
 
     /// <summary>Maps <paramref name="length"/> bytes of zeroed anonymous private memory.</summary>
@@ -43,7 +51,7 @@ public sealed class MemoryMapping : SafeHandle
     }
 
     /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
-    public static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
+    internal static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
     {
         ArgumentNullException.ThrowIfNull(fd);
         ArgumentOutOfRangeException.ThrowIfZero(length);
@@ -61,5 +69,6 @@ public sealed class MemoryMapping : SafeHandle
         return new MemoryMapping(address, length);
     }
 
+    /// <summary>Unmaps the range (munmap(2)); runs once, when the last reference is released.</summary>
     protected override bool ReleaseHandle() => Interop.Libc.munmap(handle, (nuint)Length) == 0;
 }

@@ -1,10 +1,14 @@
 namespace FpgaAccel.Interop;
 
 /// <summary>A soft and hard resource limit; <see cref="ulong.MaxValue"/> is RLIM_INFINITY.</summary>
+/// <param name="Soft">The limit the kernel enforces now; the process may raise it up to <paramref name="Hard"/>.</param>
+/// <param name="Hard">The ceiling for the soft limit; raising it needs CAP_SYS_RESOURCE.</param>
 public readonly record struct ResourceLimit(ulong Soft, ulong Hard)
 {
+    /// <summary>True when the soft limit is RLIM_INFINITY: nothing is enforced.</summary>
     public bool SoftIsUnlimited => Soft == Interop.Libc.RLIM_INFINITY;
 
+    /// <summary>Both limits in bytes, or <c>unlimited</c>: <c>soft 65536 bytes, hard unlimited</c>.</summary>
     public override string ToString() => $"soft {Format(Soft)}, hard {Format(Hard)}";
 
     private static string Format(ulong v) => v == Interop.Libc.RLIM_INFINITY ? "unlimited" : $"{v} bytes";

@@ -24,8 +24,8 @@ public sealed unsafe class VfioContainer : IDisposable
     /// <summary>The node this container was opened from.</summary>
     public string Path { get; }
 
-    /// <summary>The owned descriptor.</summary>
-    public SafeFileDescriptor Handle => _fd;
+    /// <summary>The owned descriptor (a group joins the container through it).</summary>
+    internal SafeFileDescriptor Handle => _fd;
 
     /// <summary>
     /// Opens a container and checks that it speaks VFIO_API_VERSION and offers <paramref name="iommu"/>
@@ -60,7 +60,7 @@ public sealed unsafe class VfioContainer : IDisposable
         }
     }
 
-    /// <summary>VFIO_GET_API_VERSION.</summary>
+    /// <summary>The VFIO API version the container speaks (VFIO_GET_API_VERSION); this code knows version 0.</summary>
     public int GetApiVersion() => VfioNative.IoctlValue(_fd, VFIO_GET_API_VERSION, 0, nameof(VFIO_GET_API_VERSION));
 
     /// <summary>VFIO_CHECK_EXTENSION: true when the container offers <paramref name="iommu"/>.</summary>
@@ -118,6 +118,7 @@ public sealed unsafe class VfioContainer : IDisposable
         return unmap.size;
     }
 
+    /// <summary>Closes the container; the kernel removes its DMA mappings and unpins their pages once no group holds it.</summary>
     public void Dispose() => _fd.Dispose();
 
     internal static VfioIommuInfo Decode(ReadOnlySpan<byte> buffer, vfio_iommu_type1_info info)

@@ -32,9 +32,9 @@ public sealed unsafe class VfioDevice : IDisposable
     public string Name { get; }
 
     /// <summary>The owned descriptor.</summary>
-    public SafeFileDescriptor Handle => _fd;
+    internal SafeFileDescriptor Handle => _fd;
 
-    /// <summary>VFIO_DEVICE_GET_INFO.</summary>
+    /// <summary>What the device offers: regions, IRQ indexes, reset (VFIO_DEVICE_GET_INFO).</summary>
     public VfioDeviceInfo GetInfo()
     {
         var info = new vfio_device_info { argsz = (uint)sizeof(vfio_device_info) };
@@ -206,6 +206,7 @@ public sealed unsafe class VfioDevice : IDisposable
         VfioNative.IoctlValue(_fd, VFIO_DEVICE_RESET, 0, nameof(VFIO_DEVICE_RESET));
     }
 
+    /// <summary>Closes the device descriptor; vfio-pci disables its interrupts and resets it where it can.</summary>
     public void Dispose() => _fd.Dispose();
 
     internal static VfioRegionInfo DecodeRegion(ReadOnlySpan<byte> buffer, vfio_region_info info)

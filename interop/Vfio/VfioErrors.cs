@@ -3,8 +3,10 @@ namespace FpgaAccel.Interop.Vfio;
 /// <summary>Turns the errno of a failed VFIO ioctl or open into a typed exception with the likely fix.</summary>
 internal static class VfioErrors
 {
+    /// <summary>The exception for <paramref name="ioctl"/> failing with <paramref name="errno"/>, with the fix for that pair.</summary>
     public static VfioIoctlException FromIoctl(string ioctl, Errno errno) => new(ioctl, (int)errno, Fix(ioctl, errno));
 
+    /// <summary>The exception for opening <paramref name="path"/> failing with <paramref name="errno"/>; EPERM and EACCES are <see cref="VfioPermissionException"/>.</summary>
     public static VfioOpenException FromOpen(string path, Errno errno) => errno switch
     {
         Errno.EPERM or Errno.EACCES => new VfioPermissionException(path, (int)errno),

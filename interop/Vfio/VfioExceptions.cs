@@ -6,7 +6,8 @@ namespace FpgaAccel.Interop.Vfio;
 /// </summary>
 public class VfioIoctlException : SystemCallException
 {
-    public VfioIoctlException(string ioctl, int errno, string fix)
+    /// <summary>A failure of <paramref name="ioctl"/> with <paramref name="errno"/>; <paramref name="fix"/> says what to do.</summary>
+    internal VfioIoctlException(string ioctl, int errno, string fix)
         : base(ioctl, errno, fix)
     {
         Fix = fix;
@@ -22,7 +23,8 @@ public class VfioIoctlException : SystemCallException
 /// </summary>
 public sealed class VfioMemlockException : VfioIoctlException
 {
-    public VfioMemlockException(ulong iova, ulong size, ulong memlockLimit)
+    /// <summary>Mapping <paramref name="size"/> bytes at <paramref name="iova"/> was refused under a soft limit of <paramref name="memlockLimit"/> bytes.</summary>
+    internal VfioMemlockException(ulong iova, ulong size, ulong memlockLimit)
         : base(
             "VFIO_IOMMU_MAP_DMA",
             (int)Errno.ENOMEM,
@@ -35,8 +37,10 @@ public sealed class VfioMemlockException : VfioIoctlException
         MemlockLimit = memlockLimit;
     }
 
+    /// <summary>Where the refused mapping was to start in the device's address space.</summary>
     public ulong Iova { get; }
 
+    /// <summary>Bytes the refused mapping would have pinned.</summary>
     public ulong Size { get; }
 
     /// <summary>The soft RLIMIT_MEMLOCK when the mapping was refused, in bytes (ulong.MaxValue: unlimited).</summary>
@@ -51,7 +55,8 @@ public sealed class VfioMemlockException : VfioIoctlException
 /// </summary>
 public class VfioOpenException : SystemCallException
 {
-    public VfioOpenException(string path, int errno, string fix)
+    /// <summary>Opening <paramref name="path"/> failed with <paramref name="errno"/>; <paramref name="fix"/> says what to do.</summary>
+    internal VfioOpenException(string path, int errno, string fix)
         : base($"open({path})", errno, fix)
     {
         Path = path;
@@ -64,7 +69,8 @@ public class VfioOpenException : SystemCallException
 /// <summary>This user may not open a VFIO group node (EPERM or EACCES).</summary>
 public sealed class VfioPermissionException : VfioOpenException
 {
-    public VfioPermissionException(string path, int errno)
+    /// <summary>Opening <paramref name="path"/> failed with <paramref name="errno"/> (EPERM or EACCES).</summary>
+    internal VfioPermissionException(string path, int errno)
         : base(path, errno,
             $"This user may not open {path}. Give the user the node as root ('fpgaaccel setup --device <address> --user <name>', " +
             $"or chown/chmod {path}, or a udev rule for the vfio group), or run as root")
@@ -75,7 +81,8 @@ public sealed class VfioPermissionException : VfioOpenException
 /// <summary>A VFIO rule that is not an errno: a non-viable group, a region that cannot be mmapped, an unsupported API.</summary>
 public class VfioException : IOException
 {
-    public VfioException(string message)
+    /// <summary>A broken rule; <paramref name="message"/> names the value, the rule and the fix.</summary>
+    internal VfioException(string message)
         : base(message)
     {
     }
@@ -84,7 +91,8 @@ public class VfioException : IOException
 /// <summary>VFIO_GROUP_GET_STATUS says the group is not viable: a member is bound to a non-VFIO driver.</summary>
 public sealed class VfioGroupNotViableException : VfioException
 {
-    public VfioGroupNotViableException(string path)
+    /// <summary>The group at <paramref name="path"/> is not viable.</summary>
+    internal VfioGroupNotViableException(string path)
         : base($"VFIO group {path} is not viable: some device in it is bound to a driver other than vfio-pci. " +
                "Bind every device of the group to vfio-pci or unbind it (see /sys/kernel/iommu_groups/<group>/devices; " +
                "'fpgaaccel doctor' lists them), or move the device to a slot with its own IOMMU group.")

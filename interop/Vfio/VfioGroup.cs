@@ -22,7 +22,7 @@ public sealed unsafe class VfioGroup : IDisposable
     public string Path { get; }
 
     /// <summary>The owned descriptor.</summary>
-    public SafeFileDescriptor Handle => _fd;
+    internal SafeFileDescriptor Handle => _fd;
 
     /// <summary>
     /// Opens a group node. EPERM/EACCES become <see cref="VfioPermissionException"/> naming the node and the fix.
@@ -33,7 +33,7 @@ public sealed unsafe class VfioGroup : IDisposable
     public static VfioGroup Open(int group, string devRoot = "/dev") =>
         Open(System.IO.Path.Combine(devRoot, "vfio", group.ToString(CultureInfo.InvariantCulture)));
 
-    /// <summary>VFIO_GROUP_GET_STATUS.</summary>
+    /// <summary>Whether the group is viable and attached to a container (VFIO_GROUP_GET_STATUS).</summary>
     public VfioGroupStatus GetStatus()
     {
         var status = new vfio_group_status { argsz = (uint)sizeof(vfio_group_status) };
@@ -80,5 +80,6 @@ public sealed unsafe class VfioGroup : IDisposable
         return new VfioDevice(new SafeFileDescriptor(fd), name);
     }
 
+    /// <summary>Closes the group node, which detaches it from its container (device descriptors keep the group alive until closed).</summary>
     public void Dispose() => _fd.Dispose();
 }

@@ -39,6 +39,7 @@ public sealed unsafe class VfioMappedRegion : IDisposable
     /// <summary>Address of the first byte.</summary>
     public nint Address => (nint)_base;
 
+    /// <summary>Reads the 32-bit register at <paramref name="offset"/> (4-byte aligned, inside the window): one volatile load.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Read32(ulong offset)
     {
@@ -50,6 +51,7 @@ public sealed unsafe class VfioMappedRegion : IDisposable
         return Volatile.Read(ref *(uint*)(_base + offset));
     }
 
+    /// <summary>Writes the 32-bit register at <paramref name="offset"/> (4-byte aligned, inside the window): one volatile store.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Write32(ulong offset, uint value)
     {
@@ -61,6 +63,7 @@ public sealed unsafe class VfioMappedRegion : IDisposable
         Volatile.Write(ref *(uint*)(_base + offset), value);
     }
 
+    /// <summary>Reads the 64-bit register at <paramref name="offset"/> (8-byte aligned, inside the window): one volatile load, never split.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Read64(ulong offset)
     {
@@ -72,6 +75,7 @@ public sealed unsafe class VfioMappedRegion : IDisposable
         return Volatile.Read(ref *(ulong*)(_base + offset));
     }
 
+    /// <summary>Writes the 64-bit register at <paramref name="offset"/> (8-byte aligned, inside the window): one volatile store, never split.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Write64(ulong offset, ulong value)
     {
@@ -83,6 +87,7 @@ public sealed unsafe class VfioMappedRegion : IDisposable
         Volatile.Write(ref *(ulong*)(_base + offset), value);
     }
 
+    /// <summary>Unmaps the window; later accesses throw <see cref="ObjectDisposedException"/>. Not while another thread accesses it.</summary>
     public void Dispose()
     {
         Volatile.Write(ref _length, 0);

@@ -37,10 +37,13 @@ public sealed class VfioPciDevice : IDisposable
     /// <summary>The IOMMU group number.</summary>
     public int GroupNumber { get; }
 
+    /// <summary>The container: the IOMMU context the device's DMA mappings live in.</summary>
     public VfioContainer Container { get; }
 
+    /// <summary>The device's IOMMU group, attached to <see cref="Container"/>.</summary>
     public VfioGroup Group { get; }
 
+    /// <summary>The device descriptor: regions, config space, IRQs, reset.</summary>
     public VfioDevice Device { get; }
 
     /// <summary>VFIO_DEVICE_GET_INFO, read at open.</summary>
@@ -100,6 +103,7 @@ public sealed class VfioPciDevice : IDisposable
         return group;
     }
 
+    /// <summary>Closes the device, the group and the container, in that order (the reverse of opening).</summary>
     public void Dispose()
     {
         Device.Dispose();

@@ -3,7 +3,10 @@ namespace FpgaAccel.Interop.Vfio;
 /// <summary>The IOMMU model a container uses (linux/vfio.h VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU).</summary>
 public enum VfioIommuType
 {
+    /// <summary>VFIO_TYPE1_IOMMU: the original type1 model.</summary>
     Type1 = 1,
+
+    /// <summary>VFIO_TYPE1v2_IOMMU: type1 with stricter unmap semantics (no splitting a mapping); the default.</summary>
     Type1v2 = 3,
 }
 
@@ -11,10 +14,19 @@ public enum VfioIommuType
 [Flags]
 public enum VfioRegionFlags : uint
 {
+    /// <summary>No flag: the region cannot be accessed.</summary>
     None = 0,
+
+    /// <summary>VFIO_REGION_INFO_FLAG_READ: the region can be read.</summary>
     Read = 1 << 0,
+
+    /// <summary>VFIO_REGION_INFO_FLAG_WRITE: the region can be written.</summary>
     Write = 1 << 1,
+
+    /// <summary>VFIO_REGION_INFO_FLAG_MMAP: the region (or its sparse areas) can be mmapped.</summary>
     Mmap = 1 << 2,
+
+    /// <summary>VFIO_REGION_INFO_FLAG_CAPS: the kernel's answer carries a capability chain.</summary>
     Caps = 1 << 3,
 }
 
@@ -22,30 +34,57 @@ public enum VfioRegionFlags : uint
 [Flags]
 public enum VfioIrqFlags : uint
 {
+    /// <summary>No flag.</summary>
     None = 0,
+
+    /// <summary>VFIO_IRQ_INFO_EVENTFD: the vectors can signal eventfds.</summary>
     EventFd = 1 << 0,
+
+    /// <summary>VFIO_IRQ_INFO_MASKABLE: the vectors can be masked and unmasked.</summary>
     Maskable = 1 << 1,
+
+    /// <summary>VFIO_IRQ_INFO_AUTOMASKED: the kernel masks the vector when it fires (level-triggered INTx).</summary>
     AutoMasked = 1 << 2,
+
+    /// <summary>VFIO_IRQ_INFO_NORESIZE: the vectors in use cannot change while enabled; set them all at once.</summary>
     NoResize = 1 << 3,
 }
 
 /// <summary>vfio-pci's fixed region indexes (linux/vfio.h VFIO_PCI_*_REGION_INDEX).</summary>
 public static class VfioPciRegion
 {
+    /// <summary>BAR0 (BARs 1 to 4 are 1 to 4).</summary>
     public const uint Bar0 = 0;
+
+    /// <summary>BAR5, the last BAR.</summary>
     public const uint Bar5 = 5;
+
+    /// <summary>The expansion ROM.</summary>
     public const uint Rom = 6;
+
+    /// <summary>PCI config space (read and written through the device fd, never mmapped).</summary>
     public const uint Config = 7;
+
+    /// <summary>The legacy VGA ranges, on VGA devices only.</summary>
     public const uint Vga = 8;
 }
 
 /// <summary>vfio-pci's fixed IRQ indexes (linux/vfio.h VFIO_PCI_*_IRQ_INDEX).</summary>
 public static class VfioPciIrq
 {
+    /// <summary>The legacy INTx pin interrupt.</summary>
     public const uint Intx = 0;
+
+    /// <summary>MSI vectors.</summary>
     public const uint Msi = 1;
+
+    /// <summary>MSI-X vectors.</summary>
     public const uint Msix = 2;
+
+    /// <summary>AER error reporting: signalled when the device reports an uncorrectable error.</summary>
     public const uint Err = 3;
+
+    /// <summary>Device request: signalled when the kernel asks the user to release the device (unbind).</summary>
     public const uint Req = 4;
 }
 
@@ -54,7 +93,7 @@ public static class VfioPciIrq
 /// <param name="ContainerSet">The group is attached to a container.</param>
 public readonly record struct VfioGroupStatus(bool Viable, bool ContainerSet);
 
-/// <summary>VFIO_DEVICE_GET_INFO.</summary>
+/// <summary>What a device offers (VFIO_DEVICE_GET_INFO): its kind, how many regions and IRQ indexes, whether it can be reset.</summary>
 /// <param name="Flags">VFIO_DEVICE_FLAGS_*.</param>
 /// <param name="RegionCount">Regions (max index + 1).</param>
 /// <param name="IrqCount">IRQ indexes (max index + 1).</param>
@@ -68,9 +107,12 @@ public readonly record struct VfioDeviceInfo(uint Flags, uint RegionCount, uint 
 }
 
 /// <summary>One mmappable window of a sparse region (VFIO_REGION_INFO_CAP_SPARSE_MMAP), relative to the region.</summary>
+/// <param name="Offset">Where the window starts, in bytes from the start of the region.</param>
+/// <param name="Size">Bytes in the window.</param>
 public readonly record struct VfioSparseArea(ulong Offset, ulong Size)
 {
-    public bool Covers(ulong offset, ulong length) => length <= Size && offset >= Offset && offset - Offset <= Size - length;
+    /// <summary>True when <paramref name="length"/> bytes at <paramref name="offset"/> (region-relative) lie inside this area.</summary>
+    internal bool Covers(ulong offset, ulong length) => length <= Size && offset >= Offset && offset - Offset <= Size - length;
 }
 
 /// <summary>VFIO_DEVICE_GET_REGION_INFO, with its capability chain decoded.</summary>
@@ -82,7 +124,7 @@ public readonly record struct VfioSparseArea(ulong Offset, ulong Size)
 /// <param name="MsixMappable">VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: the MSI-X table in this BAR may be mmapped too.</param>
 public sealed record VfioRegionInfo(uint Index, VfioRegionFlags Flags, ulong Size, ulong Offset, IReadOnlyList<VfioSparseArea>? SparseAreas, bool MsixMappable)
 {
-    /// <summary>VFIO_REGION_INFO_FLAG_MMAP.</summary>
+    /// <summary>True when the region may be mmapped at all (VFIO_REGION_INFO_FLAG_MMAP); see <see cref="CanMmapRange"/> for a range.</summary>
     public bool CanMmap => (Flags & VfioRegionFlags.Mmap) != 0;
 
     /// <summary>True when <paramref name="length"/> bytes at <paramref name="offset"/> may be mmapped.</summary>
@@ -97,13 +139,15 @@ public sealed record VfioRegionInfo(uint Index, VfioRegionFlags Flags, ulong Siz
     }
 }
 
-/// <summary>VFIO_DEVICE_GET_IRQ_INFO.</summary>
+/// <summary>One IRQ index of a device (VFIO_DEVICE_GET_IRQ_INFO): how many vectors it has and how they behave.</summary>
 /// <param name="Index">IRQ index (VfioPciIrq for vfio-pci).</param>
 /// <param name="Flags">VFIO_IRQ_INFO_*.</param>
 /// <param name="Count">Vectors this index offers (0: not available).</param>
 public readonly record struct VfioIrqInfo(uint Index, VfioIrqFlags Flags, uint Count);
 
 /// <summary>A window of IOVAs the IOMMU accepts, inclusive at both ends (vfio_iova_range).</summary>
+/// <param name="Start">The first valid IOVA.</param>
+/// <param name="End">The last valid IOVA (inclusive).</param>
 public readonly record struct VfioIovaRange(ulong Start, ulong End);
 
 /// <summary>VFIO_IOMMU_GET_INFO for type1, with its capabilities decoded.</summary>
