@@ -60,7 +60,7 @@ public sealed class MemoryMapping : SafeHandle
 
     private static MemoryMapping Map(ulong length, MemoryProtection protection, int flags, SafeFileDescriptor fd, long offset)
     {
-        var address = Interop.Libc.mmap(0, (nuint)length, (int)protection, flags, fd, offset);
+        var address = Interop.Libc.mmap(0, (nuint)length, ToProt(protection), flags, fd, offset);
         if (address == Interop.Libc.MAP_FAILED)
         {
             throw Interop.Libc.Error("mmap");
@@ -68,6 +68,11 @@ public sealed class MemoryMapping : SafeHandle
 
         return new MemoryMapping(address, length);
     }
+
+    /// <summary>mmap's PROT_* bits for <paramref name="protection"/>, bit by bit (pinned against sys/mman.h by VfioLayoutTests).</summary>
+    internal static int ToProt(MemoryProtection protection) =>
+        ((protection & MemoryProtection.Read) != 0 ? Interop.Libc.PROT_READ : Interop.Libc.PROT_NONE)
+        | ((protection & MemoryProtection.Write) != 0 ? Interop.Libc.PROT_WRITE : Interop.Libc.PROT_NONE);
 
     /// <summary>Unmaps the range (munmap(2)); runs once, when the last reference is released.</summary>
     protected override bool ReleaseHandle() => Interop.Libc.munmap(handle, (nuint)Length) == 0;

@@ -63,6 +63,29 @@ public class VfioLayoutTests
     }
 
     [Test]
+    public void MemoryProtectionMapsToTheHeadersProtFlags()
+    {
+        var expected = new Dictionary<MemoryProtection, string>
+        {
+            [MemoryProtection.None] = "PROT_NONE",
+            [MemoryProtection.Read] = "PROT_READ",
+            [MemoryProtection.Write] = "PROT_WRITE",
+            [MemoryProtection.ReadWrite] = "PROT_READ | PROT_WRITE",
+        };
+        Assert.That(Enum.GetValues<MemoryProtection>(), Is.EquivalentTo(expected.Keys), "a new protection needs its PROT_ bits here and in ToProt");
+
+        var gcc = RequireToolchain("/usr/include/pwd.h");
+        var check = new CHeaderCheck().Include("sys/mman.h");
+        foreach (var (protection, prot) in expected)
+        {
+            check.AddConstant(prot, MemoryMapping.ToProt(protection));
+        }
+
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, "MemoryProtection to mmap PROT_ bits disagrees with sys/mman.h:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
     public void LibcBindingsMatchGlibcHeaders()
     {
         var gcc = RequireToolchain("/usr/include/pwd.h");
