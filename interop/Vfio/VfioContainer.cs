@@ -130,21 +130,18 @@ public sealed unsafe class VfioContainer : IDisposable
         {
             foreach (var (id, _, offset) in VfioNative.WalkCapabilities(buffer, info.cap_offset, sizeof(vfio_iommu_type1_info), nameof(VFIO_IOMMU_GET_INFO)))
             {
-                if (id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE)
+                if (id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && VfioNative.TryReadCapability(buffer, offset, out vfio_iommu_type1_info_cap_iova_range cap))
                 {
-                    var cap = MemoryMarshal.Read<vfio_iommu_type1_info_cap_iova_range>(buffer[offset..]);
-                    var first = offset + sizeof(vfio_iommu_type1_info_cap_iova_range);
-                    var count = (int)Math.Min(cap.nr_iovas, (uint)Math.Max(0, (buffer.Length - first) / sizeof(vfio_iova_range)));
-                    ranges = new List<VfioIovaRange>(count);
-                    for (var i = 0; i < count; i++)
+                    var entries = VfioNative.TrailingArray<vfio_iova_range>(buffer, offset + sizeof(vfio_iommu_type1_info_cap_iova_range), cap.nr_iovas);
+                    ranges = new List<VfioIovaRange>(entries.Length);
+                    foreach (var r in entries)
                     {
-                        var r = MemoryMarshal.Read<vfio_iova_range>(buffer[(first + (i * sizeof(vfio_iova_range)))..]);
                         ranges.Add(new VfioIovaRange(r.start, r.end));
                     }
                 }
-                else if (id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && offset + sizeof(vfio_iommu_type1_info_dma_avail) <= buffer.Length)
+                else if (id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && VfioNative.TryReadCapability(buffer, offset, out vfio_iommu_type1_info_dma_avail dma))
                 {
-                    available = MemoryMarshal.Read<vfio_iommu_type1_info_dma_avail>(buffer[offset..]).avail;
+                    available = dma.avail;
                 }
             }
         }

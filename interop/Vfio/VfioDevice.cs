@@ -217,15 +217,12 @@ public sealed unsafe class VfioDevice : IDisposable
         {
             foreach (var (id, _, offset) in VfioNative.WalkCapabilities(buffer, info.cap_offset, sizeof(vfio_region_info), nameof(VFIO_DEVICE_GET_REGION_INFO)))
             {
-                if (id == VFIO_REGION_INFO_CAP_SPARSE_MMAP && offset + sizeof(vfio_region_info_cap_sparse_mmap) <= buffer.Length)
+                if (id == VFIO_REGION_INFO_CAP_SPARSE_MMAP && VfioNative.TryReadCapability(buffer, offset, out vfio_region_info_cap_sparse_mmap cap))
                 {
-                    var cap = MemoryMarshal.Read<vfio_region_info_cap_sparse_mmap>(buffer[offset..]);
-                    var first = offset + sizeof(vfio_region_info_cap_sparse_mmap);
-                    var count = (int)Math.Min(cap.nr_areas, (uint)Math.Max(0, (buffer.Length - first) / sizeof(vfio_region_sparse_mmap_area)));
-                    areas = new List<VfioSparseArea>(count);
-                    for (var i = 0; i < count; i++)
+                    var entries = VfioNative.TrailingArray<vfio_region_sparse_mmap_area>(buffer, offset + sizeof(vfio_region_info_cap_sparse_mmap), cap.nr_areas);
+                    areas = new List<VfioSparseArea>(entries.Length);
+                    foreach (var a in entries)
                     {
-                        var a = MemoryMarshal.Read<vfio_region_sparse_mmap_area>(buffer[(first + (i * sizeof(vfio_region_sparse_mmap_area)))..]);
                         areas.Add(new VfioSparseArea(a.offset, a.size));
                     }
                 }

@@ -110,4 +110,32 @@ internal static unsafe class VfioNative
 
         return caps;
     }
+
+    /// <summary>
+    /// Reads the capability struct at <paramref name="offset"/> of an info buffer; false when it does not fit
+    /// (<see cref="WalkCapabilities"/> checked only its header), so a short answer is never read past its end.
+    /// </summary>
+    public static bool TryReadCapability<T>(ReadOnlySpan<byte> info, int offset, out T capability)
+        where T : unmanaged
+    {
+        if (offset < 0 || offset > info.Length - sizeof(T))
+        {
+            capability = default;
+            return false;
+        }
+
+        capability = MemoryMarshal.Read<T>(info[offset..]);
+        return true;
+    }
+
+    /// <summary>
+    /// The array that follows a capability struct (sparse mmap areas, IOVA ranges): the <paramref name="count"/> entries
+    /// the capability claims, but no more than the buffer holds: the kernel's count is trusted no further than its bytes.
+    /// </summary>
+    public static ReadOnlySpan<T> TrailingArray<T>(ReadOnlySpan<byte> info, int first, uint count)
+        where T : unmanaged
+    {
+        var fit = (uint)Math.Max(0, (info.Length - first) / sizeof(T));
+        return MemoryMarshal.Cast<byte, T>(info.Slice(first, (int)Math.Min(count, fit) * sizeof(T)));
+    }
 }

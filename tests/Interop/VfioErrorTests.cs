@@ -165,6 +165,13 @@ public class VfioErrorTests
         Assert.That(loop.Message, Does.Contain("malformed"));
         BitConverter.TryWriteBytes(span[76..], 4000u); // past the buffer
         Assert.Throws<VfioException>(() => VfioContainer.Decode(buffer, info));
+
+        // The IOVA-range cap claims 2 ranges, but the answer ends after the first: only what the bytes hold is read.
+        BitConverter.TryWriteBytes(span[28..], 0u);
+        Assert.That(VfioContainer.Decode(buffer.AsSpan(0, 56), info).IovaRanges, Is.EqualTo(new[] { new VfioIovaRange(0, 0xFEDF_FFFF) }));
+
+        // The answer ends inside the cap's own struct (its header fits, its count does not): the cap is skipped, not read past the end.
+        Assert.That(VfioContainer.Decode(buffer.AsSpan(0, 36), info).IovaRanges, Is.Null);
     }
 
     [Test]
