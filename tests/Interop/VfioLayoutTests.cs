@@ -39,51 +39,27 @@ public class VfioLayoutTests
     [Test]
     public void DmaAccessMapsToTheHeadersDmaMapFlags()
     {
-        // The C expression each access must produce, as linux/vfio.h spells it; every DmaAccess value is listed.
-        var expected = new Dictionary<DmaAccess, string>
+        Assert.That(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead | (DmaAccess)0x10), Is.EqualTo(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead)),
+            "bits that are no access are not passed to the kernel");
+        AssertMapsToHeader("/usr/include/linux/vfio.h", "linux/vfio.h", access => VfioNative.ToDmaMapFlags(access), new Dictionary<DmaAccess, string>
         {
             [DmaAccess.None] = "0",
             [DmaAccess.DeviceRead] = "VFIO_DMA_MAP_FLAG_READ",
             [DmaAccess.DeviceWrite] = "VFIO_DMA_MAP_FLAG_WRITE",
             [DmaAccess.ReadWrite] = "VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE",
-        };
-        Assert.That(Enum.GetValues<DmaAccess>(), Is.EquivalentTo(expected.Keys), "a new access value needs its VFIO flags here and in ToDmaMapFlags");
-        Assert.That(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead | (DmaAccess)0x10), Is.EqualTo(VfioNative.ToDmaMapFlags(DmaAccess.DeviceRead)),
-            "bits that are no access are not passed to the kernel");
-
-        var gcc = RequireToolchain("/usr/include/linux/vfio.h");
-        var check = new CHeaderCheck().Include("linux/vfio.h");
-        foreach (var (access, flags) in expected)
-        {
-            check.AddConstant(flags, VfioNative.ToDmaMapFlags(access));
-        }
-
-        var problems = check.Compile(gcc);
-        Assert.That(problems, Is.Empty, "DmaAccess to VFIO_IOMMU_MAP_DMA flags disagrees with linux/vfio.h:\n" + string.Join("\n", problems));
+        });
     }
 
     [Test]
-    public void MemoryProtectionMapsToTheHeadersProtFlags()
-    {
-        var expected = new Dictionary<MemoryProtection, string>
+    public void MemoryProtectionMapsToTheHeadersProtFlags() =>
+        // sys/mman.h sits under a multiarch directory; pwd.h, like it from libc6-dev, tells whether the headers are there.
+        AssertMapsToHeader("/usr/include/pwd.h", "sys/mman.h", protection => MemoryMapping.ToProt(protection), new Dictionary<MemoryProtection, string>
         {
             [MemoryProtection.None] = "PROT_NONE",
             [MemoryProtection.Read] = "PROT_READ",
             [MemoryProtection.Write] = "PROT_WRITE",
             [MemoryProtection.ReadWrite] = "PROT_READ | PROT_WRITE",
-        };
-        Assert.That(Enum.GetValues<MemoryProtection>(), Is.EquivalentTo(expected.Keys), "a new protection needs its PROT_ bits here and in ToProt");
-
-        var gcc = RequireToolchain("/usr/include/pwd.h");
-        var check = new CHeaderCheck().Include("sys/mman.h");
-        foreach (var (protection, prot) in expected)
-        {
-            check.AddConstant(prot, MemoryMapping.ToProt(protection));
-        }
-
-        var problems = check.Compile(gcc);
-        Assert.That(problems, Is.Empty, "MemoryProtection to mmap PROT_ bits disagrees with sys/mman.h:\n" + string.Join("\n", problems));
-    }
+        });
 
     [Test]
     public void LibcBindingsMatchGlibcHeaders()
@@ -118,6 +94,25 @@ public class VfioLayoutTests
         var problems = check.Compile(gcc);
         Assert.That(problems, Has.Count.EqualTo(1));
         Assert.That(problems[0], Does.Contain("VFIO_TYPE1v2_IOMMU is not 4"));
+    }
+
+    /// <summary>
+    /// Checks a managed enum's mapping to native flags: <paramref name="expected"/> lists every value of the enum with
+    /// the C expression, as the header spells it, that <paramref name="map"/> must produce for it; gcc compares them.
+    /// </summary>
+    private static void AssertMapsToHeader<TEnum>(string path, string header, Func<TEnum, object> map, Dictionary<TEnum, string> expected)
+        where TEnum : struct, Enum
+    {
+        Assert.That(Enum.GetValues<TEnum>(), Is.EquivalentTo(expected.Keys), $"every {typeof(TEnum).Name} value needs its {header} flags here and in the mapping");
+        var gcc = RequireToolchain(path);
+        var check = new CHeaderCheck().Include(header);
+        foreach (var (value, flags) in expected)
+        {
+            check.AddConstant(flags, map(value));
+        }
+
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, $"{typeof(TEnum).Name} to {header} flags disagrees with the header:\n" + string.Join("\n", problems));
     }
 
     private static string RequireToolchain(string header)
