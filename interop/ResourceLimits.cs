@@ -21,11 +21,7 @@ public static unsafe class ResourceLimits
     public static ResourceLimit GetMemoryLock()
     {
         Interop.Libc.rlimit limit;
-        if (Interop.Libc.getrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit) < 0)
-        {
-            throw Interop.Libc.Error("getrlimit(RLIMIT_MEMLOCK)");
-        }
-
+        Interop.Libc.Check(Interop.Libc.getrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit), "getrlimit(RLIMIT_MEMLOCK)");
         return new ResourceLimit(limit.rlim_cur, limit.rlim_max);
     }
 
@@ -33,9 +29,6 @@ public static unsafe class ResourceLimits
     public static void SetMemoryLock(ResourceLimit value)
     {
         var limit = new Interop.Libc.rlimit { rlim_cur = value.Soft, rlim_max = value.Hard };
-        if (Interop.Libc.setrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit) < 0)
-        {
-            throw Interop.Libc.Error("setrlimit(RLIMIT_MEMLOCK)");
-        }
+        Interop.Libc.Check(Interop.Libc.setrlimit(Interop.Libc.RLIMIT_MEMLOCK, &limit), "setrlimit(RLIMIT_MEMLOCK)");
     }
 }

@@ -23,13 +23,8 @@ public static unsafe class UnixAccounts
     }
 
     /// <summary>chown(): gives <paramref name="path"/> to <paramref name="userId"/>:<paramref name="groupId"/>.</summary>
-    public static void ChangeOwner(string path, uint userId, uint groupId)
-    {
-        if (Interop.Libc.chown(path, userId, groupId) < 0)
-        {
-            throw Interop.Libc.Error($"chown({path})");
-        }
-    }
+    public static void ChangeOwner(string path, uint userId, uint groupId) =>
+        Interop.Libc.Check(Interop.Libc.chown(path, userId, groupId), $"chown({path})");
 
     /// <summary>access(R_OK | W_OK): whether this process may open <paramref name="path"/> read-write.</summary>
     public static bool CanReadWrite(string path) => Interop.Libc.access(path, Interop.Libc.R_OK | Interop.Libc.W_OK) == 0;
