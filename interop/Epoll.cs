@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace FpgaAccel.Interop;
 
-/// <summary>Readiness flags for <see cref="Epoll"/>.</summary>
+/// <summary>Readiness flags for <see cref="Epoll"/>: the EPOLL* bits themselves (header-checked), so they pass to and from the kernel unchanged.</summary>
 [Flags]
 public enum EpollEvents : uint
 {
@@ -10,16 +10,16 @@ public enum EpollEvents : uint
     None = 0,
 
     /// <summary>EPOLLIN: data can be read (an eventfd's counter is non-zero).</summary>
-    In = 0x001,
+    In = Interop.Libc.EPOLLIN,
 
     /// <summary>EPOLLOUT: data can be written without blocking.</summary>
-    Out = 0x004,
+    Out = Interop.Libc.EPOLLOUT,
 
     /// <summary>EPOLLERR: the descriptor has an error pending; reported whether asked for or not.</summary>
-    Error = 0x008,
+    Error = Interop.Libc.EPOLLERR,
 
     /// <summary>EPOLLHUP: the other end hung up; reported whether asked for or not.</summary>
-    HangUp = 0x010,
+    HangUp = Interop.Libc.EPOLLHUP,
 }
 
 /// <summary>One ready descriptor, as <see cref="Epoll.Wait"/> reports it.</summary>
