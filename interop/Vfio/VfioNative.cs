@@ -8,6 +8,9 @@ internal static unsafe class VfioNative
     /// <summary>How often an info ioctl is asked again with a larger buffer before its answer counts as unstable.</summary>
     internal const int ArgszAttempts = 4;
 
+    /// <summary>The largest answer an info ioctl may ask for: far above any real capability chain (a few hundred bytes).</summary>
+    internal const uint MaxArgsz = 1 << 20;
+
     /// <summary>Fills the buffer an info ioctl is given; argsz (its first field) is already set to the buffer's size.</summary>
     internal delegate void InfoCall(byte* buffer);
 
@@ -67,6 +70,13 @@ internal static unsafe class VfioNative
                 if (asked <= size)
                 {
                     return buffer;
+                }
+
+                if (asked > MaxArgsz)
+                {
+                    throw new VfioException(
+                        $"{name} asked for a {asked}-byte buffer, more than the {MaxArgsz} bytes any capability chain needs; " +
+                        "the kernel's answer is malformed: report it with the kernel version.");
                 }
 
                 size = asked;

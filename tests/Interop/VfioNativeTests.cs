@@ -62,4 +62,17 @@ public unsafe class VfioNativeTests
         Assert.That(calls, Is.EqualTo(VfioNative.ArgszAttempts));
         Assert.That(ex.Message, Does.StartWith("VFIO_IOMMU_GET_INFO kept asking for a larger buffer").And.Contain("kernel version"));
     }
+
+    [Test]
+    public void AnAbsurdSizeIsRefusedBeforeItIsAllocated()
+    {
+        var calls = 0;
+        var ex = Assert.Throws<VfioException>(() => VfioNative.AskWithGrowingArgsz(default(vfio_iommu_type1_info), "VFIO_IOMMU_GET_INFO", buffer =>
+        {
+            calls++;
+            *(uint*)buffer = uint.MaxValue;
+        }))!;
+        Assert.That(calls, Is.EqualTo(1), "no second attempt with a 4 GiB buffer");
+        Assert.That(ex.Message, Does.Contain("4294967295-byte buffer").And.Contain("malformed"));
+    }
 }
