@@ -31,9 +31,6 @@ public sealed unsafe class VfioDevice : IDisposable
     /// <summary>The name the device was opened by (its PCI address for vfio-pci).</summary>
     public string Name { get; }
 
-    /// <summary>The owned descriptor.</summary>
-    internal SafeFileDescriptor Handle => _fd;
-
     /// <summary>What the device offers: regions, IRQ indexes, reset (VFIO_DEVICE_GET_INFO).</summary>
     public VfioDeviceInfo GetInfo()
     {

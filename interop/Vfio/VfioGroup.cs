@@ -21,9 +21,6 @@ public sealed unsafe class VfioGroup : IDisposable
     /// <summary>The group node this was opened from.</summary>
     public string Path { get; }
 
-    /// <summary>The owned descriptor.</summary>
-    internal SafeFileDescriptor Handle => _fd;
-
     /// <summary>
     /// Opens a group node. EPERM/EACCES become <see cref="VfioPermissionException"/> naming the node and the fix.
     /// </summary>
