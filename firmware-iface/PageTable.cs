@@ -19,9 +19,12 @@ public static class PageTableFormat
     /// <summary>DVA bits the table translates.</summary>
     public const int VaBits = 48;
 
+    /// <summary>Lowest DVA bit of the level-<paramref name="level"/> index: 39, 30, 21, 12.</summary>
+    public static int LevelShift(int level) => PageShift + (IndexBits * (Levels - 1 - level));
+
     /// <summary>Index into the level-<paramref name="level"/> table: DVA[47:39], [38:30], [29:21], [20:12].</summary>
     public static int Index(ulong dva, int level) =>
-        (int)((dva >> (PageShift + (IndexBits * (Levels - 1 - level)))) & (EntriesPerTable - 1));
+        (int)((dva >> LevelShift(level)) & (EntriesPerTable - 1));
 }
 
 /// <summary>Permission and type bits of a page-table entry (spec 4.1).</summary>
@@ -68,6 +71,16 @@ public readonly record struct PageTableEntry(ulong Raw)
     public ulong Address => Raw & AddressMask;
 
     public ulong Software => Raw & SoftwareMask;
+
+    /// <summary>
+    /// For a leaf, the IOVA of the 4 KiB page <paramref name="dva"/> falls in: <see cref="Address"/> for a
+    /// 4 KiB leaf; for a 2 MiB leaf (<paramref name="hugeLeaf"/>, spec 4.1) the 2 MiB-aligned address
+    /// (bits [20:12] of the entry are ignored, decision D11) plus DVA[20:12].
+    /// </summary>
+    public ulong LeafPageAddress(ulong dva, bool hugeLeaf) =>
+        hugeLeaf
+            ? (Address & ~(PageTableFormat.HugePageSize - 1)) | (dva & (PageTableFormat.HugePageSize - 1) & ~(PageTableFormat.PageSize - 1))
+            : Address;
 
     public static PageTableEntry Create(ulong address, PteFlags flags, ulong software = 0) =>
         new((address & AddressMask) | ((ulong)flags & 0xF) | (software & SoftwareMask));
