@@ -269,8 +269,8 @@ public sealed class Fa1Model : IDisposable
             lock (_lock)
             {
                 return new ModelOracle(
-                    _mmu.DataAccesses,
-                    _mmu.StaleAccesses,
+                    _mmu.Oracle.DataAccesses,
+                    _mmu.Oracle.StaleAccesses,
                     _faultRing.Raised,
                     _faultRing.Raised - _faultRing.Answered,
                     _faultRing.IgnoredResponses);

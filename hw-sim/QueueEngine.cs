@@ -571,7 +571,7 @@ internal sealed class QueueEngine
             return false;
         }
 
-        _mmu.CheckAccess(ctx, dva, write, translation, page.Generation);
+        _mmu.Oracle.CheckAccess(ctx, dva, write, translation, page.Generation);
         _model.DataAccessHook?.Invoke(new DataAccess(_queue, ctx, dva, translation.Iova, length, write));
         host = page.Host;
         return true;
