@@ -71,6 +71,9 @@ public struct CompletionRecord
     /// <summary>Bit 15 of <see cref="StatusAndPhase"/>: 1 on the ring's first lap, toggling each lap.</summary>
     public const ushort PhaseBit = 0x8000;
 
+    /// <summary>Bits [14:0] of <see cref="StatusAndPhase"/>: the <see cref="CompletionStatus"/>.</summary>
+    public const ushort StatusMask = 0x7FFF;
+
     [FieldOffset(0)] public uint Tag;
 
     /// <summary>[14:0] status, [15] phase.</summary>
@@ -85,7 +88,41 @@ public struct CompletionRecord
     [FieldOffset(16)] public ulong StartCycle;
     [FieldOffset(24)] public ulong EndCycle;
 
-    public readonly CompletionStatus Status => (CompletionStatus)(StatusAndPhase & 0x7FFF);
+    public readonly CompletionStatus Status => (CompletionStatus)(StatusAndPhase & StatusMask);
 
     public readonly bool Phase => (StatusAndPhase & PhaseBit) != 0;
+
+    /// <summary>
+    /// The PHASE of the record at produced-count <paramref name="count"/> of a ring of
+    /// 1 &lt;&lt; <paramref name="log2"/> entries: 1 on the first lap, toggling each lap (spec 5).
+    /// </summary>
+    public static bool PhaseOf(ulong count, int log2) => ((count >> log2) & 1) == 0;
+
+    /// <summary>A record with each field set; <see cref="StatusAndPhase"/> packs <paramref name="status"/> and <paramref name="phase"/>.</summary>
+    public static CompletionRecord Create(uint tag, CompletionStatus status, bool phase, ushort faults, ulong result, ulong startCycle, ulong endCycle) =>
+        new()
+        {
+            Tag = tag,
+            StatusAndPhase = (ushort)(((ushort)status & StatusMask) | (phase ? PhaseBit : 0)),
+            Faults = faults,
+            Result = result,
+            StartCycle = startCycle,
+            EndCycle = endCycle,
+        };
+
+    /// <summary>
+    /// Stores <paramref name="record"/> into the ring slot <paramref name="slot"/> one field at a time,
+    /// <see cref="StatusAndPhase"/> last, with release semantics: a reader that reads StatusAndPhase with
+    /// acquire semantics (<c>Volatile.Read</c>) and finds the phase it expects sees
+    /// every other field of this record.
+    /// </summary>
+    public static void Publish(ref CompletionRecord slot, in CompletionRecord record)
+    {
+        Volatile.Write(ref slot.Result, record.Result);
+        Volatile.Write(ref slot.StartCycle, record.StartCycle);
+        Volatile.Write(ref slot.EndCycle, record.EndCycle);
+        Volatile.Write(ref slot.Tag, record.Tag);
+        Volatile.Write(ref slot.Faults, record.Faults);
+        Volatile.Write(ref slot.StatusAndPhase, record.StatusAndPhase);
+    }
 }

@@ -64,6 +64,12 @@ public readonly record struct ErrorRegister(FatalCause Cause, uint Detail)
     public ulong Raw => ((ulong)Detail << 32) | (uint)Cause;
 
     public static ErrorRegister FromRaw(ulong raw) => new((FatalCause)(uint)raw, (uint)(raw >> 32));
+
+    /// <summary>Cause 1 for a refused ring or table access at <paramref name="iova"/>: the detail is the IOVA's page number, IOVA &gt;&gt; 12, low 32 bits (spec 3).</summary>
+    public static ErrorRegister ForUnmappedIova(ulong iova) => new(FatalCause.UnmappedIova, (uint)(iova >> PageTableFormat.PageShift));
+
+    /// <summary>Cause 2: the detail is the BAR0 offset of the register holding the bad configuration (decision D14).</summary>
+    public static ErrorRegister ForBadRingConfiguration(uint registerOffset) => new(FatalCause.BadRingConfiguration, registerOffset);
 }
 
 /// <summary>The CAPS register (spec 3), with each field as a computed property.</summary>
