@@ -205,7 +205,7 @@ public sealed class Fa1Model : IDisposable
     {
         lock (_lock)
         {
-            EnterFatal(cause, detail);
+            EnterFatal(new ErrorRegister(cause, detail));
         }
     }
 
@@ -364,8 +364,8 @@ public sealed class Fa1Model : IDisposable
         }
     }
 
-    /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="cause"/>.</summary>
-    internal void EnterFatal(FatalCause cause, uint detail)
+    /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="error"/> (spec 3).</summary>
+    internal void EnterFatal(ErrorRegister error)
     {
         if (_fatal)
         {
@@ -373,7 +373,7 @@ public sealed class Fa1Model : IDisposable
         }
 
         _fatal = true;
-        _error = new ErrorRegister(cause, detail);
+        _error = error;
         _interrupts.Raise(InterruptCauses.Error);
     }
 
