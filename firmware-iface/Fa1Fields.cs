@@ -122,11 +122,20 @@ public readonly record struct Capabilities(ulong Raw)
 /// <summary>CTX_ROOT (spec 4.2): level-0 table IOVA, 4 KiB aligned, with VALID in bit 0.</summary>
 public readonly record struct ContextRoot(ulong Raw)
 {
-    public bool Valid => (Raw & 1) != 0;
+    /// <summary>[0] VALID.</summary>
+    public const ulong ValidBit = 1;
 
-    public ulong TableIova => Raw & ~0xFFFUL;
+    /// <summary>The level-0 table's IOVA: every bit above [11:0].</summary>
+    public const ulong TableMask = ~0xFFFUL;
 
-    public static ContextRoot Create(ulong tableIova, bool valid) => new((tableIova & ~0xFFFUL) | (valid ? 1UL : 0));
+    /// <summary>The bits CTX_ROOT holds; [11:1] are not implemented.</summary>
+    public const ulong ImplementedBits = TableMask | ValidBit;
+
+    public bool Valid => (Raw & ValidBit) != 0;
+
+    public ulong TableIova => Raw & TableMask;
+
+    public static ContextRoot Create(ulong tableIova, bool valid) => new((tableIova & TableMask) | (valid ? ValidBit : 0));
 }
 
 /// <summary>CTX_CTRL bits (spec 4.2).</summary>
@@ -146,6 +155,9 @@ public enum InvalidationScope : byte
     AllContexts = 0,
     Context = 1,
     Range = 2,
+
+    /// <summary>Not in the spec. Decision D13: the device treats it as <see cref="AllContexts"/>.</summary>
+    Reserved = 3,
 }
 
 /// <summary>INV_CMD encoding (spec 4.3): [7:0] ctx, [9:8] scope.</summary>

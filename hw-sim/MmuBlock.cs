@@ -137,7 +137,7 @@ internal sealed class MmuBlock : DeviceBlock
             var c = ctx;
             Declare(table, Fa1Registers.Context(c, Fa1Registers.CtxRoot), $"CTX_ROOT[{c}]", RegisterAccess.ReadWrite,
                 read: () => Volatile.Read(ref _roots[c]), write: v => Volatile.Write(ref _roots[c], v),
-                mask: ~(RingLimits.Alignment - 2)); // spec 4.2: table IOVA 4 KiB aligned, [0] VALID
+                mask: ContextRoot.ImplementedBits); // spec 4.2: table IOVA 4 KiB aligned, [0] VALID
             Declare(table, Fa1Registers.Context(c, Fa1Registers.CtxCtrl), $"CTX_CTRL[{c}]", RegisterAccess.ReadWrite,
                 read: () => Volatile.Read(ref _controls[c]), write: v => Volatile.Write(ref _controls[c], v),
                 mask: (ulong)(ContextControl.Enable | ContextControl.NoFault));
@@ -341,7 +341,7 @@ internal sealed class MmuBlock : DeviceBlock
 
         // Decision D13: scope 3 is reserved and invalidates every context, the safe reading;
         // a context number beyond CAPS matches nothing. Either way the invalidation counts in INV_DONE.
-        if ((byte)command.Scope == 3)
+        if (command.Scope == InvalidationScope.Reserved)
         {
             context = null;
         }

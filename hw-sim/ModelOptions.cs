@@ -1,3 +1,4 @@
+using System.Numerics;
 using FpgaAccel.FirmwareInterface;
 
 namespace FpgaAccel.HwSim;
@@ -19,13 +20,13 @@ public sealed record ModelOptions
 
     public int TlbWays { get; init; } = Fa1Timing.TlbWays;
 
-    public int TlbSetsLog2 { get; init; } = 7;
+    public int TlbSetsLog2 { get; init; } = BitOperations.Log2((uint)(Fa1Timing.TlbEntries / Fa1Timing.TlbWays));
 
     public bool Huge2M { get; init; } = true;
 
     public bool Dropin { get; init; } = true;
 
-    public int VaBits { get; init; } = 48;
+    public int VaBits { get; init; } = PageTableFormat.VaBits;
 
     public int IovaBits { get; init; } = 48;
 
@@ -100,7 +101,7 @@ public sealed record ModelOptions
         Check(TlbWays is >= 1 and <= 255, nameof(TlbWays), TlbWays, "1..255");
         Check(TlbSetsLog2 is >= 0 and <= 16, nameof(TlbSetsLog2), TlbSetsLog2, "0..16");
         Check(MsixVectors is 1 or 3, nameof(MsixVectors), MsixVectors, "1 or 3");
-        Check(VaBits is >= 32 and <= 48, nameof(VaBits), VaBits, "32..48");
+        Check(VaBits is >= 32 and <= PageTableFormat.VaBits, nameof(VaBits), VaBits, $"32..{PageTableFormat.VaBits}");
         Check(IovaBits is >= 32 and <= 52, nameof(IovaBits), IovaBits, "32..52");
         Check(BytesPerCycle >= 1, nameof(BytesPerCycle), BytesPerCycle, "at least 1");
         Check(WalkCacheEntries is >= 0 and <= 4096, nameof(WalkCacheEntries), WalkCacheEntries, "0..4096");
