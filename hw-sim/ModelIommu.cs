@@ -7,6 +7,7 @@ namespace FpgaAccel.HwSim;
 [Flags]
 public enum IommuAccess
 {
+    /// <summary>No access (refused by <see cref="ModelIommu.Map"/>).</summary>
     None = 0,
 
     /// <summary>The device may read the page.</summary>
@@ -15,6 +16,7 @@ public enum IommuAccess
     /// <summary>The device may write the page.</summary>
     Write = 2,
 
+    /// <summary>The device may read and write the page.</summary>
     ReadWrite = Read | Write,
 }
 
@@ -24,7 +26,8 @@ public readonly record struct IovaWindow(ulong Start, ulong End);
 /// <summary>A mapping the model's IOMMU refused, with the reason a VFIO user would get as errno.</summary>
 public sealed class IommuMappingException : InvalidOperationException
 {
-    public IommuMappingException(string message, string errnoName)
+    /// <summary>A refusal explained by <paramref name="message"/>, as VFIO would answer it with <paramref name="errnoName"/>.</summary>
+    internal IommuMappingException(string message, string errnoName)
         : base(message) => ErrnoName = errnoName;
 
     /// <summary>What VFIO type1 answers in the same case (EINVAL, EEXIST, ENOMEM...).</summary>
@@ -68,7 +71,8 @@ public sealed class ModelIommu
     private long _unmapCalls;
     private long _accessEpoch;
 
-    public ModelIommu(int iovaBits, ulong memlockLimitBytes)
+    /// <summary>An empty IOMMU for an IOVA space of <paramref name="iovaBits"/> bits, pinning at most <paramref name="memlockLimitBytes"/>.</summary>
+    internal ModelIommu(int iovaBits, ulong memlockLimitBytes)
     {
         _memlockLimit = memlockLimitBytes;
         var top = iovaBits >= 64 ? ulong.MaxValue : (1UL << iovaBits) - 1;
@@ -81,17 +85,19 @@ public sealed class ModelIommu
     public IReadOnlyList<IovaWindow> Windows { get; }
 
     /// <summary>Pages mapped now.</summary>
-    public long MappedPages => _pages.Count;
+    internal long MappedPages => _pages.Count;
 
     /// <summary>Bytes pinned now (mapped pages x 4 KiB).</summary>
-    public ulong PinnedBytes => (ulong)_pages.Count * PageTableFormat.PageSize;
+    internal ulong PinnedBytes => (ulong)_pages.Count * PageTableFormat.PageSize;
 
     /// <summary>Device accesses the IOMMU refused.</summary>
-    public long RefusedAccesses => Interlocked.Read(ref _refused);
+    internal long RefusedAccesses => Interlocked.Read(ref _refused);
 
-    public long MapCalls => Interlocked.Read(ref _mapCalls);
+    /// <summary>Successful <see cref="Map"/> calls.</summary>
+    internal long MapCalls => Interlocked.Read(ref _mapCalls);
 
-    public long UnmapCalls => Interlocked.Read(ref _unmapCalls);
+    /// <summary><see cref="Unmap"/> calls.</summary>
+    internal long UnmapCalls => Interlocked.Read(ref _unmapCalls);
 
     /// <summary>Maps <paramref name="length"/> bytes at <paramref name="iova"/> to host memory at <paramref name="host"/>.</summary>
     public void Map(ulong iova, nint host, ulong length, IommuAccess access)
@@ -270,7 +276,7 @@ public sealed class ModelIommu
     internal bool TryPeek(ulong iova, out IommuPage page) => _pages.TryGetValue(iova >> PageTableFormat.PageShift, out page);
 
     /// <summary>Drops every mapping (the container closed); returns once no device access touches them.</summary>
-    public void Clear()
+    internal void Clear()
     {
         lock (_writeLock)
         {

@@ -14,20 +14,28 @@ public sealed record ModelOptions
     /// <summary>Seed for every random choice the model makes, for reproducible virtual-clock runs.</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary>CAPS.contexts: contexts the device offers (spec 3's model default: 16).</summary>
     public int Contexts { get; init; } = 16;
 
+    /// <summary>CAPS.queues: queues the device offers (spec 3's model default: 8).</summary>
     public int Queues { get; init; } = 8;
 
+    /// <summary>CAPS TLB ways (spec 7: 8).</summary>
     public int TlbWays { get; init; } = Fa1Timing.TlbWays;
 
+    /// <summary>CAPS log2 of TLB sets (spec 7: 1024 entries in 8 ways, so 7).</summary>
     public int TlbSetsLog2 { get; init; } = BitOperations.Log2((uint)(Fa1Timing.TlbEntries / Fa1Timing.TlbWays));
 
+    /// <summary>CAPS.HUGE_2M: a LEAF bit at level 2 makes a 2 MiB page (spec 4.1).</summary>
     public bool Huge2M { get; init; } = true;
 
+    /// <summary>CAPS.DROPIN: the DROPIN fault response is supported (spec 4.4); without it a DROPIN is a RETRY (D26).</summary>
     public bool Dropin { get; init; } = true;
 
+    /// <summary>CAPS VA bits: DVAs at or above 2^VaBits are a bad descriptor (spec 5).</summary>
     public int VaBits { get; init; } = PageTableFormat.VaBits;
 
+    /// <summary>CAPS IOVA bits: the top of the model IOMMU's IOVA space (spec 3's default: 48).</summary>
     public int IovaBits { get; init; } = 48;
 
     /// <summary>What VERSION reads; change it to test the driver's version rule.</summary>
