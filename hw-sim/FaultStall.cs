@@ -29,11 +29,12 @@ internal enum FaultAnswer
 /// DROPIN restart it, ABORT ends the command.
 /// </summary>
 /// <remarks>
-/// Runs on the queue's engine thread. Every step that touches the fault ring or the MMU runs under the
-/// register lock and first checks that the worker is still current; the waits (ring space, the response)
-/// hold no lock and no fence ticket (decision D28: the data mover released it before calling here).
-/// Invariant (spec 4.4, faults are never dropped): a fault raised here is finished (<see cref="FaultRing.Finish"/>)
-/// on every path out, so it leaves the ring's outstanding set exactly once.
+/// Runs on the queue's engine thread. Raising the fault, writing its record and taking its response run
+/// under the register lock, each after checking that the worker is still current (and the device not
+/// FATAL); the waits (ring space, the response) hold no lock and no fence ticket (decision D28: the data
+/// mover released it before calling here). Invariant (spec 4.4, faults are never dropped): a fault
+/// raised here leaves the ring's outstanding set on every path out (<see cref="FaultRing.Finish"/> in a
+/// finally block), unless a reset emptied the set first.
 /// </remarks>
 internal sealed class FaultStall
 {
