@@ -15,15 +15,25 @@ public static class BoardManagement
     /// <summary>Interface B, the second one, carries the BMC UART.</summary>
     public const int UsbInterface = 1;
 
+    /// <summary>UART speed in bits per second.</summary>
     public const int BaudRate = 115_200;
+
+    /// <summary>Data bits per character.</summary>
     public const int DataBits = 8;
+
+    /// <summary>No parity bit.</summary>
     public const char Parity = 'N';
+
+    /// <summary>Stop bits per character.</summary>
     public const int StopBits = 1;
 
     /// <summary>Lines end with a newline.</summary>
     public const string LineTerminator = "\n";
 
+    /// <summary>First word of a reply to a request the BMC carried out.</summary>
     public const string ReplyOk = "OK";
+
+    /// <summary>First word of a reply to a request the BMC refused or could not carry out.</summary>
     public const string ReplyError = "ERR";
 
     /// <summary>Replies <c>OK FA1-BMC &lt;major&gt;.&lt;minor&gt;.&lt;patch&gt;</c>.</summary>

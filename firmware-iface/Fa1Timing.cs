@@ -9,14 +9,31 @@ public static class Fa1Timing
     /// <summary>Fabric clock (CLOCK_HZ).</summary>
     public const ulong ClockHz = 250_000_000;
 
+    /// <summary>Cycles of one DMA read round trip (600 ns).</summary>
     public const int DmaReadRoundTrip = 150;
+
+    /// <summary>Cycles of one posted DMA write.</summary>
     public const int DmaWritePosted = 20;
+
+    /// <summary>Data bandwidth in bytes per cycle, each way (8 GB/s).</summary>
     public const int BytesPerCycle = 32;
+
+    /// <summary>Cycles of a TLB hit.</summary>
     public const int TlbHit = 2;
+
+    /// <summary>Cycles from a fault's detection to its MSI-X message.</summary>
     public const int FaultToInterrupt = 250;
+
+    /// <summary>Cycles from a fault response to the stalled access's restart.</summary>
     public const int FaultResponseToRestart = 20;
+
+    /// <summary>Cycles of an invalidation, before the wait for in-flight accesses.</summary>
     public const int Invalidation = 50;
+
+    /// <summary>TLB entries (ways x sets).</summary>
     public const int TlbEntries = 1024;
+
+    /// <summary>TLB ways.</summary>
     public const int TlbWays = 8;
 
     /// <summary>

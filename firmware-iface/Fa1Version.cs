@@ -25,5 +25,6 @@ public readonly record struct Fa1Version(ushort Major, ushort Minor, ushort Patc
     public bool SatisfiesRequirement(Fa1Version required) =>
         Major == required.Major && Minor >= required.Minor;
 
+    /// <summary>major.minor.patch, as the spec writes versions.</summary>
     public override string ToString() => $"{Major}.{Minor}.{Patch}";
 }

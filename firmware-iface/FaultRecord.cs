@@ -6,6 +6,7 @@ namespace FpgaAccel.FirmwareInterface;
 [Flags]
 public enum FaultRecordFlags : byte
 {
+    /// <summary>A read that found no valid leaf.</summary>
     None = 0,
 
     /// <summary>The access was a write.</summary>
@@ -21,6 +22,7 @@ public enum FaultRecordFlags : byte
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 public struct FaultRecord
 {
+    /// <summary>Bytes per record, and per fault-ring slot.</summary>
     public const int Size = 32;
 
     /// <summary>+0 exact faulting DVA.</summary>

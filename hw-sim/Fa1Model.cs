@@ -35,6 +35,8 @@ public sealed class Fa1Model : IDisposable
     private long _resets;
     private bool _disposed;
 
+    /// <summary>A device in its reset state, built with <paramref name="options"/> (the spec's defaults when null).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
     public Fa1Model(ModelOptions? options = null)
     {
         Options = options ?? new ModelOptions();
@@ -55,16 +57,16 @@ public sealed class Fa1Model : IDisposable
     public ModelOptions Options { get; }
 
     /// <summary>The clock behind CYCLES and every modelled cost.</summary>
-    public ModelClock Clock { get; }
+    internal ModelClock Clock { get; }
 
     /// <summary>The platform IOMMU every device access goes through (spec 6).</summary>
     public ModelIommu Iommu { get; }
 
     /// <summary>False after <see cref="SurpriseRemove"/>: every read returns all ones (spec 2).</summary>
-    public bool IsPresent => _present;
+    internal bool IsPresent => _present;
 
     /// <summary>Counters of what the model saw.</summary>
-    public ModelCounters Counters => new(
+    internal ModelCounters Counters => new(
         Interlocked.Read(ref _reads),
         Interlocked.Read(ref _writes),
         Interlocked.Read(ref _ignoredWrites),
@@ -189,7 +191,7 @@ public sealed class Fa1Model : IDisposable
     }
 
     /// <summary>Latches <paramref name="causes"/> and sends MSI-X messages for unmasked ones (device engines use this).</summary>
-    public void RaiseInterrupt(InterruptCauses causes)
+    internal void RaiseInterrupt(InterruptCauses causes)
     {
         lock (_lock)
         {
@@ -201,19 +203,19 @@ public sealed class Fa1Model : IDisposable
     }
 
     /// <summary>Makes the device FATAL with <paramref name="cause"/> (spec 3), raising the ERROR interrupt.</summary>
-    public void InjectFatal(FatalCause cause, uint detail = 0)
+    internal void InjectFatal(FatalCause cause, uint detail = 0)
     {
         lock (_lock)
         {
-            EnterFatal(cause, detail);
+            EnterFatal(new ErrorRegister(cause, detail));
         }
     }
 
     /// <summary>The device drops off the bus: every read returns all ones, writes vanish (spec 2).</summary>
-    public void SurpriseRemove() => _present = false;
+    internal void SurpriseRemove() => _present = false;
 
     /// <summary>The device comes back as after a cold reset (the BMC's RESET, spec 8).</summary>
-    public void Reinsert()
+    internal void Reinsert()
     {
         lock (_lock)
         {
@@ -247,7 +249,7 @@ public sealed class Fa1Model : IDisposable
     }
 
     /// <summary>Engine threads alive now (started and not yet joined): for leak checks.</summary>
-    public int EngineThreads
+    internal int EngineThreads
     {
         get
         {
@@ -269,8 +271,8 @@ public sealed class Fa1Model : IDisposable
             lock (_lock)
             {
                 return new ModelOracle(
-                    _mmu.DataAccesses,
-                    _mmu.StaleAccesses,
+                    _mmu.Oracle.DataAccesses,
+                    _mmu.Oracle.StaleAccesses,
                     _faultRing.Raised,
                     _faultRing.Raised - _faultRing.Answered,
                     _faultRing.IgnoredResponses);
@@ -279,7 +281,7 @@ public sealed class Fa1Model : IDisposable
     }
 
     /// <summary>Invalidations issued since reset (diagnostics; INV_DONE counts the completed ones).</summary>
-    public long InvalidationsIssued => _mmu.InvalidationsIssued;
+    internal long InvalidationsIssued => _mmu.InvalidationsIssued;
 
     /// <summary>The model's register lock: engines take it for every change of device state (see the remarks).</summary>
     internal Lock RegisterLock => _lock;
@@ -364,8 +366,8 @@ public sealed class Fa1Model : IDisposable
         }
     }
 
-    /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="cause"/>.</summary>
-    internal void EnterFatal(FatalCause cause, uint detail)
+    /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="error"/> (spec 3).</summary>
+    internal void EnterFatal(ErrorRegister error)
     {
         if (_fatal)
         {
@@ -373,7 +375,7 @@ public sealed class Fa1Model : IDisposable
         }
 
         _fatal = true;
-        _error = new ErrorRegister(cause, detail);
+        _error = error;
         _interrupts.Raise(InterruptCauses.Error);
     }
 

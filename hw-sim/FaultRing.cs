@@ -160,7 +160,7 @@ internal sealed class FaultRing : DeviceBlock
         if (!_model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot))
         {
             // spec 3, 6: a refused ring access is FATAL cause 1 with the IOVA page.
-            _model.EnterFatal(FatalCause.UnmappedIova, (uint)(slotIova >> PageTableFormat.PageShift));
+            _model.EnterFatal(ErrorRegister.ForUnmappedIova(slotIova));
             return false;
         }
 
@@ -218,7 +218,7 @@ internal sealed class FaultRing : DeviceBlock
         _base = value;
         if (value % RingLimits.Alignment != 0)
         {
-            _model.EnterFatal(FatalCause.BadRingConfiguration, Fa1Registers.FqBase);
+            _model.EnterFatal(ErrorRegister.ForBadRingConfiguration(Fa1Registers.FqBase));
         }
     }
 
@@ -230,7 +230,7 @@ internal sealed class FaultRing : DeviceBlock
         if (value != 0 && value is < RingLimits.FaultRingMinLog2 or > RingLimits.FaultRingMaxLog2)
         {
             _log2 = 0;
-            _model.EnterFatal(FatalCause.BadRingConfiguration, Fa1Registers.FqLog2);
+            _model.EnterFatal(ErrorRegister.ForBadRingConfiguration(Fa1Registers.FqLog2));
         }
 
         WakeEngines?.Invoke(null);

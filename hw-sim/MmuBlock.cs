@@ -34,14 +34,28 @@ internal readonly record struct Translation(TranslationStatus Status, ulong Iova
 /// </summary>
 internal readonly record struct AccessTicket(MmuBlock.InFlightAccesses Set, long Epoch);
 
+/// <summary>One INV_CMD (spec 4.3) from its issue until INV_DONE counts it.</summary>
+/// <param name="Epoch">The MMU epoch it opened.</param>
+/// <param name="ReadyAt">Cycle at which its modelled cost has passed.</param>
+/// <param name="Context">The context it covers; null for every context.</param>
+/// <param name="FirstPage">First DVA page it covers.</param>
+/// <param name="EndPage">DVA page past the last one it covers.</param>
+internal readonly record struct TlbInvalidation(long Epoch, ulong ReadyAt, int? Context, ulong FirstPage, ulong EndPage)
+{
+    /// <summary>The invalidation covers DVA page <paramref name="page"/> of <paramref name="context"/>.</summary>
+    public bool Covers(int context, ulong page) =>
+        (Context is null || Context == context) && page >= FirstPage && page < EndPage;
+}
+
 /// <summary>
-/// The device MMU (spec 4.1-4.3): per-context registers, a page walker reading the 4-level table from
-/// host memory through the platform IOMMU, a walk cache, a set-associative TLB, and TLB invalidation
-/// with its fence.
+/// The device MMU (spec 4.1-4.3): per-context registers, translation (the TLB, then a
+/// <see cref="PageWalk"/> of the 4-level table in host memory through the platform IOMMU, from the
+/// deepest walk-cache hit), TLB invalidation with its fence, and the <see cref="TranslationOracle"/>
+/// that checks every data access.
 /// </summary>
 /// <remarks>
-/// <para>Locks: <see cref="_lock"/> guards the TLB, the walk cache, the epoch, the in-flight set and the
-/// pending invalidations. It is held only for table look-ups and updates, never across a DMA read or
+/// <para>Locks: <see cref="_lock"/> guards the TLB, the walk cache, the epoch, the in-flight set, the
+/// pending invalidations and the oracle's record of completed ones. It is held only for table look-ups and updates, never across a DMA read or
 /// a modelled cost. Lock order: the model's register lock may be held when taking it (INV_CMD,
 /// INV_DONE); nothing takes the register lock while holding it.</para>
 /// <para>The fence (spec 4.3). Invariant: once INV_DONE counts an invalidation, no entry it dropped is
@@ -69,13 +83,12 @@ internal sealed class MmuBlock : DeviceBlock
     private readonly ModelIommu _iommu;
     private readonly FaultRing _faultRing;
     private readonly Lock _lock = new();
-    private readonly Queue<PendingInvalidation> _completed = new();
     private readonly ulong[] _roots;
     private readonly ulong[] _controls;
     private readonly long[] _faults;
     private readonly Tlb _tlb;
     private readonly WalkCache _walkCache;
-    private readonly Queue<PendingInvalidation> _pending = new();
+    private readonly Queue<TlbInvalidation> _pending = new();
     private InFlightAccesses _inFlight = new();
     private long _epoch;
     private ulong _invAddr;
@@ -85,8 +98,6 @@ internal sealed class MmuBlock : DeviceBlock
     private long _hits;
     private long _misses;
     private long _walks;
-    private long _dataAccesses;
-    private long _staleAccesses;
 
     public MmuBlock(ModelOptions options, ModelClock clock, ModelIommu iommu, FaultRing faultRing)
     {
@@ -99,16 +110,14 @@ internal sealed class MmuBlock : DeviceBlock
         _faults = new long[options.Contexts];
         _tlb = new Tlb(options.TlbWays, options.TlbSetsLog2);
         _walkCache = new WalkCache(options.WalkCacheEntries);
+        Oracle = new TranslationOracle(this, iommu, _lock);
     }
 
     /// <summary>Invalidations issued since reset (INV_CMD writes).</summary>
     public long InvalidationsIssued => Interlocked.Read(ref _invIssued);
 
-    /// <summary>Data accesses the oracle checked.</summary>
-    public long DataAccesses => Interlocked.Read(ref _dataAccesses);
-
-    /// <summary>Data accesses through a translation the fence had retired, or whose IOMMU page changed (the oracle).</summary>
-    public long StaleAccesses => Interlocked.Read(ref _staleAccesses);
+    /// <summary>The test oracle every data access is checked by (it shares this MMU's lock and walk).</summary>
+    public TranslationOracle Oracle { get; }
 
     /// <summary>Valid TLB entries now (diagnostics).</summary>
     public int TlbEntries
@@ -129,7 +138,7 @@ internal sealed class MmuBlock : DeviceBlock
             var c = ctx;
             Declare(table, Fa1Registers.Context(c, Fa1Registers.CtxRoot), $"CTX_ROOT[{c}]", RegisterAccess.ReadWrite,
                 read: () => Volatile.Read(ref _roots[c]), write: v => Volatile.Write(ref _roots[c], v),
-                mask: ~(RingLimits.Alignment - 2)); // spec 4.2: table IOVA 4 KiB aligned, [0] VALID
+                mask: ContextRoot.ImplementedBits); // spec 4.2: table IOVA 4 KiB aligned, [0] VALID
             Declare(table, Fa1Registers.Context(c, Fa1Registers.CtxCtrl), $"CTX_CTRL[{c}]", RegisterAccess.ReadWrite,
                 read: () => Volatile.Read(ref _controls[c]), write: v => Volatile.Write(ref _controls[c], v),
                 mask: (ulong)(ContextControl.Enable | ContextControl.NoFault));
@@ -156,7 +165,7 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Clear();
             _walkCache.Clear();
             _pending.Clear();
-            _completed.Clear();
+            Oracle.Reset();
             _inFlight = new InFlightAccesses();
             _epoch++;
             _invAddr = 0;
@@ -181,6 +190,9 @@ internal sealed class MmuBlock : DeviceBlock
     public bool IsContextUsable(int context) =>
         (Volatile.Read(ref _controls[context]) & (ulong)ContextControl.Enable) != 0
         && new ContextRoot(Volatile.Read(ref _roots[context])).Valid;
+
+    /// <summary>CTX_ROOT of <paramref name="context"/>.</summary>
+    public ContextRoot Root(int context) => new(Volatile.Read(ref _roots[context]));
 
     /// <summary>CTX_CTRL.NOFAULT of <paramref name="context"/>.</summary>
     public bool IsNoFault(int context) => (Volatile.Read(ref _controls[context]) & (ulong)ContextControl.NoFault) != 0;
@@ -224,7 +236,7 @@ internal sealed class MmuBlock : DeviceBlock
         {
             if (_tlb.TryLookup(ctx, page, out var hit))
             {
-                if (Permits(new PageTableEntry(hit.Leaf), write))
+                if (PageWalk.Permits(new PageTableEntry(hit.Leaf), write))
                 {
                     Interlocked.Increment(ref _hits);
                     return new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation);
@@ -252,7 +264,7 @@ internal sealed class MmuBlock : DeviceBlock
 
         if (startLevel == 0)
         {
-            var root = new ContextRoot(Volatile.Read(ref _roots[context]));
+            var root = Root(context);
             if (!root.Valid || !IsContextUsable(context))
             {
                 return new Translation(TranslationStatus.ContextDisabled, 0, false, 0);
@@ -261,70 +273,44 @@ internal sealed class MmuBlock : DeviceBlock
             table = root.TableIova;
         }
 
-        var cycles = 0UL;
-        for (var level = startLevel; level < PageTableFormat.Levels; level++)
+        var reader = new DeviceReader(this, ctx, dva, walkEpoch);
+        var walk = PageWalk.Walk(ref reader, table, startLevel, dva, new LeafRules(_options.Huge2M, UpperLeafIsMalformed: true));
+        var cycles = (ulong)walk.EntriesRead * _options.DmaReadCycles;
+        switch (walk.Status)
         {
-            var entryIova = table + ((ulong)PageTableFormat.Index(dva, level) * sizeof(ulong));
-            cycles += _options.DmaReadCycles;
-            if (!TryReadEntry(entryIova, out var raw))
-            {
-                return new Translation(TranslationStatus.UnmappedTable, entryIova, false, cycles);
-            }
-
-            var entry = new PageTableEntry(raw);
-            if (!entry.Valid)
-            {
+            case WalkStatus.Unreadable:
+                return new Translation(TranslationStatus.UnmappedTable, walk.Iova, false, cycles);
+            case WalkStatus.NotPresent:
+                // Never cached (spec 4.1, D11).
                 return new Translation(TranslationStatus.Fault, 0, false, cycles);
-            }
-
-            var isLeaf = level == PageTableFormat.Levels - 1 || entry.IsLeafBit;
-            if (!isLeaf)
-            {
-                // Decision D12: permissions live in leaves; a non-leaf entry needs only V.
-                lock (_lock)
-                {
-                    if (_epoch == walkEpoch)
-                    {
-                        _walkCache.Insert(ctx, level, dva, raw);
-                    }
-                }
-
-                table = entry.Address;
-                continue;
-            }
-
-            // Decision D11 (DECISIONS.md): LEAF above level 2, or at level 2 without CAPS.HUGE_2M, and W without R
-            // (spec 4.1) are malformed and fault like a missing entry; they are never cached.
-            var huge = level == PageTableFormat.HugeLeafLevel;
-            if (entry.Malformed || (entry.IsLeafBit && (level < PageTableFormat.HugeLeafLevel || (huge && !_options.Huge2M))))
-            {
-                return new Translation(TranslationStatus.Fault, 0, false, cycles);
-            }
-
-            // Decision D11: a 2 MiB leaf's address bits [20:12] are ignored.
-            var pageIova = huge
-                ? (entry.Address & ~(PageTableFormat.HugePageSize - 1)) + ((page & ((PageTableFormat.HugePageSize / PageTableFormat.PageSize) - 1)) << PageTableFormat.PageShift)
-                : entry.Address;
-            var generation = _iommu.TryPeek(pageIova, out var target) ? target.Generation : 0;
-            lock (_lock)
-            {
-                if (_epoch == walkEpoch)
-                {
-                    _tlb.Insert(ctx, page, new TlbTranslation(raw, pageIova, walkEpoch, generation), huge);
-                }
-            }
-
-            return Permits(entry, write)
-                ? new Translation(TranslationStatus.Ok, pageIova + offset, false, cycles, walkEpoch, generation)
-                : new Translation(TranslationStatus.Fault, 0, true, cycles);
         }
 
-        // Unreachable: level 3 always ends the loop.
-        return new Translation(TranslationStatus.Fault, 0, false, cycles);
+        var pageIova = walk.Iova;
+        var generation = _iommu.TryPeek(pageIova, out var target) ? target.Generation : 0;
+        lock (_lock)
+        {
+            if (_epoch == walkEpoch)
+            {
+                _tlb.Insert(ctx, page, new TlbTranslation(walk.Leaf.Raw, pageIova, walkEpoch, generation), walk.Huge);
+            }
+        }
+
+        return PageWalk.Permits(walk.Leaf, write)
+            ? new Translation(TranslationStatus.Ok, pageIova + offset, false, cycles, walkEpoch, generation)
+            : new Translation(TranslationStatus.Fault, 0, true, cycles);
     }
 
-    // spec 4.1: a read needs R, a write needs W (and W without R never reaches here: it is malformed).
-    private static bool Permits(PageTableEntry leaf, bool write) => write ? leaf.Writable && leaf.Readable : leaf.Readable;
+    // A walk cache entry read by a walk that overlapped an invalidation is not kept (class remarks, (3)).
+    private void CacheTableEntry(byte context, int level, ulong dva, ulong raw, long walkEpoch)
+    {
+        lock (_lock)
+        {
+            if (_epoch == walkEpoch)
+            {
+                _walkCache.Insert(context, level, dva, raw);
+            }
+        }
+    }
 
     // spec 4.1: the device reads an entry with one 8-byte DMA read, through the platform IOMMU (spec 6).
     private unsafe bool TryReadEntry(ulong entryIova, out ulong raw)
@@ -356,7 +342,7 @@ internal sealed class MmuBlock : DeviceBlock
 
         // Decision D13: scope 3 is reserved and invalidates every context, the safe reading;
         // a context number beyond CAPS matches nothing. Either way the invalidation counts in INV_DONE.
-        if ((byte)command.Scope == 3)
+        if (command.Scope == InvalidationScope.Reserved)
         {
             context = null;
         }
@@ -368,7 +354,7 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Invalidate(context, firstPage, endPage);
             _walkCache.Invalidate(context, firstPage, endPage);
             _epoch++;
-            _pending.Enqueue(new PendingInvalidation(_epoch, _clock.Now + _options.InvalidationCycles, context, firstPage, endPage));
+            _pending.Enqueue(new TlbInvalidation(_epoch, _clock.Now + _options.InvalidationCycles, context, firstPage, endPage));
             Interlocked.Increment(ref _invIssued);
         }
     }
@@ -394,86 +380,6 @@ internal sealed class MmuBlock : DeviceBlock
         }
     }
 
-    /// <summary>
-    /// The oracle, for every data access: counts it stale if the IOMMU page it used is not the one
-    /// the translation was made against (the mapping was removed, and maybe replaced, since), or if
-    /// an invalidation issued after the translation was read has completed (its fence passed) for
-    /// this page while the page table no longer grants the access at that IOVA.
-    /// </summary>
-    public void CheckAccess(int context, ulong dva, bool write, in Translation translation, long generationUsed)
-    {
-        Interlocked.Increment(ref _dataAccesses);
-        var stale = translation.Generation != 0 && translation.Generation != generationUsed;
-        if (!stale)
-        {
-            var page = dva >> PageTableFormat.PageShift;
-            var retired = false;
-            lock (_lock)
-            {
-                foreach (var done in _completed)
-                {
-                    if (done.Epoch > translation.FillEpoch && (done.Context is null || done.Context == context)
-                        && page >= done.FirstPage && page < done.EndPage)
-                    {
-                        retired = true;
-                        break;
-                    }
-                }
-            }
-
-            stale = retired && OracleWalk(context, dva, write) != (translation.Iova & ~(PageTableFormat.PageSize - 1));
-        }
-
-        if (stale)
-        {
-            Interlocked.Increment(ref _staleAccesses);
-        }
-    }
-
-    // What the page table in memory grants now, read without caches, costs or counters: the IOVA
-    // page, or ulong.MaxValue when it grants nothing.
-    private unsafe ulong OracleWalk(int context, ulong dva, bool write)
-    {
-        var root = new ContextRoot(Volatile.Read(ref _roots[context]));
-        if (!root.Valid)
-        {
-            return ulong.MaxValue;
-        }
-
-        var table = root.TableIova;
-        using var scope = _iommu.BeginDeviceAccess();
-        for (var level = 0; level < PageTableFormat.Levels; level++)
-        {
-            var entryIova = table + ((ulong)PageTableFormat.Index(dva, level) * sizeof(ulong));
-            if (!_iommu.TryPeek(entryIova, out var host))
-            {
-                return ulong.MaxValue;
-            }
-
-            var entry = new PageTableEntry(Volatile.Read(ref *(ulong*)(host.Host + (nint)(entryIova & (PageTableFormat.PageSize - 1)))));
-            if (!entry.Valid)
-            {
-                return ulong.MaxValue;
-            }
-
-            if (level == PageTableFormat.Levels - 1 || (level == PageTableFormat.HugeLeafLevel && entry.IsLeafBit))
-            {
-                if (!Permits(entry, write) || entry.Malformed)
-                {
-                    return ulong.MaxValue;
-                }
-
-                return level == PageTableFormat.HugeLeafLevel
-                    ? (entry.Address & ~(PageTableFormat.HugePageSize - 1)) + (dva & (PageTableFormat.HugePageSize - 1) & ~(PageTableFormat.PageSize - 1))
-                    : entry.Address;
-            }
-
-            table = entry.Address;
-        }
-
-        return ulong.MaxValue;
-    }
-
     private ulong ReadInvalidationsDone()
     {
         lock (_lock)
@@ -484,21 +390,20 @@ internal sealed class MmuBlock : DeviceBlock
             {
                 _pending.Dequeue();
                 Interlocked.Increment(ref _invDone);
-
-                // The oracle remembers the last 64 completed invalidations (a bound on its memory: it
-                // looks that far back for a fence a cached translation should have died at).
-                _completed.Enqueue(next);
-                if (_completed.Count > 64)
-                {
-                    _completed.Dequeue();
-                }
+                Oracle.InvalidationCompleted(next);
             }
 
             return (ulong)Interlocked.Read(ref _invDone);
         }
     }
 
-    private readonly record struct PendingInvalidation(long Epoch, ulong ReadyAt, int? Context, ulong FirstPage, ulong EndPage);
+    // The MMU's walks read entries with DMA reads through the IOMMU and keep table entries in the walk cache.
+    private readonly struct DeviceReader(MmuBlock mmu, byte context, ulong dva, long walkEpoch) : IPageTableReader
+    {
+        public bool TryRead(ulong entryIova, out ulong raw) => mmu.TryReadEntry(entryIova, out raw);
+
+        public void OnTableEntry(int level, ulong raw) => mmu.CacheTableEntry(context, level, dva, raw, walkEpoch);
+    }
 
     /// <summary>Data accesses in flight, counted by the epoch their ticket was taken in. Guarded by the MMU lock.</summary>
     internal sealed class InFlightAccesses

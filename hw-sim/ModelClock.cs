@@ -17,8 +17,9 @@ public enum ClockMode
 /// The model's cycle clock. <see cref="Now"/> is CYCLES; <see cref="Spend"/> charges a modelled cost.
 /// Both are safe to call from any thread and never go backwards between resets.
 /// </summary>
-public abstract class ModelClock
+internal abstract class ModelClock
 {
+    /// <summary>A clock ticking at <paramref name="hz"/>.</summary>
     protected ModelClock(ulong hz) => Hz = hz;
 
     /// <summary>Fabric clock frequency.</summary>
@@ -30,6 +31,7 @@ public abstract class ModelClock
     /// <summary>Which clock this is.</summary>
     public abstract ClockMode Mode { get; }
 
+    /// <summary>A new clock of the <paramref name="mode"/> asked for, at CYCLES 0.</summary>
     public static ModelClock Create(ClockMode mode, ulong hz = Fa1Timing.ClockHz) =>
         mode == ClockMode.Wall ? new WallClock(hz) : new VirtualClock(hz);
 

@@ -10,7 +10,8 @@ public readonly record struct IovaWindow(ulong Start, ulong End);
 /// <summary>A mapping the model's IOMMU refused, with the reason a VFIO user would get as errno.</summary>
 public sealed class IommuMappingException : InvalidOperationException
 {
-    public IommuMappingException(string message, string errnoName)
+    /// <summary>A refusal explained by <paramref name="message"/>, as VFIO would answer it with <paramref name="errnoName"/>.</summary>
+    internal IommuMappingException(string message, string errnoName)
         : base(message) => ErrnoName = errnoName;
 
     /// <summary>What VFIO type1 answers in the same case (EINVAL, EEXIST, ENOMEM...).</summary>
@@ -54,7 +55,8 @@ public sealed class ModelIommu
     private long _unmapCalls;
     private long _accessEpoch;
 
-    public ModelIommu(int iovaBits, ulong memlockLimitBytes)
+    /// <summary>An empty IOMMU for an IOVA space of <paramref name="iovaBits"/> bits, pinning at most <paramref name="memlockLimitBytes"/>.</summary>
+    internal ModelIommu(int iovaBits, ulong memlockLimitBytes)
     {
         _memlockLimit = memlockLimitBytes;
         var top = iovaBits >= 64 ? ulong.MaxValue : (1UL << iovaBits) - 1;
@@ -67,17 +69,19 @@ public sealed class ModelIommu
     public IReadOnlyList<IovaWindow> Windows { get; }
 
     /// <summary>Pages mapped now.</summary>
-    public long MappedPages => _pages.Count;
+    internal long MappedPages => _pages.Count;
 
     /// <summary>Bytes pinned now (mapped pages x 4 KiB).</summary>
-    public ulong PinnedBytes => (ulong)_pages.Count * PageTableFormat.PageSize;
+    internal ulong PinnedBytes => (ulong)_pages.Count * PageTableFormat.PageSize;
 
     /// <summary>Device accesses the IOMMU refused.</summary>
-    public long RefusedAccesses => Interlocked.Read(ref _refused);
+    internal long RefusedAccesses => Interlocked.Read(ref _refused);
 
-    public long MapCalls => Interlocked.Read(ref _mapCalls);
+    /// <summary>Successful <see cref="Map"/> calls.</summary>
+    internal long MapCalls => Interlocked.Read(ref _mapCalls);
 
-    public long UnmapCalls => Interlocked.Read(ref _unmapCalls);
+    /// <summary><see cref="Unmap"/> calls.</summary>
+    internal long UnmapCalls => Interlocked.Read(ref _unmapCalls);
 
     /// <summary>Maps <paramref name="length"/> bytes at <paramref name="iova"/> to host memory at <paramref name="host"/>.</summary>
     public void Map(ulong iova, nint host, ulong length, DmaAccess access)
@@ -256,7 +260,7 @@ public sealed class ModelIommu
     internal bool TryPeek(ulong iova, out IommuPage page) => _pages.TryGetValue(iova >> PageTableFormat.PageShift, out page);
 
     /// <summary>Drops every mapping (the container closed); returns once no device access touches them.</summary>
-    public void Clear()
+    internal void Clear()
     {
         lock (_writeLock)
         {

@@ -1,3 +1,4 @@
+using System.Numerics;
 using FpgaAccel.FirmwareInterface;
 
 namespace FpgaAccel.HwSim;
@@ -13,20 +14,28 @@ public sealed record ModelOptions
     /// <summary>Seed for every random choice the model makes, for reproducible virtual-clock runs.</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary>CAPS.contexts: contexts the device offers (spec 3's model default: 16).</summary>
     public int Contexts { get; init; } = 16;
 
+    /// <summary>CAPS.queues: queues the device offers (spec 3's model default: 8).</summary>
     public int Queues { get; init; } = 8;
 
+    /// <summary>CAPS TLB ways (spec 7: 8).</summary>
     public int TlbWays { get; init; } = Fa1Timing.TlbWays;
 
-    public int TlbSetsLog2 { get; init; } = 7;
+    /// <summary>CAPS log2 of TLB sets (spec 7: 1024 entries in 8 ways, so 7).</summary>
+    public int TlbSetsLog2 { get; init; } = BitOperations.Log2((uint)(Fa1Timing.TlbEntries / Fa1Timing.TlbWays));
 
+    /// <summary>CAPS.HUGE_2M: a LEAF bit at level 2 makes a 2 MiB page (spec 4.1).</summary>
     public bool Huge2M { get; init; } = true;
 
+    /// <summary>CAPS.DROPIN: the DROPIN fault response is supported (spec 4.4); without it a DROPIN is a RETRY (D26).</summary>
     public bool Dropin { get; init; } = true;
 
-    public int VaBits { get; init; } = 48;
+    /// <summary>CAPS VA bits: DVAs at or above 2^VaBits are a bad descriptor (spec 5).</summary>
+    public int VaBits { get; init; } = PageTableFormat.VaBits;
 
+    /// <summary>CAPS IOVA bits: the top of the model IOMMU's IOVA space (spec 3's default: 48).</summary>
     public int IovaBits { get; init; } = 48;
 
     /// <summary>What VERSION reads; change it to test the driver's version rule.</summary>
@@ -100,7 +109,7 @@ public sealed record ModelOptions
         Check(TlbWays is >= 1 and <= 255, nameof(TlbWays), TlbWays, "1..255");
         Check(TlbSetsLog2 is >= 0 and <= 16, nameof(TlbSetsLog2), TlbSetsLog2, "0..16");
         Check(MsixVectors is 1 or 3, nameof(MsixVectors), MsixVectors, "1 or 3");
-        Check(VaBits is >= 32 and <= 48, nameof(VaBits), VaBits, "32..48");
+        Check(VaBits is >= 32 and <= PageTableFormat.VaBits, nameof(VaBits), VaBits, $"32..{PageTableFormat.VaBits}");
         Check(IovaBits is >= 32 and <= 52, nameof(IovaBits), IovaBits, "32..52");
         Check(BytesPerCycle >= 1, nameof(BytesPerCycle), BytesPerCycle, "at least 1");
         Check(WalkCacheEntries is >= 0 and <= 4096, nameof(WalkCacheEntries), WalkCacheEntries, "0..4096");

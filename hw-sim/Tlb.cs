@@ -132,9 +132,9 @@ internal sealed class Tlb
 internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova, long FillEpoch, long Generation);
 
 /// <summary>
-/// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits that index
-/// down to that level). Fully associative, least recently used replacement. Only valid entries are
-/// inserted. Not thread-safe: the MMU's lock guards it.
+/// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits above that
+/// level's <see cref="PageTableFormat.LevelShift"/>, which index down to it). Fully associative, least
+/// recently used replacement. Only valid entries are inserted. Not thread-safe: the MMU's lock guards it.
 /// </summary>
 internal sealed class WalkCache
 {
@@ -143,13 +143,9 @@ internal sealed class WalkCache
 
     public WalkCache(int capacity) => _entries = new Entry[capacity];
 
-    /// <summary>DVA bits below the part that selects the level-<paramref name="level"/> entry: 39, 30, 21.</summary>
-    public static int PrefixShift(int level) =>
-        PageTableFormat.PageShift + (PageTableFormat.IndexBits * (PageTableFormat.Levels - 1 - level));
-
     public bool TryGet(byte context, int level, ulong dva, out ulong entry)
     {
-        var prefix = dva >> PrefixShift(level);
+        var prefix = dva >> PageTableFormat.LevelShift(level);
         for (var i = 0; i < _entries.Length; i++)
         {
             ref var e = ref _entries[i];
@@ -172,7 +168,7 @@ internal sealed class WalkCache
             return;
         }
 
-        var prefix = dva >> PrefixShift(level);
+        var prefix = dva >> PageTableFormat.LevelShift(level);
         var victim = 0;
         var oldest = ulong.MaxValue;
         for (var i = 0; i < _entries.Length; i++)
@@ -207,7 +203,7 @@ internal sealed class WalkCache
                 continue;
             }
 
-            var pagesShift = PrefixShift(e.Level) - PageTableFormat.PageShift;
+            var pagesShift = PageTableFormat.LevelShift(e.Level) - PageTableFormat.PageShift;
             var spanStart = e.Prefix << pagesShift;
             var spanEnd = (e.Prefix + 1) << pagesShift;
             if (spanStart < endPage && firstPage < spanEnd)

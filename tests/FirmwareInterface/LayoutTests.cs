@@ -87,6 +87,61 @@ public class LayoutTests
     }
 
     [Test]
+    public void CompletionCreatePacksStatusAndPhase()
+    {
+        var c = CompletionRecord.Create(0x11223344, CompletionStatus.DmaError, phase: true, faults: 7, result: 0xE3069283, startCycle: 5, endCycle: 9);
+        Assert.Multiple(() =>
+        {
+            Assert.That(c.StatusAndPhase, Is.EqualTo(0x8003));
+            Assert.That(c.Status, Is.EqualTo(CompletionStatus.DmaError));
+            Assert.That(c.Phase, Is.True);
+            Assert.That(c.Tag, Is.EqualTo(0x11223344u));
+            Assert.That(c.Faults, Is.EqualTo(7));
+            Assert.That(c.Result, Is.EqualTo(0xE3069283UL));
+            Assert.That(c.StartCycle, Is.EqualTo(5UL));
+            Assert.That(c.EndCycle, Is.EqualTo(9UL));
+        });
+        Assert.That(CompletionRecord.Create(1, CompletionStatus.Fault, phase: false, 1, 0, 0, 0).StatusAndPhase, Is.EqualTo(0x0001));
+        Assert.That(CompletionRecord.StatusMask | CompletionRecord.PhaseBit, Is.EqualTo(0xFFFF));
+    }
+
+    [TestCase(0UL, 1, true)]
+    [TestCase(1UL, 1, true)]
+    [TestCase(2UL, 1, false)]
+    [TestCase(4UL, 1, true)]
+    [TestCase(255UL, 8, true)]
+    [TestCase(256UL, 8, false)]
+    [TestCase(512UL, 8, true)]
+    public void PhaseIsOneOnTheFirstLapAndTogglesEachLap(ulong count, int log2, bool phase) =>
+        Assert.That(CompletionRecord.PhaseOf(count, log2), Is.EqualTo(phase));
+
+    [Test]
+    public void PublishWritesEveryField()
+    {
+        var slot = CompletionRecord.Create(1, CompletionStatus.Ok, phase: false, 0, 0, 0, 0);
+        var record = CompletionRecord.Create(0xCAFE, CompletionStatus.Fault, phase: true, faults: 2, result: 3, startCycle: 4, endCycle: 5);
+        CompletionRecord.Publish(ref slot, record);
+        Assert.That(MemoryMarshal.AsBytes(new ReadOnlySpan<CompletionRecord>(in slot)).ToArray(),
+            Is.EqualTo(MemoryMarshal.AsBytes(new ReadOnlySpan<CompletionRecord>(in record)).ToArray()));
+    }
+
+    [TestCase(0x0000_1234_5678_9ABCUL, false, 0x0000_0000_4000_0000UL, 0x0000_0000_4000_0000UL)]
+    [TestCase(0x0000_1234_5678_9ABCUL, true, 0x0000_0000_4000_0000UL, 0x0000_0000_4018_9000UL)]
+    [TestCase(0x0000_0000_003F_F000UL, true, 0x0000_0000_4012_3000UL, 0x0000_0000_401F_F000UL)]
+    public void LeafPageAddressIgnoresA2MiBLeafsLowBits(ulong dva, bool huge, ulong leafAddress, ulong page)
+    {
+        // spec 4.1 and D11: a 2 MiB leaf maps DVA[20:12] onto its 2 MiB-aligned address; bits [20:12] of the entry are ignored.
+        var leaf = PageTableEntry.Create(leafAddress, PteFlags.Valid | PteFlags.Read | (huge ? PteFlags.Leaf : 0));
+        Assert.That(leaf.LeafPageAddress(dva, huge), Is.EqualTo(page));
+    }
+
+    [TestCase(0, 39)]
+    [TestCase(1, 30)]
+    [TestCase(2, 21)]
+    [TestCase(3, 12)]
+    public void LevelShiftIsTheLowestIndexBit(int level, int shift) => Assert.That(PageTableFormat.LevelShift(level), Is.EqualTo(shift));
+
+    [Test]
     public void PageTableEntryMatchesSpec41()
     {
         Assert.That(Unsafe.SizeOf<PageTableEntry>(), Is.EqualTo(8));

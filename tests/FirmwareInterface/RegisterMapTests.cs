@@ -84,6 +84,35 @@ public class RegisterMapTests
     }
 
     [Test]
+    public void ErrorRegisterEncodesTheSpecsDetails()
+    {
+        // spec 3: cause 1's detail is the IOVA's page number, IOVA >> 12, low 32 bits.
+        Assert.That(ErrorRegister.ForUnmappedIova(0x0000_0123_4567_8ABC).Raw, Is.EqualTo((0x1234_5678UL << 32) | 1));
+        Assert.That(ErrorRegister.ForUnmappedIova(0x7_0000_0000), Is.EqualTo(new ErrorRegister(FatalCause.UnmappedIova, 0x70_0000)));
+        Assert.That(ErrorRegister.ForUnmappedIova(0x1_0000_0000_0000).Detail, Is.Zero, "only the low 32 bits of the page number");
+
+        // D14: cause 2's detail is the BAR0 offset of the offending register.
+        Assert.That(ErrorRegister.ForBadRingConfiguration(0x2028).Raw, Is.EqualTo((0x2028UL << 32) | 2));
+    }
+
+    [Test]
+    public void InvalidationScopeThreeIsTheReservedScope()
+    {
+        Assert.That(InvalidationCommand.FromRaw(0x305).Scope, Is.EqualTo(InvalidationScope.Reserved));
+        Assert.That(InvalidationCommand.FromRaw(0x305).Context, Is.EqualTo(5));
+    }
+
+    [Test]
+    public void ContextRootHoldsTableBitsAndValidOnly()
+    {
+        Assert.That(ContextRoot.ImplementedBits, Is.EqualTo(~0xFFEUL), "[11:1] are not implemented (spec 4.2)");
+        var root = new ContextRoot(0x1234_5FFF);
+        Assert.That(root.TableIova, Is.EqualTo(0x1234_5000UL));
+        Assert.That(root.Valid, Is.True);
+        Assert.That(new ContextRoot(0x1234_5FFE).Valid, Is.False);
+    }
+
+    [Test]
     public void ContextRootKeepsAlignmentAndValid()
     {
         var root = ContextRoot.Create(0x1234_5000, valid: true);

@@ -1,24 +1,37 @@
 using System.Buffers.Binary;
 using System.Runtime.Intrinsics.X86;
 
-namespace FpgaAccel.HwSim;
+namespace FpgaAccel.FirmwareInterface;
 
 /// <summary>
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the CRC32C opcode of spec 5. The caller
-/// starts from <see cref="Initial"/>, feeds the data in any number of pieces through
-/// <see cref="Update"/>, and ends with <see cref="Finish"/> (the final xor): "123456789" gives 0xE3069283.
+/// What the CRC32C opcode computes (spec 5, decision D30): CRC-32C (Castagnoli), reflected polynomial
+/// 0x82F63B78, initial value 0xFFFFFFFF, final xor 0xFFFFFFFF, over LEN bytes from SRC in address order;
+/// the completion's result is the 32-bit CRC, zero-extended. The device computes it; the driver and
+/// the tests check the device against it. "123456789" gives 0xE3069283.
 /// </summary>
-internal static class Crc32C
+/// <remarks>
+/// Start from <see cref="Initial"/>, feed the data in any number of pieces through <see cref="Update"/>,
+/// and end with <see cref="Finish"/>; <see cref="Compute"/> does all three for one span.
+/// </remarks>
+public static class Crc32C
 {
+    /// <summary>The running state before the first byte (the initial value of the definition).</summary>
     public const uint Initial = 0xFFFF_FFFF;
+
+    // The definition's final xor.
+    private const uint FinalXor = 0xFFFF_FFFF;
 
     private const uint ReflectedPolynomial = 0x82F6_3B78;
 
     private static readonly uint[] s_table = BuildTable();
 
-    public static uint Finish(uint state) => state ^ 0xFFFF_FFFF;
+    /// <summary>The CRC-32C of <paramref name="data"/>: <see cref="Initial"/>, <see cref="Update"/>, <see cref="Finish"/>.</summary>
+    public static uint Compute(ReadOnlySpan<byte> data) => Finish(Update(Initial, data));
 
-    /// <summary>Feeds <paramref name="data"/> into the running (not yet finished) CRC.</summary>
+    /// <summary>Turns a running state into the CRC (the final xor).</summary>
+    public static uint Finish(uint state) => state ^ FinalXor;
+
+    /// <summary>Feeds <paramref name="data"/> into the running (not yet finished) state and returns the new state.</summary>
     public static uint Update(uint state, ReadOnlySpan<byte> data)
     {
         // SSE4.2's CRC32 instruction computes exactly this polynomial; the table is the fallback

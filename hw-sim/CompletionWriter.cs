@@ -1,0 +1,100 @@
+using FpgaAccel.FirmwareInterface;
+using FpgaAccel.Interop;
+
+namespace FpgaAccel.HwSim;
+
+/// <summary>
+/// Posts a queue's completions (spec 5): waits for room in the completion ring, writes the record
+/// through the IOMMU as <see cref="CompletionRecord"/> lays it out, with the PHASE word last, then
+/// advances CQ_TAIL and sends the completion interrupt when the descriptor asked for one.
+/// </summary>
+/// <remarks>Runs on the queue's engine thread. Every register change runs under the register lock after
+/// checking that the worker is still current; the wait for ring space and the record write hold no lock.</remarks>
+internal sealed class CompletionWriter
+{
+    private readonly QueueEngine _engine;
+    private readonly QueueRegisters _registers;
+
+    public CompletionWriter(QueueEngine engine, QueueRegisters registers)
+    {
+        _engine = engine;
+        _registers = registers;
+    }
+
+    /// <summary>
+    /// Posts the completion of <paramref name="d"/>, which started at cycle <paramref name="start"/> and
+    /// ended in <paramref name="outcome"/>. False when nothing was posted: the worker was stopped, or the
+    /// device is (or went) FATAL.
+    /// </summary>
+    public unsafe bool Post(EngineWorker worker, EngineTimeline timeline, in SubmissionDescriptor d, CommandOutcome outcome, ulong start)
+    {
+        var model = _engine.Model;
+        ulong slotIova;
+        ulong tail;
+        int log2;
+        while (true)
+        {
+            lock (model.RegisterLock)
+            {
+                // Decision D10: a FATAL device posts nothing more.
+                if (!_engine.IsCurrent(worker) || model.IsFatalLocked)
+                {
+                    return false;
+                }
+
+                if (_registers.TryReserveCompletion(out slotIova, out tail, out log2))
+                {
+                    break;
+                }
+            }
+
+            // Full (or, decision D22, CQ_HEAD garbage, which looks full): wait, without the lock, for the driver to
+            // move CQ_HEAD. CQ_HEAD writes, reset and dispose set the event; one set between the check
+            // above and this wait stays latched in the AutoResetEvent, so no wake-up is lost.
+            worker.Wake.WaitOne();
+        }
+
+        timeline.Spend(_engine.Options.DmaWriteCycles);
+        var record = CompletionRecord.Create(
+            d.Tag, outcome.Status, CompletionRecord.PhaseOf(tail, log2), outcome.Faults, outcome.Result, start, timeline.Now);
+        bool written;
+        using (model.Iommu.BeginDeviceAccess())
+        {
+            // spec 5, 6: written through the IOMMU; a refusal is FATAL cause 1.
+            written = model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot);
+            if (written)
+            {
+                // The driver polls host memory: it reads StatusAndPhase first, with acquire semantics, and
+                // takes the record as complete once PHASE is the one it expects for this lap. So PHASE must
+                // be the last store: Publish writes every other field first and StatusAndPhase last, as a
+                // release store, so a reader that sees the new PHASE also sees the rest of this record
+                // (never the previous lap's tag or result with this lap's PHASE).
+                CompletionRecord.Publish(ref *(CompletionRecord*)slot.Host, record);
+            }
+        }
+
+        if (!written)
+        {
+            _engine.FatalUnmapped(worker, slotIova);
+            return false;
+        }
+
+        timeline.Publish();
+
+        lock (model.RegisterLock)
+        {
+            if (!_engine.IsCurrent(worker))
+            {
+                return false;
+            }
+
+            _registers.CompletionPosted(tail);
+            if ((d.Flags & DescriptorFlags.Irq) != 0)
+            {
+                model.RaiseInterruptLocked(InterruptCauses.Completion);
+            }
+        }
+
+        return true;
+    }
+}
