@@ -72,6 +72,12 @@ public sealed partial class FpgaDevice : IDisposable
 
     internal FpgaDeviceOptions Options => _options;
 
+    /// <summary>
+    /// The backend's oracle when it has one (the model: stale accesses, lost faults), for test harnesses such
+    /// as the stress run; null on a board. It observes the device and changes nothing.
+    /// </summary>
+    public IDeviceOracle? Oracle => Backend.Oracle;
+
     /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
     public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
 

@@ -62,6 +62,17 @@ public interface IDeviceBackend : IDisposable
     /// unmapped. Callers unmap only after the device can no longer reach the range (spec 4.3 fence).
     /// </summary>
     ulong UnmapDma(ulong iova, ulong length);
+
+    /// <summary>
+    /// The device's oracle when this backend can see inside the device (the model), for test harnesses; null
+    /// for a backend that cannot (the board).
+    /// </summary>
+    /// <remarks>
+    /// Optional capabilities of a backend are nullable members with a default of null, as this one: a backend
+    /// that lacks one needs no code, and adding another (fault injection, say) breaks no backend. The driver
+    /// itself never reads them; it runs the same on every backend.
+    /// </remarks>
+    IDeviceOracle? Oracle => null;
 }
 
 /// <summary>What a DMA mapping lets the device do.</summary>

@@ -130,7 +130,7 @@ public static class StressTest
             }
         }
 
-        var oracle = device.Backend is ModelBackend model ? model.ReadOracle() : ((long? Stale, long Lost)?)null;
+        var oracle = device.Oracle?.Read();
         var report = new StressReport
         {
             Operations = totals.Operations,
@@ -143,8 +143,8 @@ public static class StressTest
             Dropins = faults.Metrics.Dropins,
             Evictions = device.OnDemand.Evictions,
             Deadlocks = totals.Deadlocks,
-            StaleAccesses = oracle?.Stale,
-            LostFaults = oracle?.Lost,
+            StaleAccesses = oracle?.StaleAccesses,
+            LostFaults = oracle?.LostFaults,
             FaultServiceAlive = faults.IsRunning,
         };
         lock (failures)
