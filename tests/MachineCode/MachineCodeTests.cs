@@ -1,10 +1,9 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Faults;
+using FpgaAccel.MachineCode;
 using Iced.Intel;
 using NUnit.Framework;
-using Code = FpgaAccel.Driver.Diagnostics.MachineCode;
 
 namespace FpgaAccel.Tests.MachineCode;
 
@@ -126,7 +125,7 @@ public class MachineCodeTests
     public void DebugBuiltAssemblyIsReportedUnoptimized()
     {
         // The test assembly is built optimized on purpose (see the csproj); every decoded method says so.
-        Assert.That(Code.IsJitOptimizationDisabled(typeof(MachineCodeTests).Assembly), Is.False);
+        Assert.That(MachineCodeDecoder.IsJitOptimizationDisabled(typeof(MachineCodeTests).Assembly), Is.False);
         Assert.That(Decode(typeof(WindowSubject), nameof(WindowSubject.Read64)).Tier, Is.EqualTo(CodeTier.Optimized));
     }
 
@@ -134,7 +133,7 @@ public class MachineCodeTests
     {
         var method = type.GetMethod(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static)
             ?? throw new MissingMethodException(type.FullName, name);
-        var listing = Code.Decode(method);
+        var listing = MachineCodeDecoder.Decode(method);
         TestContext.Out.WriteLine($"{type.Name}.{name}: {listing.Tier}, {(listing.ViaProbe ? "inlined into an optimized caller" : "own body")}");
         TestContext.Out.WriteLine(listing.Format());
         Assert.That(listing.Tier, Is.EqualTo(CodeTier.Optimized), $"{type.FullName}.{name} was not decoded from optimized code; the check would be meaningless.");

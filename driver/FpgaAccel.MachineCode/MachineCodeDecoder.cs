@@ -7,7 +7,7 @@ using Iced.Intel;
 using FlowControl = Iced.Intel.FlowControl;
 using OpCodes = System.Reflection.Emit.OpCodes;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.MachineCode;
 
 /// <summary>Which code a listing shows.</summary>
 public enum CodeTier
@@ -65,7 +65,7 @@ public enum CodeTier
 /// assertions should be about properties every correct compilation has (access widths, atomic
 /// instructions, calls), not about exact instruction sequences.
 /// </remarks>
-public static class MachineCode
+public static class MachineCodeDecoder
 {
     /// <summary>How far from its entry a method's code is followed.</summary>
     public const int MaxCodeBytes = 4096;
@@ -77,7 +77,7 @@ public static class MachineCode
 
     /// <summary>
     /// Decodes the optimized machine code of <paramref name="method"/> as its callers get it, with its
-    /// inlinees; see the remarks on <see cref="MachineCode"/> for how and the limits.
+    /// inlinees; see the remarks on <see cref="MachineCodeDecoder"/> for how and the limits.
     /// </summary>
     public static MachineCodeListing Decode(MethodBase method)
     {
@@ -650,7 +650,7 @@ public sealed class MachineCodeListing
 }
 
 /// <summary>A method's machine code could not be obtained or decoded; the message says why and what to decode instead.</summary>
-public sealed class MachineCodeException : FpgaAccelException
+public sealed class MachineCodeException : Exception
 {
     public MachineCodeException(string message)
         : base(message)
