@@ -1,6 +1,6 @@
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.FirmwareInterface;

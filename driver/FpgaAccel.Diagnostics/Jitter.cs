@@ -1,11 +1,12 @@
 using System.Diagnostics;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>How the measured buffers are made available to the device.</summary>
 public enum BufferMode

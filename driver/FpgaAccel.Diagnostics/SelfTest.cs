@@ -1,10 +1,12 @@
 using System.Globalization;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>One check of the self-test.</summary>
 /// <param name="Name">What was checked, e.g. <c>copy 4097 B src+1 dst+4093</c>.</param>

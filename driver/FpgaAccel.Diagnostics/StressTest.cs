@@ -1,11 +1,12 @@
 using System.Diagnostics;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>Settings of a stress run.</summary>
 public sealed record StressOptions
