@@ -289,12 +289,3 @@ public sealed class BoardGroupNotViableException : FpgaAccelException
 
     public int Group { get; }
 }
-
-/// <summary>Setting up a board for VFIO was refused (not root, foreign driver in the group, unknown user...).</summary>
-public sealed class BoardSetupException : FpgaAccelException
-{
-    public BoardSetupException(string message)
-        : base(message)
-    {
-    }
-}

@@ -1,9 +1,11 @@
 using System.Globalization;
+using FpgaAccel.Driver;
+using FpgaAccel.Driver.Board;
 using FpgaAccel.Interop;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace FpgaAccel.Driver.Board;
+namespace FpgaAccel.Host;
 
 /// <summary>What <see cref="BoardSetup.Run"/> binds, for whom, and where it writes.</summary>
 public sealed record BoardSetupOptions
@@ -169,4 +171,13 @@ public static partial class BoardSetup
 
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Setup: {Action}")]
     private static partial void LogAction(ILogger logger, string action);
+}
+
+/// <summary>Setting up a board for VFIO was refused (not root, foreign driver in the group, unknown user...).</summary>
+public sealed class BoardSetupException : FpgaAccelException
+{
+    public BoardSetupException(string message)
+        : base(message)
+    {
+    }
 }

@@ -1,8 +1,9 @@
 using System.Globalization;
+using FpgaAccel.Driver.Board;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
-namespace FpgaAccel.Driver.Board;
+namespace FpgaAccel.Host;
 
 /// <summary>What <see cref="Doctor.Run"/> checks, and where it looks.</summary>
 public sealed record DoctorOptions
