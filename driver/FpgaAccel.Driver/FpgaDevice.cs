@@ -92,7 +92,7 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>Opens the device behind <paramref name="backend"/>, taking ownership of it (disposed on failure too).</summary>
-    public static FpgaDevice Open(IDeviceBackend backend, FpgaDeviceOptions? options = null)
+    internal static FpgaDevice Open(IDeviceBackend backend, FpgaDeviceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         options ??= new FpgaDeviceOptions();
@@ -190,7 +190,7 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>Resets the device (spec 3 CTRL.RESET) and waits for READY within the reset timeout.</summary>
-    public void Reset()
+    internal void Reset()
     {
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Reset);
         var timeout = _options.ResetTimeout;

@@ -18,7 +18,7 @@ public class DmaTests : DmaTestsBase
 
     public DmaTests(ClockMode clock) => _clock = clock;
 
-    protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = _clock });
+    private protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = _clock });
 }
 
 /// <summary>
@@ -31,7 +31,7 @@ public abstract class DmaTestsBase
     private IDeviceBackend _backend = null!;
 
     /// <summary>A fresh backend for one test; the device opened on it owns it.</summary>
-    protected abstract IDeviceBackend CreateBackend();
+    private protected abstract IDeviceBackend CreateBackend();
 
     private FpgaDevice Device => _device ?? throw new InvalidOperationException("SetUp did not open a device.");
 

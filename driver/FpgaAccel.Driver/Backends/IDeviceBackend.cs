@@ -24,7 +24,7 @@ public enum BackendKind
 /// MSI-X vector, connected as VFIO_DEVICE_SET_IRQS connects them. DMA: IOVA mappings through the
 /// platform IOMMU (VFIO type1 on the board, the model's IOMMU in CI); mapping a page pins it.
 /// </remarks>
-public interface IDeviceBackend : IDisposable
+internal interface IDeviceBackend : IDisposable
 {
     /// <summary>Board or model.</summary>
     BackendKind Kind { get; }
@@ -91,7 +91,7 @@ public enum DmaAccess
 }
 
 /// <summary>A window of usable IOVAs, inclusive at both ends.</summary>
-public readonly record struct IovaRange(ulong Start, ulong End)
+internal readonly record struct IovaRange(ulong Start, ulong End)
 {
     public bool Contains(ulong iova, ulong length) => length != 0 && iova >= Start && iova + length - 1 >= iova && iova + length - 1 <= End;
 }

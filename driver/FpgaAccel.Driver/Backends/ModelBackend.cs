@@ -4,7 +4,7 @@ using FpgaAccel.Interop;
 namespace FpgaAccel.Driver.Backends;
 
 /// <summary>The software model behind the backend seam. Owns the model it wraps.</summary>
-public sealed class ModelBackend : IDeviceBackend
+internal sealed class ModelBackend : IDeviceBackend
 {
     public ModelBackend(Fa1Model model)
     {

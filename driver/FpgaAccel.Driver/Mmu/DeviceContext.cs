@@ -111,7 +111,7 @@ public sealed partial class DeviceContext : IDisposable
     public ulong DeviceFaults => _mmu.Backend.Read64(Fa1Registers.Context(Index, Fa1Registers.CtxFaults));
 
     /// <summary>The mirror the fault service walks.</summary>
-    public AddressMirror Mirror => _mirror;
+    internal AddressMirror Mirror => _mirror;
 
     /// <summary>Device page-table tables allocated (root included).</summary>
     internal int PageTableTables => _table.TableCount;

@@ -143,9 +143,10 @@ public sealed partial class CommandQueue : IDisposable
 
     /// <summary>
     /// Submits a descriptor as given (the queue sets its tag, and the IRQ flag in interrupt mode).
-    /// For tools and tests that need descriptors the typed methods refuse to build.
+    /// For tests that need descriptors the typed methods refuse to build. Internal: a raw descriptor can name
+    /// any context index, not only one the caller created.
     /// </summary>
-    public ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
+    internal ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
     {
         ThrowIfClosing();
         var credit = _credits.WaitAsync(cancellationToken);
