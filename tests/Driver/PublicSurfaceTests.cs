@@ -31,7 +31,7 @@ public class PublicSurfaceTests
     [TestCase(typeof(InvalidationFence))]
     public void DriverInternalsAreNotPublic(Type type) => Assert.That(type.IsVisible, Is.False, $"{type.FullName} is part of the public surface");
 
-    [TestCase(typeof(DeviceContext), "Mirror")]
+    [TestCase(typeof(DeviceContext), nameof(DeviceContext.Mirror))]
     public void PropertyIsNotPublic(Type type, string name)
     {
         var property = type.GetProperty(name, Instance) ?? throw new MissingMemberException(type.FullName, name);
