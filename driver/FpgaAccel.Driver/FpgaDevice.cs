@@ -56,7 +56,7 @@ public sealed partial class FpgaDevice : IDisposable
     /// <summary>The backend seam, for the driver's own layers (MMU, queues, faults).</summary>
     internal IDeviceBackend Backend { get; }
 
-    /// <summary>The interrupt vectors and their dispatcher.</summary>
+    /// <summary>What the interrupt dispatcher saw: vectors granted, interrupts per cause, a lost device (observation only).</summary>
     public DeviceInterrupts Interrupts => _interrupts ?? throw new ObjectDisposedException(nameof(FpgaDevice));
 
     /// <summary>Bytes pinned through the IOMMU now (pins, rings and page tables), as charged against the memlock limit.</summary>
@@ -227,6 +227,10 @@ public sealed partial class FpgaDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// Closes the device: its queues (waiting, bounded, for commands in flight), the fault service, every context
+    /// and pin, the interrupt dispatcher, then the backend. Safe to call twice.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)

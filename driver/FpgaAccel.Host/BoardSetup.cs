@@ -38,6 +38,7 @@ public sealed record BoardSetupOptions
     /// <summary>Changes a node's owner; default chown(2).</summary>
     public Action<string, uint, uint> ChangeOwner { get; init; } = UnixAccounts.ChangeOwner;
 
+    /// <summary>Where each change setup makes is logged, as it is made.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }
 
@@ -56,6 +57,10 @@ public sealed record BoardSetupReport(string Address, int Group, string GroupNod
 /// </summary>
 public static partial class BoardSetup
 {
+    /// <summary>
+    /// Binds the board and gives the user its node as <paramref name="options"/> say; throws
+    /// <see cref="BoardSetupException"/> (or <see cref="BoardNotFoundException"/>) with the reason and the fix when it cannot.
+    /// </summary>
     public static BoardSetupReport Run(BoardSetupOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -176,6 +181,7 @@ public static partial class BoardSetup
 /// <summary>Setting up a board for VFIO was refused (not root, foreign driver in the group, unknown user...).</summary>
 public sealed class BoardSetupException : FpgaAccelException
 {
+    /// <summary>Setup refused; <paramref name="message"/> says why and what to do first.</summary>
     public BoardSetupException(string message)
         : base(message)
     {

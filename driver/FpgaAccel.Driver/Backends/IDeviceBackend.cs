@@ -69,8 +69,9 @@ internal interface IDeviceBackend : IDisposable
     /// </summary>
     /// <remarks>
     /// Optional capabilities of a backend are nullable members with a default of null, as this one: a backend
-    /// that lacks one needs no code, and adding another (fault injection, say) breaks no backend. The driver
-    /// itself never reads them; it runs the same on every backend.
+    /// that lacks one needs no code, and adding another (fault injection, say) breaks no backend. The driver's
+    /// own layers (MMU, faults, queues) never use them, so it runs the same on every backend; FpgaDevice only
+    /// hands them out.
     /// </remarks>
     IDeviceOracle? Oracle => null;
 }
@@ -79,6 +80,7 @@ internal interface IDeviceBackend : IDisposable
 [Flags]
 public enum DmaAccess
 {
+    /// <summary>No access: refused by every mapping and pin (a mapping must let the device do something).</summary>
     None = 0,
 
     /// <summary>The device reads host memory (VFIO_DMA_MAP_FLAG_READ).</summary>
@@ -87,6 +89,7 @@ public enum DmaAccess
     /// <summary>The device writes host memory (VFIO_DMA_MAP_FLAG_WRITE).</summary>
     DeviceWrite = 2,
 
+    /// <summary>The device reads and writes host memory: a destination, or a buffer used both ways.</summary>
     ReadWrite = DeviceRead | DeviceWrite,
 }
 

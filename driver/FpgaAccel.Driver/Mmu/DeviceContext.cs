@@ -78,6 +78,7 @@ public sealed partial class DeviceContext : IDisposable
     /// <summary>True for a context whose faults abort at once (spec 4.2 NOFAULT).</summary>
     public bool NoFault { get; }
 
+    /// <summary>True once disposed: its pins and regions are gone and its hardware context is free for another.</summary>
     public bool IsDisposed => _disposed;
 
     /// <summary>Live pins.</summary>
