@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using FpgaAccel.Driver;
-using FpgaAccel.Driver.Diagnostics;
+using FpgaAccel.MachineCode;
 
 namespace FpgaAccel.Cli;
 
@@ -30,7 +30,7 @@ internal static class AsmCommand
     [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "Reflection over loaded assemblies; trimmed members are reported as not found.")]
     private static int Run(string target, FileInfo? extra, CliIo io)
     {
-        if (!MachineCode.IsSupported)
+        if (!MachineCodeDecoder.IsSupported)
         {
             io.Error.WriteLine($"fpgaaccel: asm reads x64 JIT code and this process runs on {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}; run it on an x64 host.");
             return ExitCodes.Failed;
@@ -107,7 +107,7 @@ internal static class AsmCommand
             MachineCodeListing listing;
             try
             {
-                listing = MachineCode.Decode(method);
+                listing = MachineCodeDecoder.Decode(method);
             }
             catch (MachineCodeException ex)
             {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Board;
+using FpgaAccel.Host;
 
 namespace FpgaAccel.Cli;
 

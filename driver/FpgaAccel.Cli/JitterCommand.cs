@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Queues;
 using Spectre.Console;

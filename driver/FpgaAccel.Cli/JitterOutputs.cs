@@ -2,8 +2,8 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
-using FpgaAccel.Driver.Diagnostics;
 
 namespace FpgaAccel.Cli;
 

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
-using FpgaAccel.Driver.Diagnostics;
 
 namespace FpgaAccel.Cli;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Board;
+using FpgaAccel.Host;
 
 namespace FpgaAccel.Cli;
 

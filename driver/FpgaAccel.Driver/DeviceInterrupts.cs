@@ -15,8 +15,13 @@ namespace FpgaAccel.Driver;
 /// IRQ_STATUS, and clears exactly the bits it read; a cause that latches after the read sends a new
 /// message (spec 3), which makes the eventfd readable again, so the next epoll_wait returns.
 /// With a single granted vector the same argument holds: every cause signals vector 0.
+///
+/// Public for observation only (counts, granted vectors, device lost). Handlers, claiming a vector and
+/// disposal are the driver's: a caller that could replace the COMPLETION or ERROR handler, take the FAULT
+/// vector or stop the dispatcher would break the device it shares, so this type is deliberately not
+/// <see cref="IDisposable"/> and the device disposes it.
 /// </remarks>
-public sealed partial class DeviceInterrupts : IDisposable
+public sealed partial class DeviceInterrupts
 {
     private const ulong StopToken = ulong.MaxValue;
     private readonly IDeviceBackend _backend;
@@ -84,14 +89,14 @@ public sealed partial class DeviceInterrupts : IDisposable
     /// Runs <paramref name="handler"/> on the dispatcher thread each time <paramref name="cause"/> fires.
     /// One handler per cause; a later call replaces it. Handlers must not block for long.
     /// </summary>
-    public void Subscribe(InterruptCauses cause, Action handler) => Volatile.Write(ref _handlers[CauseIndex(cause)], handler);
+    internal void Subscribe(InterruptCauses cause, Action handler) => Volatile.Write(ref _handlers[CauseIndex(cause)], handler);
 
     /// <summary>
     /// Hands <paramref name="cause"/>'s own vector to a dedicated consumer (the fault service), which then
     /// waits on the returned eventfd itself and acknowledges the cause in IRQ_STATUS. Returns null when
     /// the cause shares vector 0 with others (one vector granted): subscribe a handler instead.
     /// </summary>
-    public EventFd? Claim(InterruptCauses cause)
+    internal EventFd? Claim(InterruptCauses cause)
     {
         var index = CauseIndex(cause);
         if (GrantedVectors < Fa1Identity.MsixVectors)
@@ -105,7 +110,7 @@ public sealed partial class DeviceInterrupts : IDisposable
     }
 
     /// <summary>Stops the dispatcher, disconnects the vectors and closes every descriptor.</summary>
-    public void Dispose()
+    internal void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {

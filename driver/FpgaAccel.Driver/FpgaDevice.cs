@@ -56,7 +56,7 @@ public sealed partial class FpgaDevice : IDisposable
     /// <summary>The backend seam, for the driver's own layers (MMU, queues, faults).</summary>
     internal IDeviceBackend Backend { get; }
 
-    /// <summary>The interrupt vectors and their dispatcher.</summary>
+    /// <summary>What the interrupt dispatcher saw: vectors granted, interrupts per cause, a lost device (observation only).</summary>
     public DeviceInterrupts Interrupts => _interrupts ?? throw new ObjectDisposedException(nameof(FpgaDevice));
 
     /// <summary>Bytes pinned through the IOMMU now (pins, rings and page tables), as charged against the memlock limit.</summary>
@@ -72,6 +72,12 @@ public sealed partial class FpgaDevice : IDisposable
 
     internal FpgaDeviceOptions Options => _options;
 
+    /// <summary>
+    /// The backend's oracle when it has one (the model: stale accesses, lost faults), for test harnesses such
+    /// as the stress run; null on a board. It observes the device and changes nothing.
+    /// </summary>
+    public IDeviceOracle? Oracle => Backend.Oracle;
+
     /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
     public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
 
@@ -86,7 +92,7 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>Opens the device behind <paramref name="backend"/>, taking ownership of it (disposed on failure too).</summary>
-    public static FpgaDevice Open(IDeviceBackend backend, FpgaDeviceOptions? options = null)
+    internal static FpgaDevice Open(IDeviceBackend backend, FpgaDeviceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         options ??= new FpgaDeviceOptions();
@@ -184,7 +190,7 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>Resets the device (spec 3 CTRL.RESET) and waits for READY within the reset timeout.</summary>
-    public void Reset()
+    internal void Reset()
     {
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Reset);
         var timeout = _options.ResetTimeout;
@@ -221,6 +227,10 @@ public sealed partial class FpgaDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// Closes the device: its queues (waiting, bounded, for commands in flight), the fault service, every context
+    /// and pin, the interrupt dispatcher, then the backend. Safe to call twice.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)

@@ -11,5 +11,5 @@ public class BoardDmaTests : DmaTestsBase
     [SetUp]
     public void RequireBoard() => HardwareBoard.RequireAddress();
 
-    protected override IDeviceBackend CreateBackend() => HardwareBoard.OpenBackend();
+    private protected override IDeviceBackend CreateBackend() => HardwareBoard.OpenBackend();
 }

@@ -22,5 +22,5 @@ public class BoardFaultServiceTests : FaultServiceTestsBase
     [SetUp]
     public void RequireBoard() => HardwareBoard.RequireAddress();
 
-    protected override IDeviceBackend CreateBackend() => HardwareBoard.OpenBackend();
+    private protected override IDeviceBackend CreateBackend() => HardwareBoard.OpenBackend();
 }

@@ -1,6 +1,6 @@
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
@@ -19,7 +19,7 @@ public class DmaTests : DmaTestsBase
 
     public DmaTests(ClockMode clock) => _clock = clock;
 
-    protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = _clock });
+    private protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = _clock });
 }
 
 /// <summary>
@@ -32,7 +32,7 @@ public abstract class DmaTestsBase
     private IDeviceBackend _backend = null!;
 
     /// <summary>A fresh backend for one test; the device opened on it owns it.</summary>
-    protected abstract IDeviceBackend CreateBackend();
+    private protected abstract IDeviceBackend CreateBackend();
 
     private FpgaDevice Device => _device ?? throw new InvalidOperationException("SetUp did not open a device.");
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
+using FpgaAccel.Diagnostics;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
-using FpgaAccel.Driver.Diagnostics;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.FirmwareInterface;
@@ -21,7 +21,7 @@ public class FaultServiceTests : FaultServiceTestsBase
     {
     }
 
-    protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual });
+    private protected override IDeviceBackend CreateBackend() => new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual });
 
     [Test]
     public async Task MalformedRecordsAreRejectedAndTheServiceKeepsRunning()
@@ -119,7 +119,7 @@ public abstract class FaultServiceTestsBase
     protected FaultWaitMode Mode { get; }
 
     /// <summary>A fresh backend for one test; the device opened on it owns it.</summary>
-    protected abstract IDeviceBackend CreateBackend();
+    private protected abstract IDeviceBackend CreateBackend();
 
     /// <summary>Whether the backend has the model's oracle.</summary>
     protected virtual bool HasModelOracle => true;

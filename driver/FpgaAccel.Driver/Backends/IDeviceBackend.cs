@@ -24,7 +24,7 @@ public enum BackendKind
 /// MSI-X vector, connected as VFIO_DEVICE_SET_IRQS connects them. DMA: IOVA mappings through the
 /// platform IOMMU (VFIO type1 on the board, the model's IOMMU in CI); mapping a page pins it.
 /// </remarks>
-public interface IDeviceBackend : IDisposable
+internal interface IDeviceBackend : IDisposable
 {
     /// <summary>Board or model.</summary>
     BackendKind Kind { get; }
@@ -62,10 +62,22 @@ public interface IDeviceBackend : IDisposable
     /// unmapped. Callers unmap only after the device can no longer reach the range (spec 4.3 fence).
     /// </summary>
     ulong UnmapDma(ulong iova, ulong length);
+
+    /// <summary>
+    /// The device's oracle when this backend can see inside the device (the model), for test harnesses; null
+    /// for a backend that cannot (the board).
+    /// </summary>
+    /// <remarks>
+    /// Optional capabilities of a backend are nullable members with a default of null, as this one: a backend
+    /// that lacks one needs no code, and adding another (fault injection, say) breaks no backend. The driver's
+    /// own layers (MMU, faults, queues) never use them, so it runs the same on every backend; FpgaDevice only
+    /// hands them out.
+    /// </remarks>
+    IDeviceOracle? Oracle => null;
 }
 
 /// <summary>A window of usable IOVAs, inclusive at both ends.</summary>
-public readonly record struct IovaRange(ulong Start, ulong End)
+internal readonly record struct IovaRange(ulong Start, ulong End)
 {
     public bool Contains(ulong iova, ulong length) => length != 0 && iova >= Start && iova + length - 1 >= iova && iova + length - 1 <= End;
 }

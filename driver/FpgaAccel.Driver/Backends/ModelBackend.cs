@@ -4,9 +4,13 @@ using FpgaAccel.Interop;
 namespace FpgaAccel.Driver.Backends;
 
 /// <summary>The software model behind the backend seam. Owns the model it wraps.</summary>
-public sealed class ModelBackend : IDeviceBackend
+internal sealed class ModelBackend : IDeviceBackend
 {
-    public ModelBackend(Fa1Model model) => Model = model;
+    public ModelBackend(Fa1Model model)
+    {
+        Model = model;
+        Oracle = new ModelOracleReader(model);
+    }
 
     /// <summary>Creates a model with <paramref name="options"/> and wraps it.</summary>
     public ModelBackend(ModelOptions? options = null)
@@ -57,14 +61,26 @@ public sealed class ModelBackend : IDeviceBackend
     }
 
     /// <summary>
-    /// The model's oracle once the run has settled: device accesses through a translation the driver
-    /// had removed (fenced) or through a removed IOMMU mapping, and faults raised but never answered.
+    /// The model's oracle through the seam: device accesses through a translation the driver had removed
+    /// (fenced) or through a removed IOMMU mapping, and faults raised but never answered.
     /// </summary>
-    public (long? Stale, long Lost) ReadOracle()
-    {
-        var oracle = Model.Oracle;
-        return (oracle.StaleAccesses, oracle.LostFaults);
-    }
+    public IDeviceOracle Oracle { get; }
 
     public void Dispose() => Model.Dispose();
+
+    /// <summary>Reads <see cref="Fa1Model.Oracle"/> and turns it into the seam's report.</summary>
+    private sealed class ModelOracleReader(Fa1Model model) : IDeviceOracle
+    {
+        public DeviceOracleReport Read()
+        {
+            var oracle = model.Oracle;
+            return new DeviceOracleReport
+            {
+                DataAccesses = oracle.DataAccesses,
+                StaleAccesses = oracle.StaleAccesses,
+                FaultsRaised = oracle.FaultsRaised,
+                LostFaults = oracle.LostFaults,
+            };
+        }
+    }
 }

@@ -11,7 +11,7 @@ namespace FpgaAccel.Driver.Board;
 /// The FA-1 board through VFIO behind the backend seam: BAR0 mmapped for registers, MSI-X (or MSI) vectors
 /// on the driver's eventfds, DMA through the type1 IOMMU, function reset through VFIO_DEVICE_RESET.
 /// </summary>
-public sealed partial class BoardBackend : IDeviceBackend
+internal sealed partial class BoardBackend : IDeviceBackend
 {
     /// <summary>A DMA mapping's granule: host address, IOVA and length are multiples of it (spec 4.1 pages).</summary>
     public const ulong PageSize = 4096;

@@ -4,8 +4,13 @@ using System.Text.RegularExpressions;
 namespace FpgaAccel.Driver.Board;
 
 /// <summary>A PCI function address, domain:bus:device.function, as sysfs names it (0000:03:00.0).</summary>
+/// <param name="Domain">PCI segment (domain), 0 on most hosts.</param>
+/// <param name="Bus">Bus number.</param>
+/// <param name="Device">Device (slot) number, 0..31.</param>
+/// <param name="Function">Function number, 0..7.</param>
 public readonly partial record struct PciAddress(ushort Domain, byte Bus, byte Device, byte Function)
 {
+    /// <summary>The address as sysfs and lspci -D write it, lower-case hex with the domain: <c>0000:03:00.0</c>.</summary>
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"{Domain:x4}:{Bus:x2}:{Device:x2}.{Function:x1}");
 
@@ -20,6 +25,7 @@ public readonly partial record struct PciAddress(ushort Domain, byte Bus, byte D
         throw new InvalidPciAddressException(text);
     }
 
+    /// <summary>As <see cref="Parse"/>, but returns false instead of throwing for text that is not an address.</summary>
     public static bool TryParse(string? text, out PciAddress address)
     {
         address = default;
@@ -54,6 +60,7 @@ public readonly partial record struct PciAddress(ushort Domain, byte Bus, byte D
 /// <summary>A PCI address that does not parse.</summary>
 public sealed class InvalidPciAddressException : FpgaAccelException
 {
+    /// <summary>The <paramref name="text"/> given as a PCI address does not parse.</summary>
     public InvalidPciAddressException(string? text)
         : base($"'{text}' is not a PCI address: write it as domain:bus:device.function in hex, e.g. 0000:03:00.0 " +
                "(lspci -D lists them).")
@@ -61,5 +68,6 @@ public sealed class InvalidPciAddressException : FpgaAccelException
         Text = text;
     }
 
+    /// <summary>The text that was given.</summary>
     public string? Text { get; }
 }

@@ -50,6 +50,7 @@ public sealed record IommuGroupMember(string Name, string? Driver)
     /// </summary>
     public bool AllowsVfio => Driver is null or PciFunction.VfioPciDriver or "pci-stub" or "pcieport";
 
+    /// <summary>The member and its driver, as messages list them: <c>0000:03:00.1 (e1000e)</c>.</summary>
     public override string ToString() => $"{Name} ({Driver ?? "no driver"})";
 }
 
@@ -59,8 +60,10 @@ public sealed record IommuGroupMember(string Name, string? Driver)
 /// </summary>
 public sealed class PciDiscovery
 {
+    /// <summary>Looks for PCI functions under <paramref name="sysfsRoot"/> (<c>/sys</c> on a host).</summary>
     public PciDiscovery(string sysfsRoot = "/sys") => SysfsRoot = sysfsRoot;
 
+    /// <summary>The sysfs tree searched: <c>/sys</c>, or a fixture tree in tests and containers.</summary>
     public string SysfsRoot { get; }
 
     /// <summary>Where PCI functions are listed.</summary>

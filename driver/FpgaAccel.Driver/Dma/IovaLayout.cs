@@ -17,7 +17,7 @@ namespace FpgaAccel.Driver.Dma;
 /// that confuses them cannot pass unnoticed. Fallback: 0 (identity) when the IOMMU has no window
 /// up there (39-bit VT-d); then a page inside a reserved window cannot be pinned and says so.
 /// </remarks>
-public sealed class IovaLayout
+internal sealed class IovaLayout
 {
     /// <summary>Preferred offset: the first IOVA above x86-64 user space.</summary>
     public const ulong HighDelta = 1UL << 47;

@@ -8,7 +8,7 @@ namespace FpgaAccel.Driver.Dma;
 /// CAP_IPC_LOCK is not limited. The driver's count and the kernel's agree because both count the
 /// pages mapped through the IOMMU, once per page.
 /// </summary>
-public sealed class PinAccountant
+internal sealed class PinAccountant
 {
     private long _pinnedBytes;
 

@@ -5,7 +5,7 @@ namespace FpgaAccel.Driver.Faults;
 
 /// <summary>How a mirrored page may be used and whether it is backed now.</summary>
 [Flags]
-public enum MirrorFlags : ulong
+internal enum MirrorFlags : ulong
 {
     None = 0,
 
@@ -26,7 +26,7 @@ public enum MirrorFlags : ulong
 }
 
 /// <summary>One mirrored page: flags in [7:0], the owning region's id in [63:32].</summary>
-public readonly record struct MirrorEntry(ulong Raw)
+internal readonly record struct MirrorEntry(ulong Raw)
 {
     public MirrorFlags Flags => (MirrorFlags)(Raw & 0xFF);
 
@@ -67,7 +67,7 @@ public readonly record struct MirrorEntry(ulong Raw)
 /// Writers serialize on the owning context's lock (<see cref="Lock"/>), so no two writers race.
 /// Lookups allocate nothing and take no lock.
 /// </remarks>
-public sealed class AddressMirror
+internal sealed class AddressMirror
 {
     private const int Fanout = PageTableFormat.EntriesPerTable;
     private readonly object?[] _root = new object?[Fanout];

@@ -46,18 +46,25 @@ public sealed class FaultMetrics : IDisposable
         _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to the response");
     }
 
+    /// <summary>Fault records serviced (answered RETRY, DROPIN or ABORT) since the service started.</summary>
     public long Faults => Interlocked.Read(ref _faultCount);
 
+    /// <summary>Faults answered RETRY: the device walks the page table again (spec 4.4).</summary>
     public long Retries => Interlocked.Read(ref _retryCount);
 
+    /// <summary>Faults answered DROPIN: the translation went with the answer, saving the device a walk.</summary>
     public long Dropins => Interlocked.Read(ref _dropinCount);
 
+    /// <summary>DROPINs an invalidation had already killed when they were sent (the device ignores them: spec 4.4).</summary>
     public long KilledDropins => Interlocked.Read(ref _killedDropinCount);
 
+    /// <summary>Faults answered ABORT: no pin or region covered the address with the access asked for.</summary>
     public long Aborts => Interlocked.Read(ref _abortCount);
 
+    /// <summary>Fault records rejected by validation (sequence, context, reserved fields, address): a device not to be trusted.</summary>
     public long BadRecords => Interlocked.Read(ref _badRecordCount);
 
+    /// <summary>Removes the meter, so listeners stop seeing its instruments; the fault service does this when it stops.</summary>
     public void Dispose() => _meter.Dispose();
 
     internal void Fault()

@@ -16,6 +16,7 @@ public enum FaultWaitMode
 /// <summary>Settings of the fault service.</summary>
 public sealed record FaultServiceOptions
 {
+    /// <summary>How the service waits when the ring is empty: block on the eventfd, or spin a little first (adaptive).</summary>
     public FaultWaitMode Mode { get; init; } = FaultWaitMode.Block;
 
     /// <summary>How long the adaptive mode spins on FQ_TAIL before it blocks.</summary>

@@ -78,6 +78,7 @@ public sealed partial class DeviceContext : IDisposable
     /// <summary>True for a context whose faults abort at once (spec 4.2 NOFAULT).</summary>
     public bool NoFault { get; }
 
+    /// <summary>True once disposed: its pins and regions are gone and its hardware context is free for another.</summary>
     public bool IsDisposed => _disposed;
 
     /// <summary>Live pins.</summary>
@@ -111,7 +112,7 @@ public sealed partial class DeviceContext : IDisposable
     public ulong DeviceFaults => _mmu.Backend.Read64(Fa1Registers.Context(Index, Fa1Registers.CtxFaults));
 
     /// <summary>The mirror the fault service walks.</summary>
-    public AddressMirror Mirror => _mirror;
+    internal AddressMirror Mirror => _mirror;
 
     /// <summary>Device page-table tables allocated (root included).</summary>
     internal int PageTableTables => _table.TableCount;

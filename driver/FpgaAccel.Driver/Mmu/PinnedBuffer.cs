@@ -32,8 +32,10 @@ public sealed class PinnedBuffer : IDisposable
     /// <summary>Device virtual address of the first byte (spec 4: DVA = the process's own address).</summary>
     public ulong Dva => (ulong)Address;
 
+    /// <summary>Bytes pinned from <see cref="Address"/>.</summary>
     public ulong Length { get; }
 
+    /// <summary>What the device may do through this pin: read, write or both (a write pin lets it read too: spec 4.1).</summary>
     public DmaAccess Access { get; }
 
     /// <summary>False once unpinned.</summary>
@@ -51,5 +53,6 @@ public sealed class PinnedBuffer : IDisposable
     /// <summary>Moves to unpinned; false when it already was (so exactly one caller unpins).</summary>
     internal bool MarkUnpinned() => Interlocked.Exchange(ref _state, 1) == 0;
 
+    /// <summary>The pin for messages and logs: id, range, access and context.</summary>
     public override string ToString() => $"pin #{Id} [0x{Address:X}, +{Length}) {Access} in context {Context.Index}";
 }

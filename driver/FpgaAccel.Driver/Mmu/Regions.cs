@@ -22,17 +22,22 @@ public sealed class OnDemandRegion : IDisposable
         Access = access;
     }
 
+    /// <summary>The context whose page table the region's pages are faulted into.</summary>
     public DeviceContext Context { get; }
 
     /// <summary>Region id (also the id the mirror records for its pages).</summary>
     public uint Id { get; }
 
+    /// <summary>First byte of the region; also its device virtual address (DVA = VA).</summary>
     public nint Address { get; }
 
+    /// <summary>Bytes in the region from <see cref="Address"/>.</summary>
     public ulong Length { get; }
 
+    /// <summary>What the device may do in the region; a fault asking for more is answered ABORT.</summary>
     public DmaAccess Access { get; }
 
+    /// <summary>False once unregistered: its pages are unmapped and new faults in it are aborted.</summary>
     public bool IsRegistered => Volatile.Read(ref _state) == 0;
 
     internal ulong FirstPage { get; }
@@ -50,6 +55,7 @@ public sealed class OnDemandRegion : IDisposable
 
     internal bool MarkUnregistered() => Interlocked.Exchange(ref _state, 1) == 0;
 
+    /// <summary>The region for messages and logs: id, range, access and context.</summary>
     public override string ToString() => $"on-demand region #{Id} [0x{Address:X}, +{Length}) {Access} in context {Context.Index}";
 }
 

@@ -8,7 +8,7 @@ namespace FpgaAccel.Driver.Mmu;
 /// A point in the device's invalidation stream: passed when INV_DONE has counted up to it (spec 4.3).
 /// Fences from several invalidations can be collected and waited on once (the latest covers the rest).
 /// </summary>
-public readonly record struct InvalidationFence(ulong Sequence);
+internal readonly record struct InvalidationFence(ulong Sequence);
 
 /// <summary>
 /// Issues TLB invalidations (INV_ADDR, INV_PAGES, INV_CMD) and waits for their fences (INV_DONE).

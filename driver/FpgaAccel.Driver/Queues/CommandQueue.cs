@@ -101,20 +101,25 @@ public sealed partial class CommandQueue : IDisposable
         LogOpened(_logger, index, entries, mode);
     }
 
+    /// <summary>The device queue this is (0 .. CAPS.queues-1): which SQ/CQ register block it drives.</summary>
     public int Index { get; }
 
     /// <summary>Slots in each ring; also the most commands in flight at once.</summary>
     public int Entries { get; }
 
+    /// <summary>How completions are noticed: the COMPLETION interrupt, or a poller thread on the ring.</summary>
     public CompletionMode Mode { get; }
 
+    /// <summary>True once disposed: the queue accepts no command and its rings are freed.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>Commands submitted and not yet completed.</summary>
     public long Outstanding => Interlocked.Read(ref _outstanding);
 
+    /// <summary>Commands written to the submission ring since the queue opened.</summary>
     public long Submitted => Interlocked.Read(ref _submitted);
 
+    /// <summary>Commands whose completion record was harvested since the queue opened.</summary>
     public long Completed => Interlocked.Read(ref _completed);
 
     /// <summary>
@@ -126,6 +131,7 @@ public sealed partial class CommandQueue : IDisposable
     /// <summary>Completion records the device wrote that named no command in flight (ignored).</summary>
     public long BadCompletions => Interlocked.Read(ref _badCompletions);
 
+    /// <summary>A NOP: no data moved; measures the queue's own round trip, or checks the device still completes.</summary>
     public ValueTask<CommandResult> NopAsync(DeviceContext context, CancellationToken cancellationToken = default) =>
         SubmitAsync(Describe(Opcode.Nop, context, 0, 0, 0, 0), cancellationToken);
 
@@ -143,9 +149,10 @@ public sealed partial class CommandQueue : IDisposable
 
     /// <summary>
     /// Submits a descriptor as given (the queue sets its tag, and the IRQ flag in interrupt mode).
-    /// For tools and tests that need descriptors the typed methods refuse to build.
+    /// For tests that need descriptors the typed methods refuse to build. Internal: a raw descriptor can name
+    /// any context index, not only one the caller created.
     /// </summary>
-    public ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
+    internal ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
     {
         ThrowIfClosing();
         var credit = _credits.WaitAsync(cancellationToken);

@@ -21,6 +21,7 @@ public enum CompletionMode
 /// <param name="EndCycle">Device cycle it completed.</param>
 public readonly record struct CommandResult(uint Tag, CompletionStatus Status, ushort Faults, ulong Result, ulong StartCycle, ulong EndCycle)
 {
+    /// <summary>True when the device completed the command OK; any other status means it did not do all of it.</summary>
     public bool Succeeded => Status == CompletionStatus.Ok;
 
     /// <summary>Device cycles from start to completion.</summary>
@@ -30,6 +31,7 @@ public readonly record struct CommandResult(uint Tag, CompletionStatus Status, u
 /// <summary>A command the driver refuses before it reaches the device.</summary>
 public sealed class InvalidCommandException : FpgaAccelException
 {
+    /// <summary>The command was refused; <paramref name="message"/> names the value, the rule and the fix.</summary>
     public InvalidCommandException(string message)
         : base(message)
     {

@@ -1,9 +1,11 @@
 using System.Globalization;
+using FpgaAccel.Driver;
+using FpgaAccel.Driver.Board;
 using FpgaAccel.Interop;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace FpgaAccel.Driver.Board;
+namespace FpgaAccel.Host;
 
 /// <summary>What <see cref="BoardSetup.Run"/> binds, for whom, and where it writes.</summary>
 public sealed record BoardSetupOptions
@@ -36,6 +38,7 @@ public sealed record BoardSetupOptions
     /// <summary>Changes a node's owner; default chown(2).</summary>
     public Action<string, uint, uint> ChangeOwner { get; init; } = UnixAccounts.ChangeOwner;
 
+    /// <summary>Where each change setup makes is logged, as it is made.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }
 
@@ -54,6 +57,10 @@ public sealed record BoardSetupReport(string Address, int Group, string GroupNod
 /// </summary>
 public static partial class BoardSetup
 {
+    /// <summary>
+    /// Binds the board and gives the user its node as <paramref name="options"/> say; throws
+    /// <see cref="BoardSetupException"/> (or <see cref="BoardNotFoundException"/>) with the reason and the fix when it cannot.
+    /// </summary>
     public static BoardSetupReport Run(BoardSetupOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -169,4 +176,14 @@ public static partial class BoardSetup
 
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Setup: {Action}")]
     private static partial void LogAction(ILogger logger, string action);
+}
+
+/// <summary>Setting up a board for VFIO was refused (not root, foreign driver in the group, unknown user...).</summary>
+public sealed class BoardSetupException : FpgaAccelException
+{
+    /// <summary>Setup refused; <paramref name="message"/> says why and what to do first.</summary>
+    public BoardSetupException(string message)
+        : base(message)
+    {
+    }
 }

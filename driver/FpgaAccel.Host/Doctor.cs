@@ -1,8 +1,9 @@
 using System.Globalization;
+using FpgaAccel.Driver.Board;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
-namespace FpgaAccel.Driver.Board;
+namespace FpgaAccel.Host;
 
 /// <summary>What <see cref="Doctor.Run"/> checks, and where it looks.</summary>
 public sealed record DoctorOptions
@@ -38,7 +39,10 @@ public sealed record DoctorOptions
 /// <summary>The outcome of one check.</summary>
 public enum CheckStatus
 {
+    /// <summary>What was checked is as the board needs it.</summary>
     Pass,
+
+    /// <summary>What was checked is wrong; the check carries the fix.</summary>
     Fail,
 
     /// <summary>Not run because an earlier check failed (e.g. no device to look at).</summary>
@@ -53,6 +57,8 @@ public enum CheckStatus
 public sealed record DoctorCheck(string Name, CheckStatus Status, string Detail, string? Fix);
 
 /// <summary>Every check, and the boards found.</summary>
+/// <param name="Checks">Every check in the order run: host first, then each board, then limits.</param>
+/// <param name="Devices">The boards found with the vendor and device IDs (or at the address) asked for.</param>
 public sealed record DoctorReport(IReadOnlyList<DoctorCheck> Checks, IReadOnlyList<PciFunction> Devices)
 {
     /// <summary>True when no check failed.</summary>
@@ -68,6 +74,7 @@ public static class Doctor
     /// <summary>What the doctor assumes a workload pins when not told: 64 MiB.</summary>
     public const ulong DefaultPinBytes = 64UL << 20;
 
+    /// <summary>Runs every check against the host <paramref name="options"/> describe (this host by default) and reports each one.</summary>
     public static DoctorReport Run(DoctorOptions? options = null)
     {
         options ??= new DoctorOptions();

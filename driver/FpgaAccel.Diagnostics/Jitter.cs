@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
@@ -6,7 +7,7 @@ using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>How the measured buffers are made available to the device.</summary>
 public enum BufferMode
@@ -21,8 +22,13 @@ public enum BufferMode
 /// <summary>The DMA operation measured.</summary>
 public enum JitterOperation
 {
+    /// <summary>COPY: the device reads the source and writes the destination, so both sides may fault.</summary>
     Copy,
+
+    /// <summary>FILL: the device only writes, so only the destination faults.</summary>
     Fill,
+
+    /// <summary>CRC32C: the device only reads, so only the source faults.</summary>
     Crc,
 }
 
@@ -32,6 +38,7 @@ public sealed record JitterOptions
     /// <summary>Largest transfer the run accepts per command.</summary>
     public const ulong MaxSize = 64UL << 20;
 
+    /// <summary>Which command every measured operation is.</summary>
     public JitterOperation Operation { get; init; } = JitterOperation.Copy;
 
     /// <summary>Bytes per command.</summary>
@@ -49,8 +56,10 @@ public sealed record JitterOptions
     /// </summary>
     public int WorkingSetPages { get; init; }
 
+    /// <summary>How the queue learns of completions: interrupt or polling (part of the measured latency).</summary>
     public CompletionMode Completion { get; init; } = CompletionMode.Interrupt;
 
+    /// <summary>The fault service the on-demand mode starts when the device has none running.</summary>
     public FaultServiceOptions FaultService { get; init; } = new();
 
     /// <summary>Checks the settings against each other and the device; throws naming the first bad one.</summary>
@@ -90,10 +99,21 @@ public readonly record struct JitterSample(long HostNanoseconds, ulong DeviceSta
 /// Order statistics of a latency sample. Percentiles are exact: nearest rank over the sorted samples
 /// (the value below which p of the samples fall, rank ceil(p * n)), no histogram and no interpolation.
 /// </summary>
+/// <param name="Count">Samples.</param>
+/// <param name="Min">Smallest sample.</param>
+/// <param name="P50">Median (nearest rank).</param>
+/// <param name="P90">90th percentile (nearest rank).</param>
+/// <param name="P99">99th percentile (nearest rank).</param>
+/// <param name="P999">99.9th percentile (nearest rank): the tail on-demand faults show up in.</param>
+/// <param name="Max">Largest sample.</param>
+/// <param name="Mean">Arithmetic mean.</param>
+/// <param name="StdDev">Sample standard deviation (n - 1).</param>
 public sealed record LatencyStats(long Count, double Min, double P50, double P90, double P99, double P999, double Max, double Mean, double StdDev)
 {
+    /// <summary>How the percentiles are computed, for reports that must say so (the jitter JSON carries it).</summary>
     public const string Method = "exact (nearest rank over all samples, no binning)";
 
+    /// <summary>The statistics of <paramref name="values"/> (any unit; all zero for no values).</summary>
     public static LatencyStats From(ReadOnlySpan<double> values)
     {
         if (values.IsEmpty)
@@ -143,6 +163,10 @@ public sealed record JitterModeResult(BufferMode Mode, JitterSample[] Samples, L
 /// </summary>
 public static class Jitter
 {
+    /// <summary>
+    /// Measures one <paramref name="mode"/> on <paramref name="device"/>: warm-up, then the measured commands, one at a
+    /// time on queue 0 in a context of its own; starts the fault service for on-demand when none is running.
+    /// </summary>
     public static async Task<JitterModeResult> RunAsync(FpgaDevice device, BufferMode mode, JitterOptions options, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);

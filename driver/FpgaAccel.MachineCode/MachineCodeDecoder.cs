@@ -7,7 +7,7 @@ using Iced.Intel;
 using FlowControl = Iced.Intel.FlowControl;
 using OpCodes = System.Reflection.Emit.OpCodes;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.MachineCode;
 
 /// <summary>Which code a listing shows.</summary>
 public enum CodeTier
@@ -65,7 +65,7 @@ public enum CodeTier
 /// assertions should be about properties every correct compilation has (access widths, atomic
 /// instructions, calls), not about exact instruction sequences.
 /// </remarks>
-public static class MachineCode
+public static class MachineCodeDecoder
 {
     /// <summary>How far from its entry a method's code is followed.</summary>
     public const int MaxCodeBytes = 4096;
@@ -77,7 +77,7 @@ public static class MachineCode
 
     /// <summary>
     /// Decodes the optimized machine code of <paramref name="method"/> as its callers get it, with its
-    /// inlinees; see the remarks on <see cref="MachineCode"/> for how and the limits.
+    /// inlinees; see the remarks on <see cref="MachineCodeDecoder"/> for how and the limits.
     /// </summary>
     public static MachineCodeListing Decode(MethodBase method)
     {
@@ -467,10 +467,15 @@ public static class MachineCode
 }
 
 /// <summary>One decoded instruction: Iced's <see cref="Iced.Intel.Instruction"/>, its Intel-syntax text and its bytes.</summary>
+/// <param name="Instruction">The instruction as Iced decoded it: operands, memory operand, flow control.</param>
+/// <param name="Text">Intel syntax, as <c>fpgaaccel asm</c> prints it.</param>
+/// <param name="Bytes">The machine code bytes of the instruction.</param>
 public sealed record DecodedInstruction(Instruction Instruction, string Text, byte[] Bytes)
 {
+    /// <summary>Where the instruction sits in this process's memory.</summary>
     public ulong Address => Instruction.IP;
 
+    /// <summary>One listing line: address, bytes, Intel syntax.</summary>
     public override string ToString() => $"{Address:X16}  {Convert.ToHexString(Bytes),-24} {Text}";
 }
 
@@ -480,6 +485,10 @@ public sealed record DecodedInstruction(Instruction Instruction, string Text, by
 /// <see cref="Interlocked"/>, the runtime's cast and throw helpers, the decoded method's own type), and
 /// whether it does not return (a throw).
 /// </summary>
+/// <param name="At">The call instruction.</param>
+/// <param name="Target">Where the call lands after the runtime's stubs; null for a call through a register.</param>
+/// <param name="TargetMethod">The method called, when it is one of the known targets; null otherwise.</param>
+/// <param name="DoesNotReturn">True when the call throws (a throw helper, or followed by <c>int3</c>).</param>
 public sealed record CallSite(DecodedInstruction At, ulong? Target, MethodInfo? TargetMethod, bool DoesNotReturn)
 {
     /// <summary><c>Namespace.Type.Method</c> of <see cref="TargetMethod"/>, or null when the target is not known.</summary>
@@ -507,6 +516,10 @@ public enum MemoryAccessKind
 }
 
 /// <summary>One memory access: the instruction, its width in bytes, whether it writes, and where it points.</summary>
+/// <param name="At">The instruction with the memory operand.</param>
+/// <param name="Size">Bytes accessed: a torn 64-bit register access shows as two of 4.</param>
+/// <param name="IsWrite">True when the instruction writes the memory (a store, or a read-modify-write).</param>
+/// <param name="Kind">What the address is based on, to tell register-window accesses from bookkeeping.</param>
 public sealed record MemoryAccess(DecodedInstruction At, int Size, bool IsWrite, MemoryAccessKind Kind);
 
 /// <summary>A decoded method, with the checks the machine-code tests need.</summary>
@@ -526,11 +539,13 @@ public sealed class MachineCodeListing
         MemoryAccesses = ClassifyMemoryAccesses(instructions);
     }
 
+    /// <summary>The method whose code this is.</summary>
     public MethodBase Method { get; }
 
     /// <summary>Address of the first decoded instruction.</summary>
     public ulong Entry { get; }
 
+    /// <summary>Whether the code is optimized, possibly tier-0, or unoptimized: a check on unoptimized code proves nothing.</summary>
     public CodeTier Tier { get; }
 
     /// <summary>True when this is the method inlined into an optimized probe (its code as callers get it).</summary>
@@ -539,6 +554,7 @@ public sealed class MachineCodeListing
     /// <summary>The reachable instructions in address order.</summary>
     public IReadOnlyList<DecodedInstruction> Instructions { get; }
 
+    /// <summary>Every call in the code, with its target named when known and whether it returns.</summary>
     public IReadOnlyList<CallSite> Calls { get; }
 
     /// <summary>Every explicit memory operand (not <c>lea</c>, not the implicit stack of push/pop/call).</summary>
@@ -650,8 +666,9 @@ public sealed class MachineCodeListing
 }
 
 /// <summary>A method's machine code could not be obtained or decoded; the message says why and what to decode instead.</summary>
-public sealed class MachineCodeException : FpgaAccelException
+public sealed class MachineCodeException : Exception
 {
+    /// <summary>Decoding failed; <paramref name="message"/> says why and what to decode instead.</summary>
     public MachineCodeException(string message)
         : base(message)
     {

@@ -1,8 +1,10 @@
 using FpgaAccel.Driver.Board;
+using FpgaAccel.Host;
 using FpgaAccel.Interop;
+using FpgaAccel.Tests.Driver;
 using NUnit.Framework;
 
-namespace FpgaAccel.Tests.Driver;
+namespace FpgaAccel.Tests.Host;
 
 /// <summary>The doctor against fixture trees: a healthy host, then one misconfiguration at a time, each reported with a fix.</summary>
 public class DoctorTests

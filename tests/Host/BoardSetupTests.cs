@@ -1,8 +1,10 @@
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Board;
+using FpgaAccel.Host;
+using FpgaAccel.Tests.Driver;
 using NUnit.Framework;
 
-namespace FpgaAccel.Tests.Driver;
+namespace FpgaAccel.Tests.Host;
 
 /// <summary>Setup against fixture trees: the writes land in files there; a wrapper plays the kernel's part on drivers_probe.</summary>
 public class BoardSetupTests

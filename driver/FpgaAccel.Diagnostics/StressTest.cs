@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Faults;
 using FpgaAccel.Driver.Mmu;
@@ -6,13 +7,15 @@ using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>Settings of a stress run.</summary>
 public sealed record StressOptions
 {
+    /// <summary>How long the threads keep starting operations; those in flight then finish.</summary>
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Seeds every thread's choice of operations and data, so a failing run can be repeated.</summary>
     public int Seed { get; init; } = 1;
 
     /// <summary>Threads registering, pinning and running commands at once.</summary>
@@ -27,8 +30,10 @@ public sealed record StressOptions
     /// <summary>How long one operation may take before it counts as a deadlock.</summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(20);
 
+    /// <summary>The fault service the run starts when the device has none running.</summary>
     public FaultServiceOptions FaultService { get; init; } = new();
 
+    /// <summary>Checks the settings; throws <see cref="InvalidDeviceOptionException"/> naming the first one out of range.</summary>
     public void Validate()
     {
         if (Duration <= TimeSpan.Zero || Duration > TimeSpan.FromHours(24))
@@ -51,10 +56,13 @@ public sealed record StressOptions
 /// <summary>What a stress run did and whether every invariant held.</summary>
 public sealed record StressReport
 {
+    /// <summary>Operations (pinned copy, on-demand copies, unregister in flight) the threads completed.</summary>
     public long Operations { get; init; }
 
+    /// <summary>Commands the device completed, whatever their status.</summary>
     public long Commands { get; init; }
 
+    /// <summary>Copies whose destination was compared with the source byte for byte.</summary>
     public long VerifiedCopies { get; init; }
 
     /// <summary>Copies whose destination did not match the source although nothing interfered: must be 0.</summary>
@@ -63,12 +71,16 @@ public sealed record StressReport
     /// <summary>Commands that completed with an unexpected status: must be 0.</summary>
     public long UnexpectedStatus { get; init; }
 
+    /// <summary>Faults the fault service handled during the run.</summary>
     public long Faults { get; init; }
 
+    /// <summary>Faults answered ABORT (expected when a region is unregistered while its command runs).</summary>
     public long Aborts { get; init; }
 
+    /// <summary>Faults answered DROPIN.</summary>
     public long Dropins { get; init; }
 
+    /// <summary>On-demand pages evicted under the budget: shows the run exercised eviction.</summary>
     public long Evictions { get; init; }
 
     /// <summary>Operations that did not finish within the timeout: must be 0.</summary>
@@ -80,10 +92,13 @@ public sealed record StressReport
     /// <summary>The model's oracle: faults raised and never answered. Null on a board.</summary>
     public long? LostFaults { get; init; }
 
+    /// <summary>Whether the fault service thread was still running at the end: must be true.</summary>
     public bool FaultServiceAlive { get; init; }
 
+    /// <summary>Every invariant that failed, one line each; empty when the run passed.</summary>
     public IReadOnlyList<string> Failures { get; init; } = [];
 
+    /// <summary>True when every invariant held.</summary>
     public bool Passed => Failures.Count == 0;
 }
 
@@ -95,6 +110,10 @@ public sealed record StressReport
 /// </summary>
 public static class StressTest
 {
+    /// <summary>
+    /// Runs the stress on <paramref name="device"/> with two contexts and up to <see cref="StressOptions.Threads"/> queues of
+    /// its own, reports progress about once a second, and returns what held; reads the device's oracle when it has one.
+    /// </summary>
     public static async Task<StressReport> RunAsync(FpgaDevice device, StressOptions options, Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -131,7 +150,7 @@ public static class StressTest
             }
         }
 
-        var oracle = device.Backend is ModelBackend model ? model.ReadOracle() : ((long? Stale, long Lost)?)null;
+        var oracle = device.Oracle?.Read();
         var report = new StressReport
         {
             Operations = totals.Operations,
@@ -144,8 +163,8 @@ public static class StressTest
             Dropins = faults.Metrics.Dropins,
             Evictions = device.OnDemand.Evictions,
             Deadlocks = totals.Deadlocks,
-            StaleAccesses = oracle?.Stale,
-            LostFaults = oracle?.Lost,
+            StaleAccesses = oracle?.StaleAccesses,
+            LostFaults = oracle?.LostFaults,
             FaultServiceAlive = faults.IsRunning,
         };
         lock (failures)

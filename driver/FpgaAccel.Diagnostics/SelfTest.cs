@@ -1,11 +1,12 @@
 using System.Globalization;
+using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
-namespace FpgaAccel.Driver.Diagnostics;
+namespace FpgaAccel.Diagnostics;
 
 /// <summary>One check of the self-test.</summary>
 /// <param name="Name">What was checked, e.g. <c>copy 4097 B src+1 dst+4093</c>.</param>
@@ -14,12 +15,18 @@ namespace FpgaAccel.Driver.Diagnostics;
 public sealed record SelfTestCheck(string Name, bool Passed, string Detail);
 
 /// <summary>What <see cref="SelfTest.RunAsync"/> found.</summary>
+/// <param name="Checks">Every check, in the order it ran.</param>
+/// <param name="LargestSize">The largest transfer checked: <see cref="SelfTest.MaxSize"/>, or less when the pin limit is lower.</param>
+/// <param name="Note">Why fewer sizes were checked than usual (the pin limit), or null.</param>
 public sealed record SelfTestReport(IReadOnlyList<SelfTestCheck> Checks, ulong LargestSize, string? Note)
 {
+    /// <summary>Checks whose device result matched the CPU's.</summary>
     public int PassedCount => Checks.Count(c => c.Passed);
 
+    /// <summary>Checks whose device result differed, or whose command did not complete OK.</summary>
     public int FailedCount => Checks.Count(c => !c.Passed);
 
+    /// <summary>True when at least one check ran and none failed: the device is fit for use.</summary>
     public bool AllPassed => FailedCount == 0 && Checks.Count > 0;
 }
 
@@ -36,6 +43,10 @@ public static class SelfTest
     private const ulong Slack = 4UL << 20;
     private const byte Guard = 0xE7;
 
+    /// <summary>
+    /// Runs every check on <paramref name="device"/> with data from <paramref name="seed"/>, reporting each one to
+    /// <paramref name="progress"/> as it finishes; uses one context, one queue and two pinned buffers of its own.
+    /// </summary>
     public static async Task<SelfTestReport> RunAsync(FpgaDevice device, int seed = 1, Action<SelfTestCheck>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
