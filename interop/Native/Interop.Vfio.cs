@@ -5,7 +5,7 @@ internal static partial class Interop
     /// <summary>
     /// The VFIO user ABI from linux/vfio.h: constants, ioctl request numbers and (in
     /// Interop.Vfio.Structs.cs) structs, under their C names. Every constant and struct here is
-    /// compiled against the real header by tests/Interop/VfioLayoutTests.cs, which finds them by
+    /// compiled against the real header by tests/Interop/Vfio/VfioLayoutTests.cs, which finds them by
     /// reflection: anything added here is checked without further work.
     /// </summary>
     internal static partial class Vfio

@@ -2,6 +2,7 @@ using System.Text.Json;
 using FpgaAccel.Cli;
 using FpgaAccel.Interop;
 using FpgaAccel.Tests.Driver;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Cli;

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using FpgaAccel.Driver;
 using FpgaAccel.Driver.Backends;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Driver;
@@ -22,7 +23,7 @@ public partial class DriverStructureTests
     // What the driver may reference: the layers below it (the model for the auto fallback).
     private static readonly string[] s_allowedProjects = ["FpgaAccel.FirmwareInterface", "FpgaAccel.Interop", "FpgaAccel.HwSim"];
 
-    private static string DriverDirectory => Path.Combine(RepositoryRoot(), "driver", "FpgaAccel.Driver");
+    private static string DriverDirectory => Path.Combine(Repository.Root, "driver", "FpgaAccel.Driver");
 
     [Test]
     public void OnlyTheModelAdapterAndTheOptionsNameHwSim()
@@ -111,18 +112,6 @@ public partial class DriverStructureTests
         return type;
     }
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "FpgaAccel.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"No FpgaAccel.sln above {AppContext.BaseDirectory}: run the tests from a build inside the repository.");
-    }
 
     // The namespace by any spelling the compiler would resolve: FpgaAccel.HwSim, global::FpgaAccel.HwSim, or HwSim.X inside FpgaAccel.
     [GeneratedRegex(@"\bHwSim\b")]

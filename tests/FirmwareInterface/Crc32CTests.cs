@@ -1,6 +1,6 @@
 using System.Text;
 using FpgaAccel.FirmwareInterface;
-using FpgaAccel.Tests.Model;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.FirmwareInterface;

@@ -2,6 +2,7 @@ using FpgaAccel.Driver;
 using FpgaAccel.Driver.Board;
 using FpgaAccel.Host;
 using FpgaAccel.Tests.Driver;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Host;

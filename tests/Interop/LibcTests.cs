@@ -1,4 +1,5 @@
 using FpgaAccel.Interop;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Interop;
