@@ -22,7 +22,7 @@ public sealed class IommuMappingException : InvalidOperationException
 /// <param name="Host">Host virtual address of the 4 KiB page.</param>
 /// <param name="Access">What the device may do.</param>
 /// <param name="Generation">Distinct for every map call, so a use of a mapping after its unmap is recognisable.</param>
-public readonly record struct IommuPage(nint Host, DmaAccess Access, long Generation);
+internal readonly record struct IommuPage(nint Host, DmaAccess Access, long Generation);
 
 /// <summary>
 /// The model's platform IOMMU (spec 6), behaving like VFIO type1: IOVA pages map to host memory;
@@ -243,7 +243,7 @@ public sealed class ModelIommu
     /// Translates a device access. Returns false, and counts a refusal, when the page is unmapped or
     /// lacks the access; the caller then applies spec 6 (data: DMA_ERROR; rings and tables: FATAL).
     /// </summary>
-    public bool TryTranslate(ulong iova, DmaAccess access, out IommuPage page)
+    internal bool TryTranslate(ulong iova, DmaAccess access, out IommuPage page)
     {
         if (_pages.TryGetValue(iova >> PageTableFormat.PageShift, out page) && (page.Access & access) == access)
         {
