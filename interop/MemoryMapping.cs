@@ -50,8 +50,13 @@ public sealed class MemoryMapping : SafeHandle
         return Map(length, protection, flags, noFile, 0);
     }
 
-    /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
-    internal static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
+    /// <summary>
+    /// Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/> (a multiple of the
+    /// page size), shared: stores reach the file and every other mapping of it (a memfd another process passed).
+    /// The mapping keeps the file alive; the descriptor may be closed once this returns.
+    /// </summary>
+    /// <exception cref="SystemCallException">mmap refused (EINVAL for a misaligned offset, EACCES for a protection the descriptor's mode does not allow, ENODEV for a file that cannot be mapped).</exception>
+    public static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
     {
         ArgumentNullException.ThrowIfNull(fd);
         ArgumentOutOfRangeException.ThrowIfZero(length);
