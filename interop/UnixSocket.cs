@@ -226,8 +226,9 @@ public sealed class UnixSocket : IDisposable
                 message.msg_controllen = (nuint)controlLength;
             }
 
-            TakeDescriptors(control, (int)message.msg_controllen, descriptors);
-            return new SocketReceiveResult((int)n, (message.msg_flags & Interop.Libc.MSG_CTRUNC) != 0);
+            // CMSG_SPACE rounds the room up to 8 bytes, so one more descriptor than asked may fit: it is closed too.
+            var over = TakeDescriptors(control, (int)message.msg_controllen, descriptors, maxDescriptors);
+            return new SocketReceiveResult((int)n, over || (message.msg_flags & Interop.Libc.MSG_CTRUNC) != 0);
         }
     }
 
@@ -263,9 +264,12 @@ public sealed class UnixSocket : IDisposable
     /// <summary>Closes the descriptor once no call is using it (a call in progress holds it open until it returns).</summary>
     public void Dispose() => _fd.Dispose();
 
-    // Walks the ancillary messages (CMSG_FIRSTHDR/CMSG_NXTHDR) and takes every SCM_RIGHTS descriptor.
-    private static unsafe void TakeDescriptors(byte* control, int length, List<SafeFileDescriptor>? into)
+    // Walks the ancillary messages (CMSG_FIRSTHDR/CMSG_NXTHDR) and takes every SCM_RIGHTS descriptor, up to
+    // max of them; the rest are closed. True when some were closed.
+    private static unsafe bool TakeDescriptors(byte* control, int length, List<SafeFileDescriptor>? into, int max)
     {
+        var taken = 0;
+        var over = false;
         var offset = 0;
         var headerSize = (int)Interop.Libc.CMSG_LEN(0);
         while (offset + sizeof(Interop.Libc.cmsghdr) <= length)
@@ -284,19 +288,23 @@ public sealed class UnixSocket : IDisposable
                 for (var i = 0; i < count; i++)
                 {
                     var fd = new SafeFileDescriptor(numbers[i]);
-                    if (into is null)
+                    if (into is null || taken == max)
                     {
+                        over |= into is not null;
                         fd.Dispose();
                     }
                     else
                     {
                         into.Add(fd);
+                        taken++;
                     }
                 }
             }
 
             offset += (int)Interop.Libc.CMSG_ALIGN((nuint)messageLength);
         }
+
+        return over;
     }
 
     private static UnixSocket Create() =>
