@@ -51,6 +51,18 @@ public sealed class MemoryMapping : SafeHandle
     }
 
     /// <summary>
+    /// Maps <paramref name="length"/> bytes (a multiple of 2 MiB) of zeroed anonymous memory in the system's default huge
+    /// pages (MAP_HUGETLB), populated at once: the pages come from the pool an administrator reserved
+    /// (/proc/sys/vm/nr_hugepages), and mmap fails with ENOMEM when it has too few.
+    /// </summary>
+    public static MemoryMapping AnonymousHugePages(ulong length)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        using var noFile = new SafeFileDescriptor();
+        return Map(length, MemoryProtection.ReadWrite, Interop.Libc.MAP_PRIVATE | Interop.Libc.MAP_ANONYMOUS | Interop.Libc.MAP_HUGETLB | Interop.Libc.MAP_POPULATE, noFile, 0);
+    }
+
+    /// <summary>
     /// Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/> (a multiple of the
     /// page size), shared: stores reach the file and every other mapping of it (a memfd another process passed).
     /// The mapping keeps the file alive; the descriptor may be closed once this returns.
