@@ -4,15 +4,25 @@ using FpgaAccel.VlabGuest;
 // The virtual lab's guest program: run by tests/vlab/init inside the QEMU guest as
 //   vlab-guest --device <pci address of edu>
 // First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio.
+// On the virtual board (tests/vboard/init) it runs as
+//   vlab-guest --vboard --device <pci address of the FA-1>
+// and drives the FA-1 served over vfio-user with the real fpgaaccel (VirtualBoard.cs).
 // Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
 // when every check passed.
+var runner = new CheckRunner(Console.Out);
+if (args is ["--vboard", "--device", var board])
+{
+    VirtualBoard.Run(runner, board);
+    runner.Close();
+    return runner.Failed == 0 ? 0 : 1;
+}
+
 if (args is not ["--device", var device])
 {
-    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu>");
+    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> | vlab-guest --vboard --device <pci address of the FA-1>");
     return 2;
 }
 
-var runner = new CheckRunner(Console.Out);
 var group = -1;
 runner.Run(EduConformance.SetupCheck, () => group = Setup.Bind(runner, device));
 var descriptorsBefore = OpenDescriptors();
