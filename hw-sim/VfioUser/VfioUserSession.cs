@@ -142,6 +142,8 @@ internal sealed partial class VfioUserSession : IDisposable
             }
 
             var body = message.Body.AsSpan();
+            // Counted now: a handler that keeps descriptors takes them out of the list.
+            var descriptors = message.Descriptors.Count;
             int replyLength;
             try
             {
@@ -161,7 +163,7 @@ internal sealed partial class VfioUserSession : IDisposable
             {
                 _afterReply = null;
                 _counters.Refused(posted);
-                Trace(header, body, message.Descriptors.Count, ex.Errno, "<-");
+                Trace(header, body, descriptors, ex.Errno, "<-");
                 LogRefused(_logger, header.Command, header.Id, ex.Errno, ex.Message);
                 if (!posted)
                 {
@@ -171,7 +173,7 @@ internal sealed partial class VfioUserSession : IDisposable
                 return;
             }
 
-            Trace(header, body, message.Descriptors.Count, null, "<-");
+            Trace(header, body, descriptors, null, "<-");
             if (!posted)
             {
                 SendReply(header, replyLength, null);

@@ -214,17 +214,20 @@ public class VfioUserSessionTests : VfioUserFixture
         var (a, b) = UnixSocket.CreatePair();
         server.Serve(a);
         using (var client = new VfioUserTestClient(b))
+        using (var vector = EventFd.Create())
         {
             client.Negotiate();
             client.ReadBar0(0);
             client.Send(VfioUserCommand.RegionRead, Struct(0x29UL, 0u, 2u));
+            client.SetIrqs((uint)(VfioIrqSetFlags.DataEventFd | VfioIrqSetFlags.ActionTrigger), VfioPciIrq.Msix, 0, 1, fds: [vector.Handle]);
         }
 
         Assert.That(server.WaitForIdle(TimeSpan.FromSeconds(20)), Is.True);
         var lines = trace.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.That(lines, Has.Length.EqualTo(3));
+        Assert.That(lines, Has.Length.EqualTo(4));
         Assert.That(lines[1], Does.Contain("<- id=").And.Contain("RegionRead region=0+0x0 count=8"));
         Assert.That(lines[2], Does.Contain("refused EINVAL"));
+        Assert.That(lines[3], Does.Contain("DeviceSetIrqs index=2 flags=0x24 start=0 count=1 fds=1"), "the descriptors counted as they came, before the handler kept them");
         Assert.That(Encoding.UTF8.GetByteCount(trace.ToString()), Is.GreaterThan(0));
     }
 }
