@@ -28,7 +28,7 @@ internal sealed class MsixVectors
     /// <summary>Vectors of the MSI-X index.</summary>
     public static int Count => Fa1Identity.MsixVectors;
 
-    /// <summary>Vectors that have an eventfd now.</summary>
+    /// <summary>Vectors that have an eventfd now (read by other threads for statistics: a moment's count is all it claims).</summary>
     public int Wired => _vectors.Count(v => v is not null);
 
     /// <summary>True while the model is connected to the eventfds (MSI-X enabled and a vector wired).</summary>

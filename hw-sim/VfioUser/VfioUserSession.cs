@@ -190,6 +190,8 @@ internal sealed partial class VfioUserSession : IDisposable
             {
                 fd.Dispose();
             }
+
+            message.Descriptors.Clear();
         }
     }
 

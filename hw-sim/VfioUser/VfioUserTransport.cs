@@ -4,8 +4,8 @@ namespace FpgaAccel.HwSim.VfioUser;
 
 /// <summary>
 /// One received message. <see cref="Body"/> is a view of the transport's buffer, valid until the next receive;
-/// <see cref="Descriptors"/> came with the message (SCM_RIGHTS) and belong to whoever handles it, who closes
-/// the ones it does not keep. A message the transport could not frame has <see cref="Problem"/> set and no body.
+/// <see cref="Descriptors"/> came with the message (SCM_RIGHTS) and belong to whoever handles it, who takes the ones
+/// it keeps out of the list and closes the rest before the next receive (the list is reused). A message the transport could not frame has <see cref="Problem"/> set and no body.
 /// </summary>
 internal readonly record struct IncomingMessage(VfioUserHeader Header, ArraySegment<byte> Body, List<SafeFileDescriptor> Descriptors, VfioUserException? Problem);
 
@@ -26,6 +26,10 @@ internal sealed class VfioUserTransport : IDisposable
     private readonly Lock _sendLock = new();
     private readonly int _maxDescriptors;
     private readonly byte[] _header = new byte[VfioUserHeader.Length];
+
+    // One list for every message: its handler takes the descriptors it keeps out of it and closes the rest,
+    // and the list is empty again before the next receive.
+    private readonly List<SafeFileDescriptor> _descriptors = [];
     private byte[] _body = new byte[4096];
 
     public VfioUserTransport(UnixSocket socket, int maxMessageBytes, int maxDescriptors)
@@ -44,7 +48,10 @@ internal sealed class VfioUserTransport : IDisposable
     /// </summary>
     public bool TryReceive(out IncomingMessage message)
     {
-        var descriptors = new List<SafeFileDescriptor>();
+        var descriptors = _descriptors;
+
+        // A handler that threw before its cleanup leaves none behind.
+        Close(descriptors);
         message = default;
         var truncated = false;
         if (!ReadExactly(_header, descriptors, ref truncated))
