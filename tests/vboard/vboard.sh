@@ -31,7 +31,13 @@ mkdir -p "$artifacts"
 "$VLAB_DIR/ensure-packages.sh"
 kdir=$("$VLAB_DIR/prepare-kernel.sh")
 qroot=$("$VBOARD_DIR/prepare-qemu.sh")
-log "QEMU: $( [ "$qroot" = / ] && echo "the system's" || echo "chroot $qroot"): $( ([ "$qroot" = / ] || exec chroot "$qroot" qemu-system-x86_64 --version; [ "$qroot" != / ] || qemu-system-x86_64 --version) | head -1)"
+if [ "$qroot" = / ]; then
+  run=()
+else
+  [ "$(id -u)" = 0 ] || die "running QEMU in the trixie root needs root (chroot); run 'make test-vboard' as root."
+  run=(chroot "$qroot")
+fi
+log "QEMU: ${run[*]:-system} $(timeout 30 "${run[@]}" qemu-system-x86_64 --version | head -1)"
 
 # Step 4, the same way and into the same cache as tests/vlab/vlab.sh (keep the two in step): the
 # programs are republished only when a source they are built from changed.
@@ -69,10 +75,9 @@ cat "$stage/base.cpio" "$stage/overlay.cpio" > "$stage/initramfs.cpio.tmp" && mv
 
 # Step 6. The socket, kernel and initramfs go where QEMU sees them: inside the trixie root when it runs there.
 if [ "$qroot" = / ]; then
-  run=() work=$(mktemp -d /tmp/vboard.XXXXXX) inside=$work
+  work=$(mktemp -d /tmp/vboard.XXXXXX) inside=$work
 else
-  [ "$(id -u)" = 0 ] || die "running QEMU in the trixie root needs root (chroot); run 'make test-vboard' as root."
-  run=(chroot "$qroot") work=$(mktemp -d "$qroot/tmp/vboard.XXXXXX") inside=${work#"$qroot"}
+  work=$(mktemp -d "$qroot/tmp/vboard.XXXXXX") inside=${work#"$qroot"}
 fi
 socket="$work/fa1.sock"
 [ ${#socket} -le 107 ] || die "the socket path $socket is longer than an AF_UNIX address takes (107 bytes); set VLAB_CACHE to a shorter folder."
