@@ -202,6 +202,7 @@ internal static class ModelCommand
                 w.WriteNumber("dma_unmapped_bytes", s.DmaUnmappedBytes);
                 w.WriteNumber("client_requests", s.ClientRequests);
                 w.WriteNumber("function_resets", s.FunctionResets);
+                w.WriteNumber("device_accesses_refused", s.DeviceAccessesRefused);
                 w.WriteNumber("mappings_held", s.MappingsHeld);
                 w.WriteNumber("vectors_wired", s.VectorsWired);
                 WriteOracleFields(w, oracle);
@@ -215,6 +216,7 @@ internal static class ModelCommand
         output.WriteLine($"refused           {s.Refused} ({s.RefusedPosted} posted), {s.StrayReplies} stray replies");
         output.WriteLine($"DMA maps          {s.DmaMaps} ({s.DmaMappedBytes} bytes), unmaps {s.DmaUnmaps} ({s.DmaUnmappedBytes} bytes), {s.MappingsHeld} held");
         output.WriteLine($"function resets   {s.FunctionResets}");
+        output.WriteLine($"IOMMU refusals    {s.DeviceAccessesRefused} device accesses to IOVAs the client had not mapped");
         WriteOracle(output, json: false, "oracle", oracle);
     }
 }

@@ -95,6 +95,12 @@ public sealed record VfioUserStatistics
     /// <summary>Function-level resets (FLR and DEVICE_RESET).</summary>
     public long FunctionResets { get; init; }
 
+    /// <summary>
+    /// Device accesses the model's IOMMU refused (an IOVA the client had not mapped, or not for that access): on a
+    /// board each would be an IOMMU fault the host logs. A driver that quiesces the device before it unmaps makes none.
+    /// </summary>
+    public long DeviceAccessesRefused { get; init; }
+
     /// <summary>DMA mappings held now.</summary>
     public int MappingsHeld { get; init; }
 

@@ -35,7 +35,7 @@ internal sealed partial class VfioUserSession : IDisposable
     private readonly byte[] _reply;
     private readonly List<Task> _fills = [];
     private readonly Lock _traceLock;
-    private readonly long _started = Environment.TickCount64;
+    private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
     private Thread? _receiver;
     private bool _negotiated;
     private Action? _afterReply;
@@ -650,7 +650,8 @@ internal sealed partial class VfioUserSession : IDisposable
         _transport.Send(_reply.AsSpan(0, size));
     }
 
-    // One trace line per message: seconds since the session began, direction, ID, command, and what it asked.
+    // One trace line per message: seconds since the session began (microsecond resolution), direction, ID, command,
+    // and what it asked.
     private void Trace(in VfioUserHeader header, ReadOnlySpan<byte> body, int fds, Errno? refused, string direction)
     {
         if (_options.MessageTrace is not { } trace)
@@ -660,7 +661,7 @@ internal sealed partial class VfioUserSession : IDisposable
 
         var line = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
-        line.Append(inv, $"{(Environment.TickCount64 - _started) / 1000.0:F3} {direction} id={header.Id} {(header.Type == VfioUserFlags.Reply ? "reply " : string.Empty)}{header.Command}");
+        line.Append(inv, $"{System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalSeconds:F6} {direction} id={header.Id} {(header.Type == VfioUserFlags.Reply ? "reply " : string.Empty)}{header.Command}");
         if (header.Type == VfioUserFlags.Command && refused is null)
         {
             switch (header.Command)

@@ -195,10 +195,19 @@ if [ "$server_status" != 0 ] || [ -z "$report" ]; then
 else
   held=$(json_number "$report" mappings_held) refused=$(json_number "$report" refused) stray=$(json_number "$report" stray_replies)
   vectors=$(json_number "$report" vectors_wired) resets=$(json_number "$report" function_resets)
+  iommu=$(json_number "$report" device_accesses_refused)
+  echo "     server: $(json_number "$report" messages) messages, $(json_number "$report" dma_maps) DMA maps, $resets function resets, $refused refused, $iommu device accesses the IOMMU refused"
   if [ "$held" = 0 ] && [ "$vectors" = 0 ] && [ "$refused" = 0 ] && [ "$stray" = 0 ] && [ "${resets:-0}" -gt 0 ]; then
     pass "host.server-report"
   else
     fail "host.server-report" "after the session: $held mappings and $vectors vectors still held, $refused messages refused, $stray stray replies, $resets function resets (want 0, 0, 0, 0, >0); see $server_err and $trace"
+  fi
+  # What a board's host would log as IOMMU faults: the device touching memory the driver had not mapped (or had
+  # unmapped before it quiesced the device).
+  if [ "$iommu" = 0 ]; then
+    pass "host.no-iommu-faults"
+  else
+    fail "host.no-iommu-faults" "the model's IOMMU refused $iommu device accesses during the guest run: the driver let the device reach IOVAs it had not mapped"
   fi
 fi
 

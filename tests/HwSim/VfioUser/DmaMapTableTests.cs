@@ -55,6 +55,7 @@ public class DmaMapTableTests : VfioUserFixture
         rig.Submit(0, DmaRig.Nop());
         Assert.That(() => (Model.Read64(Fa1Registers.Status) & (ulong)StatusBits.Fatal) != 0, Is.True.After(5000, 10),
             "the device cannot fetch its descriptor: FATAL, as spec 6 has it for a ring the IOMMU refuses");
+        Assert.That(Server.Statistics.DeviceAccessesRefused, Is.GreaterThan(0), "the refusal is counted (a board's host would log an IOMMU fault)");
     }
 
     [Test]
