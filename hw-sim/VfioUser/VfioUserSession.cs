@@ -83,6 +83,12 @@ internal sealed partial class VfioUserSession : IDisposable
             // Sending a reply failed: the client is gone.
             LogSendFailed(_logger, ex.Message);
         }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Nothing the client sends gets here (handlers refuse it); a fault of the server ends this session only,
+            // never the process that hosts it.
+            LogSessionFailed(_logger, ex);
+        }
         finally
         {
             End();
@@ -161,15 +167,14 @@ internal sealed partial class VfioUserSession : IDisposable
             }
             catch (VfioUserException ex)
             {
-                _afterReply = null;
-                _counters.Refused(posted);
-                Trace(header, body, descriptors, ex.Errno, "<-");
-                LogRefused(_logger, header.Command, header.Id, ex.Errno, ex.Message);
-                if (!posted)
-                {
-                    SendReply(header, 0, ex.Errno);
-                }
-
+                Refuse(header, body, descriptors, posted, ex.Errno, ex.Message);
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A fault of this server, not of the message: the client gets EIO and the session goes on.
+                LogHandlerFailed(_logger, header.Command, header.Id, ex);
+                Refuse(header, body, descriptors, posted, Errno.EIO, ex.Message);
                 return;
             }
 
@@ -179,9 +184,7 @@ internal sealed partial class VfioUserSession : IDisposable
                 SendReply(header, replyLength, null);
             }
 
-            // Work that talks to the client again (a mirror fill) starts only once this command is answered.
-            _afterReply?.Invoke();
-            _afterReply = null;
+            StartAfterReply();
         }
         finally
         {
@@ -193,6 +196,28 @@ internal sealed partial class VfioUserSession : IDisposable
 
             message.Descriptors.Clear();
         }
+    }
+
+    private void Refuse(in VfioUserHeader header, ReadOnlySpan<byte> body, int descriptors, bool posted, Errno errno, string reason)
+    {
+        _counters.Refused(posted);
+        Trace(header, body, descriptors, errno, "<-");
+        LogRefused(_logger, header.Command, header.Id, errno, reason);
+        if (!posted)
+        {
+            SendReply(header, 0, errno);
+        }
+
+        // A refusal can come after a change that made client memory reachable (the bus master bit): its fills start too.
+        StartAfterReply();
+    }
+
+    // Work that talks to the client again (a mirror fill) starts only once the command that made it possible is answered.
+    private void StartAfterReply()
+    {
+        var after = _afterReply;
+        _afterReply = null;
+        after?.Invoke();
     }
 
     // Returns the reply body's length (written at _reply[16..]); throws VfioUserException to refuse.
@@ -724,6 +749,12 @@ internal sealed partial class VfioUserSession : IDisposable
 
     [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "a client mapping could not enter the model's IOMMU when bus mastering came on: {Reason}")]
     private static partial void LogRemapRefused(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 214, Level = LogLevel.Error, Message = "vfio-user {Command} (id {Id}) failed inside the server; answered EIO")]
+    private static partial void LogHandlerFailed(ILogger logger, VfioUserCommand command, ushort id, Exception ex);
+
+    [LoggerMessage(EventId = 215, Level = LogLevel.Error, Message = "vfio-user session ended by a fault of the server")]
+    private static partial void LogSessionFailed(ILogger logger, Exception ex);
 
     [LoggerMessage(EventId = 209, Level = LogLevel.Warning, Message = "{Count} mirror fill(s) still running at the end of the session")]
     private static partial void LogFillsStuck(ILogger logger, int count);

@@ -64,6 +64,26 @@ public class VfioUserServerTests
     }
 
     [Test]
+    public void AFaultOfTheServerEndsItsSessionNotTheProcess()
+    {
+        using var model = new Fa1Model();
+        using var server = new VfioUserServer(model, new VfioUserServerOptions { MessageTrace = new BrokenWriter() });
+        var (serverEnd, clientEnd) = UnixSocket.CreatePair();
+        server.Serve(serverEnd);
+        using (var client = new VfioUserTestClient(clientEnd))
+        {
+            client.Send(VfioUserCommand.Version, VfioUserTestClient.Struct((ushort)0, (ushort)0), flags: VfioUserFlags.NoReply);
+            Assert.That(() => client.ServerClosed, Is.True.After(10000, 10), "the session ended on the trace writer's fault");
+        }
+
+        Assert.That(server.WaitForIdle(TimeSpan.FromSeconds(20)), Is.True);
+        var (again, clientAgain) = UnixSocket.CreatePair();
+        server.Serve(again);
+        clientAgain.Dispose();
+        Assert.That(server.WaitForIdle(TimeSpan.FromSeconds(20)), Is.True, "the server serves the next client");
+    }
+
+    [Test]
     public void DisposeEndsASessionWhoseClientStaysConnected()
     {
         using var model = new Fa1Model();
@@ -126,6 +146,12 @@ public class VfioUserServerTests
         using var model = new Fa1Model();
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new VfioUserServer(model, new VfioUserServerOptions { MaxDescriptorsPerMessage = 64 }))!;
         Assert.That(ex.Message, Does.Contain("MaxDescriptorsPerMessage = 64").And.Contain("1..16"));
+    }
+
+    /// <summary>A trace that fails: a fault inside the server, not in anything the client sent.</summary>
+    private sealed class BrokenWriter : StringWriter
+    {
+        public override void WriteLine(string? value) => throw new IOException("disk full");
     }
 
     /// <summary>Unlinked tmpfs files for tests outside the fixture.</summary>
