@@ -159,6 +159,7 @@ internal sealed class DmaMapTable
 
             if (fd is not null)
             {
+                CheckInsideFile(fd, iova, size, offset);
                 var protection = ((flags & VfioDmaMapFlags.Read) != 0 ? MemoryProtection.Read : MemoryProtection.None)
                     | ((flags & VfioDmaMapFlags.Write) != 0 ? MemoryProtection.Write : MemoryProtection.None);
                 try
@@ -351,6 +352,38 @@ internal sealed class DmaMapTable
 
     /// <summary>The session ended: every mapping is removed and its memory unmapped.</summary>
     public void Clear() => Unmap(0, 0, all: true);
+
+    // A shared mapping past the end of its file maps, but touching it is SIGBUS, which would end this process: the
+    // range must lie inside the file as it is now. (A client that shrinks its file afterwards can still do that;
+    // QEMU never does.)
+    private static void CheckInsideFile(SafeFileDescriptor fd, ulong iova, ulong size, ulong offset)
+    {
+        long length;
+        var added = false;
+        fd.DangerousAddRef(ref added);
+        try
+        {
+            using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd.DangerousGetHandle(), ownsHandle: false);
+            length = RandomAccess.GetLength(handle);
+        }
+        catch (IOException ex)
+        {
+            throw new VfioUserException(Errno.EINVAL, $"DMA_MAP of IOVA 0x{iova:X}: the passed fd's size cannot be read ({ex.Message}); pass a memfd or a regular file");
+        }
+        finally
+        {
+            if (added)
+            {
+                fd.DangerousRelease();
+            }
+        }
+
+        if (offset > (ulong)length || size > (ulong)length - offset)
+        {
+            throw new VfioUserException(Errno.EINVAL,
+                $"DMA_MAP of IOVA 0x{iova:X} size 0x{size:X} at fd offset 0x{offset:X} runs past the end of the file (0x{length:X} bytes)");
+        }
+    }
 
     // With _lock held. Maps the parts of the range inside the model IOMMU's windows; undoes them all if one fails.
     private void MapPieces(ClientMapping mapping, DmaAccess access)

@@ -104,6 +104,15 @@ public class DmaMapTableTests : VfioUserFixture
     }
 
     [Test]
+    public void ARangePastTheEndOfItsFileIsRefusedBeforeItCanFault()
+    {
+        var (fd, _) = SharedFile(0x4000);
+        Assert.That(Client.DmaMap(Iova, 0x2000, offset: 0x3000, fd: fd).Errno, Is.EqualTo(Errno.EINVAL), "0x3000 + 0x2000 is past 0x4000");
+        Assert.That(Client.DmaMap(Iova, 0x1000, offset: 0x8000, fd: fd).Errno, Is.EqualTo(Errno.EINVAL), "the offset itself is past the end");
+        Assert.That(Client.DmaMap(Iova, 0x1000, offset: 0x3000, fd: fd).Failed, Is.False, "the last page is fine");
+    }
+
+    [Test]
     public void AnFdThatCannotBeMappedAsAskedGivesMmapsErrno()
     {
         var path = Path.Combine("/dev/shm", "fpgaaccel-ro-" + Guid.NewGuid().ToString("N"));
