@@ -65,11 +65,12 @@ public class VfioLayoutTests
     {
         var gcc = RequireToolchain("/usr/include/pwd.h");
         var check = new CHeaderCheck()
-            .Include("sys/epoll.h", "sys/eventfd.h", "sys/mman.h", "sys/resource.h", "sys/ioctl.h", "fcntl.h", "unistd.h", "pwd.h", "errno.h")
+            .Include("sys/epoll.h", "sys/eventfd.h", "sys/mman.h", "sys/resource.h", "sys/ioctl.h", "fcntl.h", "unistd.h", "pwd.h", "errno.h",
+                "poll.h", "termios.h", "stdlib.h", "sys/socket.h")
             .AddBindings(typeof(global::FpgaAccel.Interop.Interop.Libc))
             .AddEnum(typeof(global::FpgaAccel.Interop.Errno));
-        Assert.That(check.Structs, Is.SupersetOf(new[] { "epoll_event", "rlimit", "passwd" }));
-        Assert.That(check.Constants, Does.Contain("RLIMIT_MEMLOCK").And.Contain("EFD_CLOEXEC").And.Contain("EACCES"));
+        Assert.That(check.Structs, Is.SupersetOf(new[] { "epoll_event", "rlimit", "passwd", "pollfd", "termios" }));
+        Assert.That(check.Constants, Does.Contain("RLIMIT_MEMLOCK").And.Contain("EFD_CLOEXEC").And.Contain("EACCES").And.Contain("B115200").And.Contain("O_NOCTTY"));
         var problems = check.Compile(gcc);
         Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against the libc headers failed:\n" + string.Join("\n", problems));
     }
