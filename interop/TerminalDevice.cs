@@ -29,7 +29,9 @@ public sealed class TerminalDevice : IDisposable
 
     /// <summary>
     /// Opens <paramref name="path"/> read-write without making it the controlling terminal, sets raw 8N1 at
-    /// <paramref name="baudRate"/> (9600 or 115200) without flow control, and discards whatever was queued.
+    /// <paramref name="baudRate"/> (9600 or 115200) without flow control, and discards whatever was queued. The
+    /// descriptor is non-blocking: a serial port whose carrier (DCD) is down would otherwise block the open itself,
+    /// and reads and writes poll first anyway. A Unix socket at <paramref name="path"/> fails with ENXIO.
     /// </summary>
     public static unsafe TerminalDevice Open(string path, int baudRate)
     {
@@ -40,7 +42,7 @@ public sealed class TerminalDevice : IDisposable
             _ => throw new ArgumentOutOfRangeException(nameof(baudRate), baudRate, "Supported terminal speeds: 9600 and 115200 baud."),
         };
         var fd = Interop.Libc.Check(
-            Interop.Libc.open(path, Interop.Libc.O_RDWR | Interop.Libc.O_NOCTTY | Interop.Libc.O_CLOEXEC),
+            Interop.Libc.open(path, Interop.Libc.O_RDWR | Interop.Libc.O_NOCTTY | Interop.Libc.O_NONBLOCK | Interop.Libc.O_CLOEXEC),
             $"open({path})");
         try
         {

@@ -24,6 +24,7 @@ internal static partial class Interop
         internal const int VMIN = 6;
         internal const int VTIME = 5;
         internal const int O_NOCTTY = 0x100;
+        internal const int O_NONBLOCK = 0x800;
 
         /// <summary>glibc's struct termios (not the kernel's: glibc adds c_ispeed and c_ospeed).</summary>
         [StructLayout(LayoutKind.Sequential)]
