@@ -36,7 +36,7 @@ public static class ManagementPort
         {
             throw new SerialLinkException(
                 $"--port {path}: no such file. Give 'usb' for the board's USB bridge, the path of a Unix socket (the BMC model: " +
-                "'fpgaaccel model bmc --socket PATH'), or a terminal such as /dev/ttyUSB1 (ftdi_sio's node for interface B).");
+                "'fpgaaccel bmc model --socket PATH'), or a terminal such as /dev/ttyUSB1 (ftdi_sio's node for interface B).");
         }
 
         try

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 namespace FpgaAccel.Management;
 
 /// <summary>
-/// A link over a connected Unix stream socket: the BMC model served by <c>fpgaaccel model bmc --socket PATH</c>, or
+/// A link over a connected Unix stream socket: the BMC model served by <c>fpgaaccel bmc model --socket PATH</c>, or
 /// one end of a socket pair in process. No framing: the socket carries the UART's bytes as they are.
 /// </summary>
 public sealed class SocketSerialLink : ISerialLink
@@ -34,7 +34,7 @@ public sealed class SocketSerialLink : ISerialLink
             socket.Dispose();
             var fix = ex.SocketErrorCode switch
             {
-                SocketError.ConnectionRefused => "nothing listens there: start the BMC model with 'fpgaaccel model bmc --socket " + path + "', or give the board's port",
+                SocketError.ConnectionRefused => "nothing listens there: start the BMC model with 'fpgaaccel bmc model --socket " + path + "', or give the board's port",
                 SocketError.AccessDenied => "this user may not connect to it: check the socket's owner and mode",
                 _ => "check that the path is the BMC's socket",
             };

@@ -36,11 +36,8 @@ public class BmcSocketServerTests
     public void AStaleSocketIsTakenOverAndALiveOneIsNot()
     {
         var path = Path.Combine(_dir, "bmc.sock");
-        using (var stale = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
-        {
-            // A socket file left by a killed server: bound, never listening now.
-            stale.Bind(new UnixDomainSocketEndPoint(path));
-        }
+        StaleSocket.Create(path);
+        Assert.That(File.Exists(path), Is.True, "a socket file left by a killed server");
 
         using var bmc = new BmcModel();
         using var server = BmcSocketServer.Start(bmc, path);
