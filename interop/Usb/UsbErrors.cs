@@ -48,8 +48,7 @@ internal static class UsbErrors
     }
 
     /// <summary>The udev rule that gives a group read-write access to a device, for the permission fixes.</summary>
-    public static string UdevRule(UsbDeviceId id) =>
-        $"SUBSYSTEM==\"usb\", ATTRS{{idVendor}}==\"{id.VendorId:x4}\", ATTRS{{idProduct}}==\"{id.ProductId:x4}\", MODE=\"0660\", GROUP=\"plugdev\"";
+    public static string UdevRule(UsbDeviceId id) => id.UdevRule();
 
     private static string Fix(string call, UsbError error, UsbErrorSubject s)
     {

@@ -89,6 +89,13 @@ public readonly record struct UsbDeviceId(ushort VendorId, ushort ProductId)
     /// <summary><c>vvvv:pppp</c> in lower-case hex.</summary>
     public override string ToString() => $"{VendorId:x4}:{ProductId:x4}";
 
+    /// <summary>
+    /// A udev rule that lets group plugdev open devices with these IDs (for a file under /etc/udev/rules.d/): what a
+    /// permission error's fix names.
+    /// </summary>
+    public string UdevRule() =>
+        $"SUBSYSTEM==\"usb\", ATTRS{{idVendor}}==\"{VendorId:x4}\", ATTRS{{idProduct}}==\"{ProductId:x4}\", MODE=\"0660\", GROUP=\"plugdev\"";
+
     private static bool TryParseHex(string text, out ushort value)
     {
         var t = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? text[2..] : text;
