@@ -33,7 +33,10 @@ public sealed class BmcModel : IDisposable
         _options.Validate();
         _noise = new Random(_options.Seed);
         _started = _options.Time.GetTimestamp();
-        Log($"boot: {BoardManagement.VersionProduct} {Version}, board serial {_options.Serial}");
+        Log($"boot: {BoardManagement.VersionProduct} {Version}");
+        Log($"board: serial {_options.Serial}");
+        Log("sensors: board temperature sensor ready");
+        Log(string.Create(CultureInfo.InvariantCulture, $"uart: host link at {BoardManagement.BaudRate} baud, 8N1"));
         Log("fpga: configured from flash");
         Log("pcie: link up, FA-1 on the bus");
     }
