@@ -34,18 +34,18 @@ public static class BoardManagement
     public const byte LineTerminatorByte = (byte)'\n';
 
     /// <summary>
-    /// Decision D31: a line (request, reply, or a line of the firmware log) holds at most this many characters before
+    /// Decision P1: a line (request, reply, or a line of the firmware log) holds at most this many characters before
     /// its newline. The BMC answers a longer request with ERR; a client treats a longer reply as malformed.
     /// </summary>
     public const int MaxLineLength = 255;
 
-    /// <summary>Decision D33: <c>LOG n</c> takes n from 0 to this many lines.</summary>
+    /// <summary>Decision P3: <c>LOG n</c> takes n from 0 to this many lines.</summary>
     public const int MaxLogLines = 1000;
 
-    /// <summary>Decision D35: the lowest byte a line may hold (space); lines are printable ASCII.</summary>
+    /// <summary>Decision P5: the lowest byte a line may hold (space); lines are printable ASCII.</summary>
     public const byte FirstPrintable = 0x20;
 
-    /// <summary>Decision D35: the highest byte a line may hold (tilde).</summary>
+    /// <summary>Decision P5: the highest byte a line may hold (tilde).</summary>
     public const byte LastPrintable = 0x7e;
 
     /// <summary>First word of a reply to a request the BMC carried out.</summary>
@@ -65,13 +65,13 @@ public static class BoardManagement
 
     /// <summary>
     /// Replies <c>OK</c>, then cold-resets the FPGA: the PCIe device drops off the bus for about a second. While it is off
-    /// the bus another RESET is refused with <c>ERR</c> (decision D34).
+    /// the bus another RESET is refused with <c>ERR</c> (decision P4).
     /// </summary>
     public const string CommandReset = "RESET";
 
     /// <summary>
     /// <c>LOG &lt;n&gt;</c> replies <c>OK &lt;count&gt;</c> then that many lines of the firmware log: the last count lines,
-    /// oldest first, count = min(n, lines held) (decision D33).
+    /// oldest first, count = min(n, lines held) (decision P3).
     /// </summary>
     public const string CommandLog = "LOG";
 

@@ -43,7 +43,7 @@ public sealed record BmcClientOptions
 /// trusts the first line after it. Before a request it discards whatever arrived with no request outstanding (a
 /// late reply to a request that timed out, or noise), and after any failed exchange, and before the first request,
 /// it resynchronises: it sends a bare newline (ending any partial request line at the BMC, which ignores empty lines,
-/// decision D32) and drains the link until it is quiet. A reply whose form does not fit the request (a VERSION
+/// decision P2) and drains the link until it is quiet. A reply whose form does not fit the request (a VERSION
 /// answered with a number) is taken for a reply to a request this client never sent:
 /// <see cref="BmcViolation.UnexpectedReply"/>.
 /// </para>
@@ -156,7 +156,7 @@ public sealed partial class BmcClient : IDisposable
     {
         if (lines is < 0 or > BoardManagement.MaxLogLines)
         {
-            throw new ArgumentOutOfRangeException(nameof(lines), lines, $"LOG takes 0 to {BoardManagement.MaxLogLines} lines (decision D33).");
+            throw new ArgumentOutOfRangeException(nameof(lines), lines, $"LOG takes 0 to {BoardManagement.MaxLogLines} lines (decision P3).");
         }
 
         var request = string.Create(CultureInfo.InvariantCulture, $"{BoardManagement.CommandLog} {lines}");
@@ -172,7 +172,7 @@ public sealed partial class BmcClient : IDisposable
             return count <= lines
                 ? count
                 : throw new BmcProtocolException(request, BmcViolation.ValueOutOfRange, $"OK {payload}",
-                    $"the BMC announced {count} lines for LOG {lines}; it may send at most {lines} (decision D33).");
+                    $"the BMC announced {count} lines for LOG {lines}; it may send at most {lines} (decision P3).");
         });
         return exchange.Lines;
     }
@@ -274,7 +274,7 @@ public sealed partial class BmcClient : IDisposable
     {
         if (_needsResync)
         {
-            // End any partial request line at the BMC (decision D32: it ignores the empty line), then drain.
+            // End any partial request line at the BMC (decision P2: it ignores the empty line), then drain.
             _link.Write(Encoding.ASCII.GetBytes(BoardManagement.LineTerminator), _options.RequestTimeout);
             var (dropped, quiet) = _reader.Drain(_options.DrainQuiet, _options.DrainLimit);
             Discarded(dropped, "resynchronising");

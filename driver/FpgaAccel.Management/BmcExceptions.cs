@@ -87,7 +87,7 @@ public sealed class BmcTimeoutException : BmcException
     }
 }
 
-/// <summary>How a reply broke the protocol (spec 8, decisions D31-D35).</summary>
+/// <summary>How a reply broke the protocol (spec 8, decisions P1-P5).</summary>
 public enum BmcViolation
 {
     /// <summary>The line starts with neither OK nor ERR.</summary>

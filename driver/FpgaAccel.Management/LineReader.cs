@@ -5,7 +5,7 @@ namespace FpgaAccel.Management;
 
 /// <summary>
 /// Splits what a link delivers into lines (decision D8: each ends with a newline; a trailing carriage return is
-/// dropped), at most <see cref="BoardManagement.MaxLineLength"/> characters (D31) of printable ASCII (D35). Bytes
+/// dropped), at most <see cref="BoardManagement.MaxLineLength"/> characters (P1) of printable ASCII (P5). Bytes
 /// after a line stay buffered for the next one. One caller at a time (the client's lock).
 /// </summary>
 internal sealed class LineReader(ISerialLink link)
@@ -60,7 +60,7 @@ internal sealed class LineReader(ISerialLink link)
                 if (line.IndexOfAnyExceptInRange(BoardManagement.FirstPrintable, BoardManagement.LastPrintable) >= 0)
                 {
                     throw new BmcProtocolException(request, BmcViolation.NotPrintable, text,
-                        "the line holds bytes outside printable ASCII (decision D35): line noise, or a UART speed other than 115200 8N1.");
+                        "the line holds bytes outside printable ASCII (decision P5): line noise, or a UART speed other than 115200 8N1.");
                 }
 
                 return text;
@@ -141,5 +141,5 @@ internal sealed class LineReader(ISerialLink link)
 
     private static BmcProtocolException Overlong(string request, string text) =>
         new(request, BmcViolation.OverlongLine, text,
-            $"a line holds at most {BoardManagement.MaxLineLength} characters before its newline (decision D31); the rest of it is dropped.");
+            $"a line holds at most {BoardManagement.MaxLineLength} characters before its newline (decision P1); the rest of it is dropped.");
 }

@@ -138,7 +138,7 @@ public sealed class BmcModel : IDisposable
             case BoardManagement.CommandReset when argument is null:
                 if (_offBus)
                 {
-                    // Decision D34: one reset at a time.
+                    // Decision P4: one reset at a time.
                     return [$"{BoardManagement.ReplyError} reset in progress: the FPGA is off the bus until it comes back"];
                 }
 
@@ -161,7 +161,7 @@ public sealed class BmcModel : IDisposable
 
     private List<string> LogReply(string argument)
     {
-        // Decision D33: n is decimal digits only, 0 to MaxLogLines; the reply carries the last min(n, held) lines.
+        // Decision P3: n is decimal digits only, 0 to MaxLogLines; the reply carries the last min(n, held) lines.
         if (argument.Length is 0 or > 4 || !int.TryParse(argument, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > BoardManagement.MaxLogLines)
         {
             return [$"{BoardManagement.ReplyError} LOG needs a line count, 0 to {BoardManagement.MaxLogLines}; got '{Clip(argument)}'"];

@@ -40,7 +40,7 @@ public sealed record BmcModelOptions
     {
         if (string.IsNullOrWhiteSpace(Serial) || Serial.Length > 64 || Serial.Any(c => c is < ' ' or > '~'))
         {
-            throw new ArgumentException($"Serial '{Serial}' must be 1 to 64 printable ASCII characters (decision D35).", nameof(Serial));
+            throw new ArgumentException($"Serial '{Serial}' must be 1 to 64 printable ASCII characters (decision P5).", nameof(Serial));
         }
 
         if (FirmwareMajor < 0 || FirmwareMinor < 0 || FirmwarePatch < 0)

@@ -5,9 +5,9 @@ namespace FpgaAccel.HwSim.Bmc;
 
 /// <summary>
 /// One peer's byte stream into the BMC's UART: assembles request lines and answers each through the model.
-/// A line ends with <c>\n</c>, <c>\r</c> or <c>\r\n</c> (decision D32: a terminal's Enter sends <c>\r</c>); an empty line
+/// A line ends with <c>\n</c>, <c>\r</c> or <c>\r\n</c> (decision P2: a terminal's Enter sends <c>\r</c>); an empty line
 /// gets no reply, so a client may send one to end a partial line. A line longer than
-/// <see cref="BoardManagement.MaxLineLength"/> (D31) or holding a byte outside printable ASCII (D35) gets an ERR once it
+/// <see cref="BoardManagement.MaxLineLength"/> (P1) or holding a byte outside printable ASCII (P5) gets an ERR once it
 /// ends. Replies end with <c>\n</c> only (D8). Not thread-safe: one session per connection, fed by its one reader.
 /// </summary>
 public sealed class BmcSession(BmcModel model)
@@ -73,7 +73,7 @@ public sealed class BmcSession(BmcModel model)
             return [$"{BoardManagement.ReplyError} not printable ASCII"];
         }
 
-        // Decision D32: the '\n' of a "\r\n" (or any empty line) is not a request.
+        // Decision P2: the '\n' of a "\r\n" (or any empty line) is not a request.
         return length == 0 ? null : model.Answer(Encoding.ASCII.GetString(_line, 0, length));
     }
 }

@@ -86,7 +86,7 @@ public class BmcModelTests
         Assert.That(bmc.Answer("RESET"), Is.EqualTo(new[] { "OK" }));
         Assert.That(bmc.FpgaOnBus, Is.False);
         Assert.That(model.Read64(Fa1Registers.Id), Is.EqualTo(ulong.MaxValue), "off the bus, it reads all ones (spec 8)");
-        Assert.That(bmc.Answer("RESET").Single(), Does.StartWith("ERR reset in progress"), "decision D34");
+        Assert.That(bmc.Answer("RESET").Single(), Does.StartWith("ERR reset in progress"), "decision P4");
 
         time.Advance(BoardManagement.ResetOffBus - TimeSpan.FromMilliseconds(1));
         Assert.That(model.Read64(Fa1Registers.Id), Is.EqualTo(ulong.MaxValue), "still off just before the delay ends");
@@ -148,7 +148,7 @@ public class BmcSessionTests
         var session = new BmcSession(bmc);
         Assert.That(session.Receive("VER"u8), Is.Empty);
         Assert.That(Text(session.Receive("SION\r"u8)), Is.EqualTo("OK FA1-BMC 1.2.0\n"));
-        Assert.That(session.Receive("\n"u8), Is.Empty, "the \\n of \\r\\n ends an empty line, which gets no reply (D32)");
+        Assert.That(session.Receive("\n"u8), Is.Empty, "the \\n of \\r\\n ends an empty line, which gets no reply (P2)");
         Assert.That(Text(session.Receive("SERIAL\nVERSION\n"u8)), Is.EqualTo("OK FA1-SIM-000001\nOK FA1-BMC 1.2.0\n"));
         Assert.That(session.Receive("\n\n\r\r"u8), Is.Empty);
     }
@@ -162,7 +162,7 @@ public class BmcSessionTests
         Assert.That(session.Receive(overlong), Is.Empty, "nothing until the line ends");
         Assert.That(Text(session.Receive("\nSERIAL\n"u8)), Is.EqualTo("ERR line too long: at most 255 characters\nOK FA1-SIM-000001\n"));
         var exactly = Encoding.ASCII.GetBytes(new string('B', BoardManagement.MaxLineLength) + "\n");
-        Assert.That(Text(session.Receive(exactly)), Does.StartWith("ERR unknown request"), "255 characters is still a line (D31)");
+        Assert.That(Text(session.Receive(exactly)), Does.StartWith("ERR unknown request"), "255 characters is still a line (P1)");
     }
 
     [Test]
