@@ -2,14 +2,24 @@ using FpgaAccel.Interop.Vfio;
 using FpgaAccel.VlabGuest;
 
 // The virtual lab's guest program: run by tests/vlab/init inside the QEMU guest as
-//   vlab-guest --device <pci address of edu>
-// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio.
-// Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
-// when every check passed.
-if (args is not ["--device", var device])
+//   vlab-guest --device <pci address of edu> [--bmc-serial <serial>]
+// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio; with
+// --bmc-serial (QEMU has a usb-serial whose socket the host's BMC model serves, with that serial),
+// also talks to the BMC through the kernel's USB stack and libusb. Prints one PASS/FAIL line per
+// check and the closing "N passed, N failed" line; exits 0 only when every check passed.
+string device;
+string? bmcSerial = null;
+switch (args)
 {
-    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu>");
-    return 2;
+    case ["--device", var d]:
+        device = d;
+        break;
+    case ["--device", var d, "--bmc-serial", var s]:
+        (device, bmcSerial) = (d, s);
+        break;
+    default:
+        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>]");
+        return 2;
 }
 
 var runner = new CheckRunner(Console.Out);
@@ -40,6 +50,10 @@ runner.Run("cleanup.descriptors", () =>
     Expect.True(left.Count == 0, $"descriptors left open: {string.Join(", ", left)}");
 });
 runner.Run("doctor", () => Doctor.Check(runner, device, group), EduConformance.SetupCheck);
+if (bmcSerial is not null)
+{
+    Bmc.Check(runner, bmcSerial);
+}
 
 runner.Close();
 return runner.Failed == 0 ? 0 : 1;
