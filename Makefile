@@ -18,16 +18,18 @@ export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
 all: build
 
-# What a fresh machine may lack. The .NET SDK is the machine's own; gcc and the kernel's uapi
-# headers (linux/vfio.h) are needed by the header-checked layout tests and come from Debian.
+# What a fresh machine may lack. The .NET SDK is the machine's own; gcc, the kernel's uapi headers (linux/vfio.h)
+# and libusb's header (libusb-1.0/libusb.h) are needed by the header-checked layout tests and come from Debian, as
+# does libusb-1.0 itself (the management port's transport loads it at run time).
+DEB_HEADERS   := gcc libc6-dev linux-libc-dev libusb-1.0-0-dev libusb-1.0-0
 deps:
 	@command -v $(DOTNET) >/dev/null || { echo "make: the .NET 10 SDK ('$(DOTNET)') is not on PATH; install it first." >&2; exit 1; }
-	@if ! command -v gcc >/dev/null || [ ! -f /usr/include/linux/vfio.h ]; then \
+	@if ! command -v gcc >/dev/null || [ ! -f /usr/include/linux/vfio.h ] || [ ! -f /usr/include/libusb-1.0/libusb.h ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "make: installing gcc and linux-libc-dev"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev linux-libc-dev >/dev/null; \
+	    echo "make: installing $(DEB_HEADERS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_HEADERS) >/dev/null; \
 	  else \
-	    echo "make: gcc or /usr/include/linux/vfio.h is missing; install gcc and linux-libc-dev (header tests will be skipped)" >&2; \
+	    echo "make: gcc, /usr/include/linux/vfio.h or /usr/include/libusb-1.0/libusb.h is missing; install $(DEB_HEADERS) (header tests will be skipped)" >&2; \
 	  fi; \
 	fi
 

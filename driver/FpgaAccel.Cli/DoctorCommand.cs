@@ -12,13 +12,15 @@ internal static class DoctorCommand
     public static Command Create(CliIo io)
     {
         var system = new SystemOptions();
+        var management = new ManagementOptions();
         var device = new Option<string?>("--device") { Description = "Check only this PCI address (default: every board with the IDs)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of text." };
-        var command = new Command("doctor", "Check the IOMMU, vfio-pci, the board's driver, IOMMU group and node access, RLIMIT_MEMLOCK and huge pages; print a fix for each problem. Exits 1 when any check fails.");
+        var command = new Command("doctor", "Check the IOMMU, vfio-pci, the board's driver, IOMMU group and node access, RLIMIT_MEMLOCK, huge pages and the board's management port (USB bridge, access, kernel driver, BMC firmware); print a fix for each problem. Exits 1 when any check fails.");
         command.Options.Add(device);
         command.Options.Add(system.VendorId);
         command.Options.Add(system.DeviceId);
         command.Options.Add(system.PinBytes);
+        management.AddTo(command, withPort: false);
         command.Options.Add(json);
         command.Options.Add(system.Sysfs);
         command.Options.Add(system.Dev);
@@ -35,6 +37,7 @@ internal static class DoctorCommand
                     DeviceId = SystemOptions.ParseId(result.GetValue(system.DeviceId)!, "--device-id"),
                     PinBytes = SystemOptions.ParseBytes(result.GetValue(system.PinBytes)!),
                     PciAddress = result.GetValue(device),
+                    ManagementPort = management.ToFtdiOptions(result),
                 };
             }
             catch (UsageException ex)
@@ -114,10 +117,37 @@ internal static class DoctorCommand
             }
 
             w.WriteEndArray();
+            w.WriteStartArray("management_ports");
+            foreach (var port in report.ManagementPorts)
+            {
+                w.WriteStartObject();
+                w.WriteString("usb_path", port.UsbPath);
+                w.WriteString("usb_id", port.Id.ToString());
+                w.WriteString("device_node", port.DeviceNode);
+                WriteOrNull(w, "interface", port.Interface is { } i ? Management.Ftdi.FtdiProtocol.InterfaceLetter(i).ToString() : null);
+                WriteOrNull(w, "kernel_driver", port.KernelDriver);
+                WriteOrNull(w, "tty", port.Tty);
+                WriteOrNull(w, "firmware", port.Firmware);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
             w.WriteEndObject();
         }
 
         output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
+    }
+
+    private static void WriteOrNull(Utf8JsonWriter w, string name, string? value)
+    {
+        if (value is null)
+        {
+            w.WriteNull(name);
+        }
+        else
+        {
+            w.WriteString(name, value);
+        }
     }
 
     private static void WriteText(DoctorReport report, TextWriter output)

@@ -17,6 +17,7 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(DoctorCommand.Create(io));
         root.Subcommands.Add(SetupCommand.Create(io));
         root.Subcommands.Add(AsmCommand.Create(io));
+        root.Subcommands.Add(BmcCommand.Create(io));
         root.Subcommands.Add(ModelCommand.Create(io));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

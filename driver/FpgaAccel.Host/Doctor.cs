@@ -2,6 +2,8 @@ using System.Globalization;
 using FpgaAccel.Driver.Board;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
+using FpgaAccel.Management;
+using FpgaAccel.Management.Ftdi;
 
 namespace FpgaAccel.Host;
 
@@ -34,6 +36,16 @@ public sealed record DoctorOptions
 
     /// <summary>Whether this process holds CAP_IPC_LOCK (VFIO type1 then charges no pin against the limit); replaceable for tests.</summary>
     public Func<bool> HasIpcLock { get; init; } = () => ProcessLimits.HasCapability(ProcessLimits.CapIpcLock);
+
+    /// <summary>
+    /// The board's management port to look for (spec 8: the FTDI bridge 0403:6010, interface B; another with other
+    /// options): found, accessible, which kernel driver holds it, its firmware version. Null: not checked (the CLI
+    /// always checks it). A host without the port is not unhealthy: the driver does not need it.
+    /// </summary>
+    public FtdiOptions? ManagementPort { get; init; }
+
+    /// <summary>Asks the BMC behind the bridge its firmware version (VERSION through libusb, 1 s); tests replace it.</summary>
+    public Func<FtdiOptions, BmcVersionAnswer> QueryBmcVersion { get; init; } = ManagementPortChecks.QueryVersion;
 }
 
 /// <summary>The outcome of one check.</summary>
@@ -61,6 +73,9 @@ public sealed record DoctorCheck(string Name, CheckStatus Status, string Detail,
 /// <param name="Devices">The boards found with the vendor and device IDs (or at the address) asked for.</param>
 public sealed record DoctorReport(IReadOnlyList<DoctorCheck> Checks, IReadOnlyList<PciFunction> Devices)
 {
+    /// <summary>The management ports found (when <see cref="DoctorOptions.ManagementPort"/> asked for them).</summary>
+    public IReadOnlyList<ManagementPortInfo> ManagementPorts { get; init; } = [];
+
     /// <summary>True when no check failed.</summary>
     public bool Healthy => Checks.All(c => c.Status != CheckStatus.Fail);
 }
@@ -130,7 +145,8 @@ public static class Doctor
 
         checks.Add(CheckMemlock(options));
         checks.Add(CheckHugePages(options));
-        return new DoctorReport(checks, devices);
+        var ports = options.ManagementPort is { } port ? ManagementPortChecks.Run(options, port, checks) : [];
+        return new DoctorReport(checks, devices) { ManagementPorts = ports };
     }
 
     private static IEnumerable<DoctorCheck> CheckDevice(PciFunction device, DoctorOptions options)
@@ -179,7 +195,7 @@ public static class Doctor
     }
 
     // The user's name for messages; a uid with no passwd entry (containers, initramfs) is named by number.
-    private static string CurrentUser
+    internal static string CurrentUser
     {
         get
         {
@@ -268,7 +284,7 @@ public static class Doctor
 
     private static string Format(ulong bytes) => bytes % (1UL << 20) == 0 ? $"{bytes >> 20} MiB" : $"{bytes} bytes";
 
-    private static DoctorCheck Pass(string name, string detail) => new(name, CheckStatus.Pass, detail, null);
+    internal static DoctorCheck Pass(string name, string detail) => new(name, CheckStatus.Pass, detail, null);
 
-    private static DoctorCheck Fail(string name, string detail, string fix) => new(name, CheckStatus.Fail, detail, fix);
+    internal static DoctorCheck Fail(string name, string detail, string fix) => new(name, CheckStatus.Fail, detail, fix);
 }

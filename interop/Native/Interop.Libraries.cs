@@ -13,5 +13,14 @@ internal static partial class Interop
     internal static class Libraries
     {
         internal const string Libc = "libc";
+
+        /// <summary>
+        /// libusb-1.0 by its soname, as Debian's libusb-1.0-0 installs it. The bare name would make the runtime
+        /// probe libusb-1.0.so, which only the -dev package provides.
+        /// </summary>
+        internal const string LibUsb = "libusb-1.0.so.0";
+
+        /// <summary>The Debian package that installs <see cref="LibUsb"/>, for the error when it is missing.</summary>
+        internal const string LibUsbPackage = "libusb-1.0-0";
     }
 }

@@ -2,25 +2,33 @@ using FpgaAccel.Interop.Vfio;
 using FpgaAccel.VlabGuest;
 
 // The virtual lab's guest program: run by tests/vlab/init inside the QEMU guest as
-//   vlab-guest --device <pci address of edu>
-// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio.
-// On the virtual board (tests/vboard/init) it runs as
+//   vlab-guest --device <pci address of edu> [--bmc-serial <serial>]
+// First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio; with
+// --bmc-serial (QEMU has a usb-serial whose socket the host's BMC model serves, with that serial),
+// also talks to the BMC through the kernel's USB stack and libusb. On the virtual board
+// (tests/vboard/init) it runs as
 //   vlab-guest --vboard --device <pci address of the FA-1>
 // and drives the FA-1 served over vfio-user with the real fpgaaccel (VirtualBoard.cs).
 // Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
 // when every check passed.
 var runner = new CheckRunner(Console.Out);
-if (args is ["--vboard", "--device", var board])
+string device;
+string? bmcSerial = null;
+switch (args)
 {
-    VirtualBoard.Run(runner, board);
-    runner.Close();
-    return runner.Failed == 0 ? 0 : 1;
-}
-
-if (args is not ["--device", var device])
-{
-    Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> | vlab-guest --vboard --device <pci address of the FA-1>");
-    return 2;
+    case ["--vboard", "--device", var board]:
+        VirtualBoard.Run(runner, board);
+        runner.Close();
+        return runner.Failed == 0 ? 0 : 1;
+    case ["--device", var d]:
+        device = d;
+        break;
+    case ["--device", var d, "--bmc-serial", var s]:
+        (device, bmcSerial) = (d, s);
+        break;
+    default:
+        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>] | vlab-guest --vboard --device <pci address of the FA-1>");
+        return 2;
 }
 
 var group = -1;
@@ -50,6 +58,10 @@ runner.Run("cleanup.descriptors", () =>
     Expect.True(left.Count == 0, $"descriptors left open: {string.Join(", ", left)}");
 });
 runner.Run("doctor", () => Doctor.Check(runner, device, group), EduConformance.SetupCheck);
+if (bmcSerial is not null)
+{
+    Bmc.Check(runner, bmcSerial);
+}
 
 runner.Close();
 return runner.Failed == 0 ? 0 : 1;

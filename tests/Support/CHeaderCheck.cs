@@ -37,6 +37,26 @@ internal sealed class CHeaderCheck
         return null;
     }
 
+    /// <summary>
+    /// gcc's path, after checking that <paramref name="header"/> is installed; marks the test ignored (with the package to
+    /// install) when either is missing, so a machine without headers skips rather than fails.
+    /// </summary>
+    public static string RequireToolchain(string header, string package)
+    {
+        var gcc = FindGcc();
+        if (gcc is null)
+        {
+            NUnit.Framework.Assert.Ignore("gcc is not on PATH: install gcc (make deps) to check the bindings against the C headers.");
+        }
+
+        if (!File.Exists(header))
+        {
+            NUnit.Framework.Assert.Ignore($"{header} is missing: install {package} (make deps) to check the bindings against it.");
+        }
+
+        return gcc!;
+    }
+
     public CHeaderCheck Include(params string[] headers)
     {
         _headers.AddRange(headers);

@@ -103,5 +103,48 @@ internal sealed class SysfsFixture : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// A USB device as the kernel lays it out: <c>devices/usbB/NAME</c> with idVendor, idProduct, bcdDevice, busnum, devnum
+    /// and product, linked from <c>bus/usb/devices/NAME</c>; one interface directory <c>NAME:1.I</c> per entry of
+    /// <paramref name="interfaceDrivers"/> (null: no driver), with a <c>ttyUSBn</c> child when the driver is ftdi_sio; and
+    /// its usbfs node <c>dev/bus/usb/BBB/DDD</c> as a plain file.
+    /// </summary>
+    public SysfsFixture AddUsbDevice(string name, ushort vendor, ushort product, int bus, int address, ushort release, params string?[] interfaceDrivers)
+    {
+        var dir = Path.Combine(Sys, "devices", "pci0000:00", $"usb{bus}", name);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "idVendor"), $"{vendor:x4}\n");
+        File.WriteAllText(Path.Combine(dir, "idProduct"), $"{product:x4}\n");
+        File.WriteAllText(Path.Combine(dir, "bcdDevice"), $"{release:x4}\n");
+        File.WriteAllText(Path.Combine(dir, "busnum"), $"{bus}\n");
+        File.WriteAllText(Path.Combine(dir, "devnum"), $"{address}\n");
+        File.WriteAllText(Path.Combine(dir, "product"), "FT2232H Dual USB-UART/FIFO IC\n");
+        var links = Path.Combine(Sys, "bus", "usb", "devices");
+        Directory.CreateDirectory(links);
+        File.CreateSymbolicLink(Path.Combine(links, name), dir);
+        for (var i = 0; i < interfaceDrivers.Length; i++)
+        {
+            var iface = Path.Combine(dir, $"{name}:1.{i}");
+            Directory.CreateDirectory(iface);
+            File.WriteAllText(Path.Combine(iface, "bInterfaceNumber"), $"{i:x2}\n");
+            File.CreateSymbolicLink(Path.Combine(links, $"{name}:1.{i}"), iface);
+            if (interfaceDrivers[i] is { } driver)
+            {
+                var driverDir = Path.Combine(Sys, "bus", "usb", "drivers", driver);
+                Directory.CreateDirectory(driverDir);
+                File.CreateSymbolicLink(Path.Combine(iface, "driver"), driverDir);
+                if (driver == "ftdi_sio")
+                {
+                    Directory.CreateDirectory(Path.Combine(iface, $"ttyUSB{i}"));
+                }
+            }
+        }
+
+        var node = Path.Combine(Dev, "bus", "usb", $"{bus:D3}");
+        Directory.CreateDirectory(node);
+        File.WriteAllText(Path.Combine(node, $"{address:D3}"), string.Empty);
+        return this;
+    }
+
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }

@@ -20,6 +20,7 @@ public class TestTreeTests
         ["Host"] = "driver/FpgaAccel.Host",
         ["MachineCode"] = "driver/FpgaAccel.MachineCode",
         ["Cli"] = "driver/FpgaAccel.Cli",
+        ["Management"] = "driver/FpgaAccel.Management",
         ["Support"] = null,
     };
 

@@ -5,6 +5,10 @@
 # The output ends with that closing line: what the guest prints after it (nothing, normally)
 # is dropped.
 #   VLAB_BOOT_TIMEOUT  seconds before QEMU is killed (default 300)
+#   VLAB_BMC_MODEL     an fpgaaccel to serve the BMC model with ('fpgaaccel bmc model --socket'); when
+#                      set, QEMU gets an xHCI controller and a usb-serial (an FT232) whose UART is that
+#                      socket, and the guest is told the model's serial (vlab.bmc_serial=) to check
+#   VLAB_BMC_SERIAL    the serial the model answers (default VLAB-BMC-0001)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -18,7 +22,36 @@ qboot=/usr/share/qemu/qboot.rom
 
 result=$(mktemp /tmp/vlab-result.XXXXXX)
 qemu_err=$(mktemp /tmp/vlab-qemu-err.XXXXXX)
-trap 'rm -f "$result" "$qemu_err"' EXIT
+bmc_dir= bmc_pid=
+cleanup() {
+  if [ -n "$bmc_pid" ]; then
+    kill "$bmc_pid" 2>/dev/null || true
+    wait "$bmc_pid" 2>/dev/null || true
+    [ -s "$bmc_dir/model.log" ] && log "BMC model: $(tail -1 "$bmc_dir/model.log")"
+  fi
+  rm -f "$result" "$qemu_err"
+  [ -n "$bmc_dir" ] && rm -rf "$bmc_dir"
+}
+trap cleanup EXIT
+
+# The BMC model listens first: QEMU's chardev connects to it as a client when the VM starts, and the
+# usb-serial device is attached while that connection lasts.
+bmc_args=() append_bmc=
+if [ -n "${VLAB_BMC_MODEL:-}" ]; then
+  bmc_serial=${VLAB_BMC_SERIAL:-VLAB-BMC-0001}
+  bmc_dir=$(mktemp -d /tmp/vlab-bmc.XXXXXX)
+  "$VLAB_BMC_MODEL" bmc model --socket "$bmc_dir/bmc.sock" --serial "$bmc_serial" >"$bmc_dir/model.log" 2>&1 &
+  bmc_pid=$!
+  for _ in $(seq 1 300); do
+    [ -S "$bmc_dir/bmc.sock" ] && break
+    kill -0 "$bmc_pid" 2>/dev/null || die "the BMC model exited before listening: $(cat "$bmc_dir/model.log")"
+    sleep 0.1
+  done
+  [ -S "$bmc_dir/bmc.sock" ] || die "the BMC model did not listen on $bmc_dir/bmc.sock within 30 s: $(cat "$bmc_dir/model.log")"
+  log "BMC model (serial $bmc_serial) serving $bmc_dir/bmc.sock for QEMU's usb-serial"
+  bmc_args=(-device qemu-xhci,id=xhci -chardev "socket,id=bmc,path=$bmc_dir/bmc.sock" -device usb-serial,chardev=bmc,bus=xhci.0)
+  append_bmc=" vlab.bmc_serial=$bmc_serial"
+fi
 
 # intel-iommu comes before the devices it translates. isa-debug-exit lets /init end QEMU with a
 # status. KVM is not assumed (no vmx/svm on CI machines): TCG, with -cpu max for the
@@ -29,8 +62,9 @@ args=(
   -device intel-iommu,intremap=on
   -device edu
   -device isa-debug-exit,iobase=0xf4,iosize=0x04
+  "${bmc_args[@]}"
   -bios "$qboot" -kernel "$kdir/vmlinux" -initrd "$initramfs"
-  -append "console=ttyS0 intel_iommu=on iommu=pt quiet loglevel=4 panic=-1"
+  -append "console=ttyS0 intel_iommu=on iommu=pt quiet loglevel=4 panic=-1$append_bmc"
 )
 log "booting the guest: $qemu ${args[*]} (killed after ${timeout_s} s)"
 start=$SECONDS

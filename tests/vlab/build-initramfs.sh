@@ -3,9 +3,11 @@
 # newc cpio (the kernel unpacks it faster than it would decompress it under TCG):
 #   /init                 tests/vlab/init
 #   /bin/busybox          the static busybox, the whole userland
-#   /lib/modules/*.ko     the VFIO modules, loaded by /init in the order of /etc/vlab/modules
+#   /lib/modules/*.ko     the VFIO and USB modules, loaded by /init in the order of /etc/vlab/modules
 #   /opt/vlab/vlab-guest  the published conformance program and fpgaaccel, plus the shared
 #   /opt/vlab/fpgaaccel   libraries and the dynamic loader that ldd lists for them
+#   libusb-1.0.so.0,      loaded at run time (dlopen) for the management port, so ldd does not list
+#   libudev.so.1          them: copied by soname, with what they link
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -15,9 +17,13 @@ release=$(cat "$kdir/release")
 moddir="$kdir/root/lib/modules/$release/kernel"
 
 # Load order: each module after the ones it depends on (checked below from .modinfo).
-# In Debian's 6.1 kernels all of these are modules (CONFIG_VFIO*=m, CONFIG_IRQ_BYPASS_MANAGER=m).
+# In Debian's 6.1 kernels all of these are modules (CONFIG_VFIO*=m, CONFIG_IRQ_BYPASS_MANAGER=m,
+# CONFIG_USB=m, CONFIG_USB_XHCI_PCI=m, CONFIG_USB_SERIAL_FTDI_SIO=m). The USB ones carry the BMC's
+# port: QEMU's usb-serial on qemu-xhci, which ftdi_sio binds (fpgaaccel bmc detaches it).
 modules=(drivers/vfio/vfio.ko drivers/vfio/vfio_iommu_type1.ko drivers/vfio/vfio_virqfd.ko
-         virt/lib/irqbypass.ko drivers/vfio/pci/vfio-pci-core.ko drivers/vfio/pci/vfio-pci.ko)
+         virt/lib/irqbypass.ko drivers/vfio/pci/vfio-pci-core.ko drivers/vfio/pci/vfio-pci.ko
+         drivers/usb/common/usb-common.ko drivers/usb/core/usbcore.ko drivers/usb/host/xhci-hcd.ko
+         drivers/usb/host/xhci-pci.ko drivers/usb/serial/usbserial.ko drivers/usb/serial/ftdi_sio.ko)
 
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || die "busybox is not installed; install Debian package busybox-static."
@@ -38,7 +44,7 @@ echo 'root:x:0:' > "$stage/etc/group"
 
 loaded=" "
 for m in "${modules[@]}"; do
-  [ -f "$moddir/$m" ] || die "kernel $release has no $m; a kernel with CONFIG_VFIO_PCI=m is needed."
+  [ -f "$moddir/$m" ] || die "kernel $release has no $m; a kernel with CONFIG_VFIO_PCI=m, CONFIG_USB_XHCI_PCI=m and CONFIG_USB_SERIAL_FTDI_SIO=m is needed."
   name=$(basename "$m" .ko)
   deps=$(LC_ALL=C grep -aoP 'depends=[^\x00]*' "$moddir/$m" | head -1 | cut -d= -f2 | tr ',' ' ')
   for d in $deps; do
@@ -49,14 +55,29 @@ for m in "${modules[@]}"; do
   echo "$(basename "$m")" >> "$stage/etc/vlab/modules"
 done
 
-for program in vlab-guest fpgaaccel; do
-  [ -x "$programs/$program" ] || die "$programs/$program is missing; tests/vlab/vlab.sh publishes it."
-  cp "$programs/$program" "$stage/opt/vlab/"
+# copy_with_libs FILE: FILE's shared libraries and the dynamic loader, at the paths ldd names.
+copy_with_libs() {
   # ldd lines: "libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".
-  for lib in $(ldd "$programs/$program" | grep -oE '/[^ ]+\.so[^ ]*'); do
+  for lib in $(ldd "$1" | grep -oE '/[^ ]+\.so[^ ]*'); do
     mkdir -p "$stage$(dirname "$lib")"
     cp -L "$lib" "$stage$lib"
   done
+}
+
+for program in vlab-guest fpgaaccel; do
+  [ -x "$programs/$program" ] || die "$programs/$program is missing; tests/vlab/vlab.sh publishes it."
+  cp "$programs/$program" "$stage/opt/vlab/"
+  copy_with_libs "$programs/$program"
+done
+
+# .NET loads libusb with dlopen by its soname, so the ldd step above never sees it, nor the libudev it
+# enumerates devices with (no udevd is needed: libudev reads sysfs itself).
+for soname in libusb-1.0.so.0 libudev.so.1; do
+  lib=$(ldconfig -p 2>/dev/null | sed -n "s|^[[:space:]]*$soname (libc6,x86-64) => ||p" | head -1)
+  [ -n "$lib" ] && [ -f "$lib" ] || die "$soname is not installed on the host; install Debian packages libusb-1.0-0 and libudev1 (tests/vlab/ensure-packages.sh does, as root)."
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -L "$lib" "$stage$lib"
+  copy_with_libs "$lib"
 done
 echo "${VLAB_GUEST_TIMEOUT:-240}" > "$stage/etc/vlab/timeout"
 

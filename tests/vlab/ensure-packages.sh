@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the virtual lab needs, and only those missing.
 # QEMU runs the guest; busybox-static is the guest's whole userland; cpio packs the initramfs;
-# xz-utils unpacks the kernel image.
+# xz-utils unpacks the kernel image; libusb-1.0-0 and libudev1 are copied into the guest for the
+# management port (fpgaaccel bmc).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-packages=(qemu-system-x86 busybox-static cpio xz-utils)
+packages=(qemu-system-x86 busybox-static cpio xz-utils libusb-1.0-0 libudev1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
