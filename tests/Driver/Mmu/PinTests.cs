@@ -71,8 +71,9 @@ public class PinTests
         Assert.That(level, Is.EqualTo(2), "a 2 MiB leaf at level 2");
         Assert.That(pte.IsLeafBit && pte.Writable, Is.True);
         Assert.That(pte.Address, Is.EqualTo((ulong)buffer.Address + _device.Mmu.Layout.Delta));
-        Assert.That(context.PageTableTables, Is.EqualTo(3), "root, level 1, level 2: no level-3 tables for huge leaves");
-        Assert.That(_device.IommuMappedPages - before, Is.EqualTo(1024 + 2), "4 MiB = 1024 IOMMU pages, plus the level-1 and level-2 tables");
+        Assert.That(context.PageTableTables, Is.EqualTo(5),
+            "root, level 1, level 2, and below each 2 MiB leaf its level-3 table, kept up to date so a split or a stale walk-cache pointer never needs a new one");
+        Assert.That(_device.IommuMappedPages - before, Is.EqualTo(1024 + 4), "4 MiB = 1024 IOMMU pages, plus the level-1, level-2 and two level-3 tables");
     }
 
     [Test]
