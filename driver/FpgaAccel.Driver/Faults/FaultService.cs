@@ -38,6 +38,8 @@ public sealed partial class FaultService : IDisposable
     private readonly bool _dropin;
     private readonly double _microsecondsPerCycle;
     private readonly HashSet<uint> _abortLogged = [];
+    private long _lastFailureLog;
+    private long _unloggedFailures;
     private uint _head;
     private long _allocatedBytes;
     private volatile bool _running = true;
@@ -255,7 +257,20 @@ public sealed partial class FaultService : IDisposable
         var context = _mmu.Context(record.Context);
         PageTableEntry leaf = default;
         uint region = 0;
-        var outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, out leaf, out region);
+        FaultOutcome outcome;
+        try
+        {
+            outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, out leaf, out region);
+        }
+        catch (Exception ex) when (ex is not DeviceLostException)
+        {
+            // One fault that cannot be serviced (its page cannot be pinned or mapped, an eviction's fence timed out):
+            // ServiceFault undid what it did, so answering ABORT ends only that fault's command; the service goes on.
+            // A lost device ends the service (Run), since nothing it could answer would be heard.
+            outcome = FaultOutcome.Abort;
+            Metrics.Failure();
+            LogFailureLimited(record.Context, record.Dva, write, ex);
+        }
 
         var b = _device.Backend;
         if (outcome == FaultOutcome.Abort)
@@ -287,6 +302,22 @@ public sealed partial class FaultService : IDisposable
         }
     }
 
+    // Failures can come in floods (a memlock limit reached with nothing left to evict): one line a second at most,
+    // saying how many were not logged in between.
+    private void LogFailureLimited(byte context, ulong dva, bool write, Exception ex)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (_lastFailureLog != 0 && Stopwatch.GetElapsedTime(_lastFailureLog, now) < TimeSpan.FromSeconds(1))
+        {
+            _unloggedFailures++;
+            return;
+        }
+
+        LogFailure(_logger, context, dva, write, _unloggedFailures, ex);
+        _lastFailureLog = now;
+        _unloggedFailures = 0;
+    }
+
     // Logged once per region (or, for addresses in no region, once per context): aborts can come in floods.
     private void LogAbortOnce(byte context, uint region, ulong dva, bool write)
     {
@@ -311,6 +342,9 @@ public sealed partial class FaultService : IDisposable
 
     [LoggerMessage(EventId = 54, Level = LogLevel.Critical, Message = "Fault service stopped")]
     private static partial void LogServiceStopped(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 56, Level = LogLevel.Error, Message = "Fault in context {Context} at DVA 0x{Dva:X} (write {Write}) could not be serviced and was aborted ({Unlogged} earlier failures not logged)")]
+    private static partial void LogFailure(ILogger logger, byte context, ulong dva, bool write, long unlogged, Exception ex);
 
     [LoggerMessage(EventId = 55, Level = LogLevel.Warning, Message = "Fault service thread did not stop within 5 s")]
     private static partial void LogStuck(ILogger logger);

@@ -493,7 +493,7 @@ public sealed partial class DeviceContext : IDisposable
             _mmu.Pager.Reserve();
             try
             {
-                _mmu.Iommu.Acquire(page, PageTableFormat.PageSize);
+                AcquireOnDemandPage(page);
             }
             catch
             {
@@ -608,6 +608,27 @@ public sealed partial class DeviceContext : IDisposable
     {
         Interlocked.Increment(ref _invalidationsStarted);
         Interlocked.Increment(ref _invalidationsActive);
+    }
+
+    // Pins one on-demand page. When the locked-memory limit (not the budget) is what ran out, gives back the least
+    // recently faulted on-demand pages until the page fits: the limit is a transient cause on this path (defect 2).
+    private void AcquireOnDemandPage(ulong page)
+    {
+        while (true)
+        {
+            try
+            {
+                _mmu.Iommu.Acquire(page, PageTableFormat.PageSize);
+                return;
+            }
+            catch (PinLimitExceededException)
+            {
+                if (!_mmu.Pager.EvictOne())
+                {
+                    throw; // nothing on demand left to give back: the pins and rings hold the limit
+                }
+            }
+        }
     }
 
     // Outside the lock: invalidate what changed, wait for the fence, end the removal.

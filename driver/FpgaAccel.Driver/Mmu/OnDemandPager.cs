@@ -15,6 +15,9 @@ namespace FpgaAccel.Driver.Mmu;
 /// </remarks>
 internal sealed class OnDemandPager
 {
+    /// <summary>The smallest budget: a stalled COPY needs its source and its destination page present at once.</summary>
+    public const int MinimumBudget = 2;
+
     private readonly Lock _lock = new();
     private readonly DeviceContext?[] _contexts;
     private readonly ulong[] _pages;
@@ -65,6 +68,36 @@ internal sealed class OnDemandPager
             {
                 Interlocked.Increment(ref _evictions);
                 return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Evicts the least recently faulted page to give its memory back, for a fault that holds its place already but
+    /// could not pin its page under the locked-memory limit. The evicted page's place is released. False when no
+    /// page on demand is present to evict.
+    /// </summary>
+    public bool EvictOne()
+    {
+        while (true)
+        {
+            DeviceContext? victim;
+            ulong page;
+            lock (_lock)
+            {
+                if (_head == _tail)
+                {
+                    return false;
+                }
+
+                (victim, page) = PopOldest();
+            }
+
+            if (victim is not null && victim.Evict(page))
+            {
+                Interlocked.Increment(ref _evictions);
+                Forget();
+                return true;
             }
         }
     }
