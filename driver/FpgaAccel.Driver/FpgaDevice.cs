@@ -160,7 +160,22 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>The running fault service, or null.</summary>
-    public FaultService? Faults => _faults;
+    public FaultService? Faults => Volatile.Read(ref _faults);
+
+    /// <summary>2^CAPS.VA bits: the first DVA the device cannot address (CAPS checked at open, so the shift cannot wrap).</summary>
+    internal ulong VaLimit { get; private set; }
+
+    /// <summary>A fault service that stopped: a new one may start.</summary>
+    internal void OnFaultServiceStopped(FaultService service)
+    {
+        lock (_queueLock)
+        {
+            if (_faults == service)
+            {
+                _faults = null;
+            }
+        }
+    }
 
     /// <summary>Pages pinned on demand now, and the budget.</summary>
     public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
@@ -294,6 +309,7 @@ public sealed partial class FpgaDevice : IDisposable
                 "The bitstream is malformed or not an FA-1 1.x; reload it.");
         }
 
+        VaLimit = caps.VaBits is > 0 and < 64 ? 1UL << caps.VaBits : 0;
         var clockHz = ReadChecked(Fa1Registers.ClockHz, "at open (CLOCK_HZ register)");
         if (clockHz == 0)
         {
