@@ -43,7 +43,7 @@ public sealed class Fa1Model : IDisposable
         Options.Validate();
         Clock = ModelClock.Create(Options.Clock);
         _interrupts = new InterruptController(Options.MsixVectors);
-        Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes);
+        Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes, Options.IommuMappingLimit);
         DeclareGlobalRegisters();
         _faultRing = new FaultRing(this);
         AddBlock(_faultRing);
@@ -228,7 +228,9 @@ public sealed class Fa1Model : IDisposable
 
     /// <summary>
     /// Stops the device: every engine thread is stopped and joined (bounded: an engine notices a stop
-    /// within one page of work), interrupts are disconnected, and the device reads as gone.
+    /// within one page of work), interrupts are disconnected, and the device reads as gone. Then the
+    /// platform IOMMU drops every mapping still there, as closing a VFIO container does, and gives back
+    /// the memory it held (D32).
     /// </summary>
     public void Dispose()
     {
@@ -246,6 +248,7 @@ public sealed class Fa1Model : IDisposable
         }
 
         JoinRetiredEngines();
+        Iommu.Clear();
     }
 
     /// <summary>Engine threads alive now (started and not yet joined): for leak checks.</summary>
@@ -275,7 +278,10 @@ public sealed class Fa1Model : IDisposable
                     _mmu.Oracle.StaleAccesses,
                     _faultRing.Raised,
                     _faultRing.Raised - _faultRing.Answered,
-                    _faultRing.IgnoredResponses);
+                    _faultRing.IgnoredResponses)
+                {
+                    FreedMemoryAccesses = Iommu.FreedMemoryAccesses,
+                };
             }
         }
     }

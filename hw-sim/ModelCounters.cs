@@ -31,4 +31,12 @@ public readonly record struct ModelOracle(
     long StaleAccesses,
     long FaultsRaised,
     long LostFaults,
-    long IgnoredFaultResponses);
+    long IgnoredFaultResponses)
+{
+    /// <summary>
+    /// Device accesses (data, descriptors, completions, fault records, table walks) that landed in host memory
+    /// its owner had already freed while the IOMMU still held it (decision D32): 0 when the driver keeps
+    /// memory alive for as long as it is mapped.
+    /// </summary>
+    public long FreedMemoryAccesses { get; init; }
+}

@@ -32,4 +32,10 @@ public sealed record DeviceOracleReport
 
     /// <summary>Faults raised that have no answer (no response, or ended by a reset): 0 once a run has settled.</summary>
     public long LostFaults { get; init; }
+
+    /// <summary>
+    /// Device accesses to host memory the process had already freed while the IOMMU still pinned it (the
+    /// device wrote or read an orphaned page): 0 when nothing is freed before it is unmapped.
+    /// </summary>
+    public long FreedMemoryAccesses { get; init; }
 }

@@ -80,6 +80,7 @@ internal sealed class ModelBackend : IDeviceBackend
                 StaleAccesses = oracle.StaleAccesses,
                 FaultsRaised = oracle.FaultsRaised,
                 LostFaults = oracle.LostFaults,
+                FreedMemoryAccesses = oracle.FreedMemoryAccesses,
             };
         }
     }
