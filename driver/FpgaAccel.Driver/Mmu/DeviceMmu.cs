@@ -22,7 +22,7 @@ internal sealed partial class DeviceMmu : IDisposable
         Logger = loggers.CreateLogger<DeviceContext>();
         Layout = IovaLayout.Choose(backend.IovaRanges);
         Accountant = new PinAccountant(options.MemlockLimitBytes);
-        Iommu = new IommuMappings(backend, Layout, Accountant);
+        Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
         Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages));

@@ -105,6 +105,27 @@ public class PinTests
         Assert.That(_device.IommuMappedPages, Is.GreaterThanOrEqualTo(2));
     }
 
+    // Issue 11, defect 8: the model's IOMMU is type1v2 (decision D31) and refuses an unmap that splits a mapping.
+    [Test]
+    public void OverlappingPinsWithADowngradeReleaseInUnitsTheKernelAccepts()
+    {
+        using var buffer = HostBuffer.Allocate(4 * 4096);
+        using var context = _device.CreateContext();
+        context.Pin(buffer, DmaAccess.DeviceRead).Dispose(); // the context's page tables now exist (they stay until it is disposed)
+        var pinnedBefore = _device.PinnedBytes;
+        var pagesBefore = _device.IommuMappedPages;
+        var whole = context.Pin(buffer, DmaAccess.ReadWrite);
+        var inner = context.Pin(buffer.Address + 4096, 4096, DmaAccess.DeviceRead);
+        whole.Dispose(); // page 1 keeps its reader: the pages around it must not be unmapped out of the map call that covers them
+        Assert.That(context.Translation((ulong)buffer.Address + 4096, out _).Writable, Is.False, "the downgrade to read-only");
+        Assert.That(context.Translation((ulong)buffer.Address, out _).Valid, Is.False);
+        inner.Dispose();
+        Assert.That(_device.PinnedBytes, Is.EqualTo(pinnedBefore), "the charge drifted");
+        Assert.That(_device.IommuMappedPages, Is.EqualTo(pagesBefore), "a mapping was left behind");
+        using var again = context.Pin(buffer, DmaAccess.ReadWrite); // a leftover mapping would make this EEXIST
+        Assert.That(_device.PinnedBytes - pinnedBefore, Is.EqualTo(4UL * 4096));
+    }
+
     [Test]
     public void PinChargesPagesOnceAcrossOverlapsAndContexts()
     {
