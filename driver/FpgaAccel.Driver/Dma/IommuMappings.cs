@@ -105,14 +105,19 @@ internal sealed partial class IommuMappings
                         continue;
                     }
 
-                    var chunkEnd = (a | (PageTableFormat.HugePageSize - 1)) + 1;
+                    // A unit lies in one 2 MiB chunk and in one memory mapping (the one it holds), or in none.
+                    var memory = MemoryMapping.Find((nint)a);
+                    var limit = memory is not null
+                        ? (ulong)memory.Address + memory.Length
+                        : MemoryMapping.FindNext((nint)a) is { } next ? (ulong)next.Address : ulong.MaxValue;
+                    var unitEnd = Math.Min(Math.Min((a | (PageTableFormat.HugePageSize - 1)) + 1, limit), end);
                     var runEnd = a;
-                    while (runEnd < end && runEnd < chunkEnd && !_pages.ContainsKey(runEnd >> PageTableFormat.PageShift))
+                    while (runEnd < unitEnd && !_pages.ContainsKey(runEnd >> PageTableFormat.PageShift))
                     {
                         runEnd += PageSize;
                     }
 
-                    MapUnit(a, runEnd);
+                    MapUnit(a, runEnd, memory);
                     a = runEnd;
                 }
             }
@@ -178,23 +183,38 @@ internal sealed partial class IommuMappings
         }
     }
 
-    // Lock held. Charges and maps [first, end) as one unit; throws with nothing changed.
-    private void MapUnit(ulong first, ulong end)
+    // Lock held. Holds the memory, charges and maps [first, end) as one unit; throws with nothing changed.
+    // The hold is what pin_user_pages' page reference is: the owner's free is deferred while the unit maps the memory,
+    // so the address cannot be handed to a new allocation that the IOMMU would confuse with the old pages (defect 7).
+    private void MapUnit(ulong first, ulong end, MemoryMapping? memory)
     {
         var bytes = end - first;
-        _accountant.Charge(bytes);
+        if (memory is not null && !memory.TryHold())
+        {
+            throw new DmaMappingException(_layout.IovaOf(first), bytes, "EFAULT", $"the memory at 0x{first:X} was freed by its owner.");
+        }
+
         try
         {
-            _backend.MapDma(_layout.IovaOf(first), (nint)first, bytes, DmaAccess.ReadWrite);
+            _accountant.Charge(bytes);
+            try
+            {
+                _backend.MapDma(_layout.IovaOf(first), (nint)first, bytes, DmaAccess.ReadWrite);
+            }
+            catch
+            {
+                _accountant.Release(bytes);
+                throw;
+            }
         }
         catch
         {
-            _accountant.Release(bytes);
+            memory?.ReleaseHold();
             throw;
         }
 
         var unitKey = first >> PageTableFormat.PageShift;
-        _units[unitKey] = new Unit(end >> PageTableFormat.PageShift, 0, _acquires);
+        _units[unitKey] = new Unit(end >> PageTableFormat.PageShift, 0, _acquires, memory);
         for (var p = first; p < end; p += PageSize)
         {
             _pages[p >> PageTableFormat.PageShift] = new PageState(0, unitKey);
@@ -224,6 +244,9 @@ internal sealed partial class IommuMappings
 
         _units.Remove(unitKey);
         _accountant.Release(bytes);
+
+        // The kernel no longer pins it: the owner's free (if it came) may now run.
+        unit.Held?.ReleaseHold();
     }
 
     [LoggerMessage(EventId = 60, Level = LogLevel.Error, Message = "The IOMMU refused to unmap IOVA 0x{Iova:X} (+{Bytes} bytes, undoing a failed map: {Undo}); it stays mapped and charged")]
@@ -231,5 +254,5 @@ internal sealed partial class IommuMappings
 
     private record struct PageState(int Refs, ulong Unit);
 
-    private record struct Unit(ulong EndPage, int Live, long CreatedBy);
+    private record struct Unit(ulong EndPage, int Live, long CreatedBy, MemoryMapping? Held);
 }

@@ -136,12 +136,7 @@ public sealed partial class DeviceContext : IDisposable
     public PinnedBuffer Pin(HostBuffer buffer, DmaAccess access)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        if (buffer.IsDisposed)
-        {
-            throw new PinRejectedException(0, buffer.Length, "the host buffer was already freed (disposed)", "Pin a live buffer.");
-        }
-
-        return Pin(buffer.Address, buffer.Length, access);
+        return buffer.AddUser(buffer.Start, buffer.Length, () => PinCore(buffer.Start, buffer.Length, access, buffer));
     }
 
     /// <summary>
@@ -150,6 +145,14 @@ public sealed partial class DeviceContext : IDisposable
     /// page table with DVA = address. Returns the handle that names the pin.
     /// </summary>
     public PinnedBuffer Pin(nint address, ulong length, DmaAccess access)
+    {
+        var owner = OwningBuffer(address, length);
+        return owner is null
+            ? PinCore(address, length, access, null)
+            : owner.AddUser(address, length, () => PinCore(address, length, access, owner));
+    }
+
+    private PinnedBuffer PinCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
     {
         var (first, end) = Validate(address, length, access);
         _mmu.Iommu.Acquire(first, end - first);
@@ -161,7 +164,7 @@ public sealed partial class DeviceContext : IDisposable
             {
                 ThrowIfDisposed();
                 ThrowIfOverlapsRegion(first, end, address, length);
-                pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access);
+                pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access, owner);
                 ChangeUse(first, end, access, +1, (uint)pin.Id);
                 try
                 {
@@ -225,6 +228,7 @@ public sealed partial class DeviceContext : IDisposable
             change = _table.Apply(first, end, _desired);
         }
 
+        pin.Buffer?.RemoveUser(pin);
         EndRemoval(change);
         _mmu.Iommu.Release(first, end - first);
         LogUnpinned(_mmu.Logger, pin.Id, Index);
@@ -237,7 +241,15 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public OnDemandRegion RegisterOnDemand(nint address, ulong length, DmaAccess access)
     {
-        var (first, end) = Validate(address, length, access, requireMapped: true);
+        var owner = OwningBuffer(address, length);
+        return owner is null
+            ? RegisterCore(address, length, access, null)
+            : owner.AddUser(address, length, () => RegisterCore(address, length, access, owner));
+    }
+
+    private OnDemandRegion RegisterCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
+    {
+        var (first, end) = Validate(address, length, access);
         lock (Lock)
         {
             ThrowIfDisposed();
@@ -250,7 +262,7 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
-            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access);
+            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner);
             var flags = MirrorFlags.Valid | MirrorFlags.OnDemand | MirrorFlags.Read | ((access & DmaAccess.DeviceWrite) != 0 ? MirrorFlags.Write : MirrorFlags.None);
             var set = first;
             try
@@ -281,12 +293,7 @@ public sealed partial class DeviceContext : IDisposable
     public OnDemandRegion RegisterOnDemand(HostBuffer buffer, DmaAccess access)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        if (buffer.IsDisposed)
-        {
-            throw new PinRejectedException(0, buffer.Length, "the host buffer was already freed (disposed)", "Register a live buffer.");
-        }
-
-        return RegisterOnDemand(buffer.Address, buffer.Length, access);
+        return buffer.AddUser(buffer.Start, buffer.Length, () => RegisterCore(buffer.Start, buffer.Length, access, buffer));
     }
 
     /// <summary>
@@ -325,6 +332,7 @@ public sealed partial class DeviceContext : IDisposable
             change = _table.Apply(region.FirstPage, region.EndPage, _desired);
         }
 
+        region.Buffer?.RemoveUser(region);
         EndRemoval(change);
         foreach (var page in present)
         {
@@ -341,6 +349,7 @@ public sealed partial class DeviceContext : IDisposable
     public void Dispose()
     {
         List<(ulong First, ulong End)> release;
+        (HostBuffer? Buffer, IDisposable User)[] buffers;
         int onDemand;
         lock (Lock)
         {
@@ -379,9 +388,15 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
+            buffers = [.. _pins.Values.Select(p => (p.Buffer, (IDisposable)p)), .. _regions.Values.Select(r => (r.Buffer, (IDisposable)r))];
             _pins.Clear();
             _regions.Clear();
             _pages.Clear();
+        }
+
+        foreach (var (buffer, user) in buffers)
+        {
+            buffer?.RemoveUser(user);
         }
 
         try
@@ -673,14 +688,14 @@ public sealed partial class DeviceContext : IDisposable
     private PageTableEntry LeafFor(ulong page, MirrorEntry entry) =>
         PageTableEntry.Create(_mmu.Layout.IovaOf(page), PteFlags.Valid | PteFlags.Read | ((entry.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None));
 
-    private (ulong First, ulong End) Validate(nint address, ulong length, DmaAccess access, bool requireMapped = true)
+    private (ulong First, ulong End) Validate(nint address, ulong length, DmaAccess access)
     {
         if (length == 0)
         {
             throw new PinRejectedException(address, length, "the length is zero", "Pin at least one byte.");
         }
 
-        var vaLimit = 1UL << Math.Min(_mmu.Capabilities.VaBits, PageTableFormat.VaBits);
+        var vaLimit = _mmu.VaLimit;
         if ((ulong)address + length < (ulong)address || (ulong)address + length > vaLimit)
         {
             throw new PinRejectedException(address, length, $"the range overflows the device's {_mmu.Capabilities.VaBits}-bit virtual address space", "Pin a range below 0x" + vaLimit.ToString("X", System.Globalization.CultureInfo.InvariantCulture) + ".");
@@ -692,9 +707,9 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         var (first, end) = Pages(address, length);
-        if (requireMapped && !ProcessLimits.IsMapped((nint)first, end - first))
+        if (NotOwnedMemory(first, end) is { } why)
         {
-            throw new PinRejectedException(address, length, "part of the range is not mapped in this process (freed, or never allocated)", "Pin memory the process owns, and unpin before freeing it.");
+            throw new PinRejectedException(address, length, why, "Pin memory the process owns with read and write access (HostBuffer.Allocate), and unpin it before freeing it.");
         }
 
         if (!_mmu.Layout.IsMappable(first, end - first))
@@ -703,6 +718,60 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         return (first, end);
+    }
+
+    // Why [first, end) cannot be pinned, or null: what pin_user_pages would refuse (memory not mapped, or without read and
+    // write: the IOMMU maps DMA memory read-write), and memory its owner freed that is still mapped only because an IOMMU
+    // mapping holds it. Mappings the registry knows (HostBuffer, DmaMemory) answer from their own record; any other
+    // memory is looked up in /proc/self/maps.
+    private static string? NotOwnedMemory(ulong first, ulong end)
+    {
+        for (var at = first; at < end;)
+        {
+            if (MemoryMapping.Find((nint)at) is { } known)
+            {
+                if (known.IsReleasedByOwner)
+                {
+                    return $"the memory at 0x{at:X} was freed (disposed) by its owner; only an IOMMU mapping keeps it mapped";
+                }
+
+                if ((known.Protection & MemoryProtection.ReadWrite) != MemoryProtection.ReadWrite)
+                {
+                    return $"the memory at 0x{at:X} is mapped {known.Protection}, and DMA memory is mapped read-write";
+                }
+
+                at = (ulong)known.Address + known.Length;
+                continue;
+            }
+
+            var next = MemoryMapping.FindNext((nint)at) is { } following ? Math.Min((ulong)following.Address, end) : end;
+            if (!ProcessLimits.IsAccessible((nint)at, next - at, MemoryProtection.ReadWrite))
+            {
+                return $"part of [0x{at:X}, 0x{next:X}) is not mapped in this process with read and write access (freed, never allocated, or read-only)";
+            }
+
+            at = next;
+        }
+
+        return null;
+    }
+
+    // The host buffer a range lies in, or null for memory of another origin. A range across a buffer's edge is refused:
+    // disposing one buffer must be able to release everything over its memory.
+    private static HostBuffer? OwningBuffer(nint address, ulong length)
+    {
+        if (length == 0 || (ulong)address + length < (ulong)address)
+        {
+            return null; // Validate refuses it with the reason
+        }
+
+        var owner = HostBuffer.Owning(address);
+        if (HostBuffer.Owning((nint)((ulong)address + length - 1)) != owner)
+        {
+            throw new PinRejectedException(address, length, "the range spans more than one host buffer, or a host buffer and other memory", "Pin or register each buffer on its own.");
+        }
+
+        return owner;
     }
 
     private void ThrowIfOverlapsRegion(ulong first, ulong end, nint address, ulong length)

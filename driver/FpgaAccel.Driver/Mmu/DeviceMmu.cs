@@ -20,6 +20,7 @@ internal sealed partial class DeviceMmu : IDisposable
         Backend = backend;
         Capabilities = caps;
         Logger = loggers.CreateLogger<DeviceContext>();
+        VaLimit = 1UL << Math.Clamp(caps.VaBits, 0, PageTableFormat.VaBits);
         Layout = IovaLayout.Choose(backend.IovaRanges);
         Accountant = new PinAccountant(options.MemlockLimitBytes);
         Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
@@ -38,6 +39,9 @@ internal sealed partial class DeviceMmu : IDisposable
     public ILogger Logger { get; }
 
     public IovaLayout Layout { get; }
+
+    /// <summary>The first DVA a pin may not reach: 2^(CAPS VA bits), at most 2^48 (four levels of table, spec 4.1).</summary>
+    public ulong VaLimit { get; }
 
     public PinAccountant Accountant { get; }
 
