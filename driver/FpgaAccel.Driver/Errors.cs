@@ -179,7 +179,7 @@ public sealed class PinLimitExceededException : FpgaAccelException
 {
     /// <summary>Pinning <paramref name="requested"/> bytes on top of <paramref name="pinned"/> would pass <paramref name="limit"/> (from <paramref name="limitSource"/>).</summary>
     public PinLimitExceededException(ulong requested, ulong pinned, ulong limit, string limitSource)
-        : base($"Pinning {requested} more bytes would make {pinned + requested} bytes pinned, over the locked-memory limit of {limit} bytes " +
+        : base($"Pinning {requested} more bytes would make {pinned + requested} bytes pinned by this process (every FA-1 it has open), over the locked-memory limit of {limit} bytes " +
                $"({limitSource}). Raise it (ulimit -l {((pinned + requested) / 1024) + 1} or more, or 'memlock' in /etc/security/limits.conf; " +
                "CAP_IPC_LOCK lifts it), or pin less.")
     {
@@ -191,7 +191,7 @@ public sealed class PinLimitExceededException : FpgaAccelException
     /// <summary>Bytes the refused pin would have added.</summary>
     public ulong Requested { get; }
 
-    /// <summary>Bytes already pinned when the pin was refused.</summary>
+    /// <summary>Bytes the process had pinned (through every device) when the pin was refused.</summary>
     public ulong Pinned { get; }
 
     /// <summary>The locked-memory limit in bytes the pins are charged against.</summary>

@@ -38,7 +38,8 @@ public sealed record FpgaDeviceOptions
 
     /// <summary>
     /// The pinned-bytes limit. Null: RLIMIT_MEMLOCK, not enforced for a process with CAP_IPC_LOCK or
-    /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own.
+    /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own: it stands in for
+    /// RLIMIT_MEMLOCK, so it is compared with what the whole process pins through every device it has open.
     /// </summary>
     public ulong? MemlockLimitBytes { get; init; }
 
