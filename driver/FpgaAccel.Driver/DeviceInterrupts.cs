@@ -55,6 +55,10 @@ public sealed partial class DeviceInterrupts
             _epoll = Epoll.Create();
             created.Add(_epoll);
             GrantedVectors = backend.ConnectInterrupts(_vectors);
+            if (GrantedVectors is not (1 or Fa1Identity.MsixVectors))
+            {
+                throw new DeviceProtocolException($"The host granted {GrantedVectors} interrupt vectors; the FA-1 uses {Fa1Identity.MsixVectors}, or 1 shared by every cause (spec 1). Check the VFIO interrupt setup.");
+            }
             for (var i = 0; i < GrantedVectors; i++)
             {
                 _epoll.Add(_vectors[i].Handle, EpollEvents.In, (ulong)i);

@@ -328,3 +328,25 @@ public sealed class BoardGroupNotViableException : FpgaAccelException
     /// <summary>The IOMMU group that is not viable.</summary>
     public int Group { get; }
 }
+
+/// <summary>
+/// The device reported a capability or a clock the driver cannot use (CAPS or CLOCK_HZ out of range): refused at open,
+/// before any shift, index or division uses it.
+/// </summary>
+public sealed class InvalidCapabilitiesException : FpgaAccelException
+{
+    /// <summary>The device's <paramref name="field"/> reads <paramref name="value"/> (from a register that reads <paramref name="register"/>), which breaks <paramref name="rule"/>.</summary>
+    public InvalidCapabilitiesException(string field, ulong value, ulong register, string rule)
+        : base($"The device reports {field} = {value} (register value 0x{register:X16}), but {rule}. " +
+               "The bitstream is malformed or not an FA-1 1.x the driver can use: reload the FA-1 bitstream (or fix the model's settings).")
+    {
+        Field = field;
+        Value = value;
+    }
+
+    /// <summary>The field out of range, as the spec names it (VA bits, IOVA bits, TLB ways, TLB sets, contexts, queues, CLOCK_HZ).</summary>
+    public string Field { get; }
+
+    /// <summary>The value the device reported.</summary>
+    public ulong Value { get; }
+}

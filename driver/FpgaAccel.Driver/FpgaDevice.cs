@@ -31,6 +31,11 @@ public sealed record DeviceInfo(
 /// </summary>
 public sealed partial class FpgaDevice : IDisposable
 {
+    // The least DVA width the driver works with: buffers are placed at their process addresses (DVA = VA).
+    private const int MinimumVaBits = 32;
+    private const int MaximumTlbSetsLog2 = 24;
+    private const ulong MinimumClockHz = 1_000;
+    private const ulong MaximumClockHz = 10_000_000_000;
     private readonly ILogger _logger;
     private readonly FpgaDeviceOptions _options;
     private readonly List<CommandQueue> _queues = [];
@@ -301,21 +306,9 @@ public sealed partial class FpgaDevice : IDisposable
 
         Reset();
         var caps = new Capabilities(ReadChecked(Fa1Registers.Caps, "at open (CAPS register)"));
-        if (caps.Contexts is < 1 or > Fa1Registers.MaxAddressableContexts || caps.Queues < 1)
-        {
-            throw new FpgaAccelException(
-                $"The device reports {caps.Contexts} contexts and {caps.Queues} queues (CAPS = 0x{caps.Raw:X16}); " +
-                $"the register map holds 1..{Fa1Registers.MaxAddressableContexts} contexts and at least one queue. " +
-                "The bitstream is malformed or not an FA-1 1.x; reload it.");
-        }
-
-        VaLimit = caps.VaBits is > 0 and < 64 ? 1UL << caps.VaBits : 0;
         var clockHz = ReadChecked(Fa1Registers.ClockHz, "at open (CLOCK_HZ register)");
-        if (clockHz == 0)
-        {
-            throw new FpgaAccelException("The device reports CLOCK_HZ = 0; cycle counts cannot be turned into time. Reload the bitstream.");
-        }
-
+        CheckCapabilities(caps, clockHz);
+        VaLimit = 1UL << caps.VaBits; // 32..48: checked above
         _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
         _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
         _interrupts.Subscribe(InterruptCauses.Completion, OnCompletionInterrupt);
@@ -324,6 +317,37 @@ public sealed partial class FpgaDevice : IDisposable
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);
         LogOpened(_logger, Backend.Kind, version.ToString(), caps.Contexts, caps.Queues, _interrupts.GrantedVectors);
+    }
+
+    // Spec 2: the device is not trusted. Every CAPS field and CLOCK_HZ is range-checked here, once, before a shift by a
+    // device count (1 << VA bits wraps at 64), an array sized by one, or a division by the clock can use it.
+    private static void CheckCapabilities(Capabilities caps, ulong clockHz)
+    {
+        // Spec 4.1: four levels of 512 entries translate 48-bit DVAs; DVA = the process's address needs room for it.
+        Check("VA bits", (ulong)caps.VaBits, caps.VaBits is >= MinimumVaBits and <= PageTableFormat.VaBits,
+            $"the FA-1 page table translates {MinimumVaBits} to {PageTableFormat.VaBits}-bit DVAs (spec 4.1: four levels of 512 entries)");
+        // IovaLayout: the driver's IOVAs are process addresses (below 2^47 on x86-64), plus 2^47 when the device and the
+        // IOMMU reach 48 bits; a device that cannot emit 47-bit IOVAs could not reach any of them.
+        Check("IOVA bits", (ulong)caps.IovaBits, caps.IovaBits is >= 47 and <= 64,
+            "the driver places DMA memory at IOVA = its process address (below 2^47), so the device must emit 47 to 64-bit IOVAs");
+        Check("TLB ways", (ulong)caps.TlbWays, caps.TlbWays >= 1, "a device MMU has a TLB of at least one way (spec 4.1)");
+        Check("TLB sets", (ulong)caps.TlbSetsLog2, caps.TlbSetsLog2 <= MaximumTlbSetsLog2, $"log2 of the TLB sets is at most {MaximumTlbSetsLog2}");
+
+        // Decision D1: context blocks live at 0x1000..0x1FFF.
+        Check("contexts", (ulong)caps.Contexts, caps.Contexts is >= 1 and <= Fa1Registers.MaxAddressableContexts,
+            $"the register map holds 1 to {Fa1Registers.MaxAddressableContexts} contexts (decision D1)");
+        Check("queues", (ulong)caps.Queues, caps.Queues is >= 1 and <= Fa1Registers.MaxAddressableQueues - 1,
+            $"the register map holds 1 to {Fa1Registers.MaxAddressableQueues - 1} queues (spec 5)");
+        Check("CLOCK_HZ", clockHz, clockHz is >= MinimumClockHz and <= MaximumClockHz,
+            $"the fabric clock is {MinimumClockHz} Hz to {MaximumClockHz} Hz (cycle counts are turned into time with it)");
+
+        void Check(string field, ulong value, bool ok, string rule)
+        {
+            if (!ok)
+            {
+                throw new InvalidCapabilitiesException(field, value, field == "CLOCK_HZ" ? clockHz : caps.Raw, rule);
+            }
+        }
     }
 
     // Runs on the dispatcher thread: every open queue harvests its completion ring.

@@ -21,7 +21,7 @@ internal sealed partial class DeviceMmu : IDisposable
         Capabilities = caps;
         Logger = loggers.CreateLogger<DeviceContext>();
         VaLimit = 1UL << Math.Clamp(caps.VaBits, 0, PageTableFormat.VaBits);
-        Layout = IovaLayout.Choose(backend.IovaRanges);
+        Layout = IovaLayout.Choose(backend.IovaRanges, caps.IovaBits);
         Accountant = new PinAccountant(options.MemlockLimitBytes);
         Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);

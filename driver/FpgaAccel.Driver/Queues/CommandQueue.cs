@@ -236,7 +236,7 @@ public sealed partial class CommandQueue : IDisposable
                 throw new InvalidCommandException($"{opcode} with length 0: the device rejects it (BAD_DESC). Give a length of at least 1 byte.");
             }
 
-            var limit = 1UL << _device.Info.Capabilities.VaBits;
+            var limit = _device.VaLimit;
             var uses = opcode switch { Opcode.Copy => new[] { source, destination }, Opcode.Fill => [destination], _ => [source] };
             foreach (var dva in uses)
             {
