@@ -80,9 +80,9 @@ public sealed record JitterOptions
             throw new InvalidDeviceOptionException("warmup", Warmup, "warm-up is zero or more commands");
         }
 
-        if (budgetPages < 1)
+        if (budgetPages < 2)
         {
-            throw new InvalidDeviceOptionException("budget", budgetPages, "the on-demand budget is at least one page");
+            throw new InvalidDeviceOptionException("budget", budgetPages, "the on-demand budget is at least 2 pages (a COPY stalled on a fault needs its source and its destination page at once)");
         }
     }
 }

@@ -132,11 +132,24 @@ public sealed partial class FpgaDevice : IDisposable
             throw new InvalidDeviceOptionException("entries", entries, $"a ring holds a power of two from 2 to {1 << RingLimits.QueueRingMaxLog2} entries");
         }
 
+        if (!Enum.IsDefined(mode))
+        {
+            throw new InvalidDeviceOptionException("mode", mode, "a queue completes by Interrupt or by Poll");
+        }
+
         lock (_queueLock)
         {
             if (_queues.Any(q => q.Index == index && !q.IsDisposed))
             {
                 throw new InvalidDeviceOptionException("queue", index, "that queue is already open; dispose it first or open another index");
+            }
+
+            // Issue 11, defect 12: every open queue may have a COPY stalled on faults, which needs two pages at once.
+            var minimum = OnDemandPager.MinimumBudgetFor(_queues.Count(q => !q.IsDisposed) + 1);
+            if (Mmu.Pager.Budget < minimum)
+            {
+                throw new InvalidDeviceOptionException(nameof(FpgaDeviceOptions.OnDemandBudgetPages), Mmu.Pager.Budget,
+                    $"{minimum / OnDemandPager.MinimumBudget} open queues need an on-demand budget of at least {minimum} pages (a COPY stalled on a fault needs its source and its destination page); raise the budget or open fewer queues");
             }
 
             var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
@@ -179,6 +192,26 @@ public sealed partial class FpgaDevice : IDisposable
             {
                 _faults = null;
             }
+        }
+    }
+
+    /// <summary>
+    /// Changes the on-demand budget while the device runs; pages above a smaller budget are evicted by the next faults.
+    /// It must hold two pages per open queue and at most half the locked-memory limit.
+    /// </summary>
+    public void SetOnDemandBudget(int pages)
+    {
+        lock (_queueLock)
+        {
+            var minimum = OnDemandPager.MinimumBudgetFor(_queues.Count(q => !q.IsDisposed));
+            var maximum = Mmu.Accountant.Enforced ? (long)(Mmu.Accountant.Limit / 2 / 4096) : 1 << 24;
+            if (pages < minimum || pages > Math.Max(minimum, Math.Min(maximum, 1 << 24)))
+            {
+                throw new InvalidDeviceOptionException(nameof(FpgaDeviceOptions.OnDemandBudgetPages), pages,
+                    $"with {minimum / OnDemandPager.MinimumBudget} open queues the budget is {minimum} to {Math.Max(minimum, Math.Min(maximum, 1 << 24))} pages (two per open queue; at most half the locked-memory limit)");
+            }
+
+            Mmu.Pager.SetBudget(pages);
         }
     }
 

@@ -43,7 +43,11 @@ public sealed record FpgaDeviceOptions
     /// </summary>
     public ulong? MemlockLimitBytes { get; init; }
 
-    /// <summary>Pages that may be pinned on demand at once, device-wide; beyond it the least recently faulted page is evicted.</summary>
+    /// <summary>
+    /// Pages that may be pinned on demand at once, device-wide; beyond it the least recently faulted page is evicted. At
+    /// least 2 per queue opened (a stalled COPY needs both its pages), and at most half the locked-memory limit (a larger
+    /// value is clamped, with a warning).
+    /// </summary>
     public int OnDemandBudgetPages { get; init; } = 4096;
 
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
@@ -73,9 +77,11 @@ public sealed record FpgaDeviceOptions
             throw new InvalidDeviceOptionException(nameof(DeviceTimeout), DeviceTimeout, "it must be above zero and at most 10 minutes");
         }
 
-        if (OnDemandBudgetPages is < 1 or > 1 << 24)
+        if (OnDemandBudgetPages is < Mmu.OnDemandPager.MinimumBudget or > 1 << 24)
         {
-            throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages, "it must be 1 to 16777216 pages");
+            throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages,
+                $"it must be {Mmu.OnDemandPager.MinimumBudget} to 16777216 pages: a COPY stalled on a fault needs its source and its destination page at once, " +
+                $"so each open queue needs {Mmu.OnDemandPager.MinimumBudget}");
         }
 
         if (!Enum.IsDefined(Backend))

@@ -371,7 +371,7 @@ public sealed partial class FaultService : IDisposable
         FaultOutcome outcome;
         try
         {
-            outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, out leaf, out region);
+            outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, record.Queue, out leaf, out region);
         }
         catch (Exception ex) when (ex is not DeviceLostException)
         {
@@ -413,12 +413,12 @@ public sealed partial class FaultService : IDisposable
         }
     }
 
-    // Spec 4.4's record, range-checked: a context the device has, reserved fields zero, only WRITE and PRESENT, a DVA
+    // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA
     // inside the device's address space.
     private bool IsWellFormed(in FaultRecord record)
     {
         var caps = _device.Info.Capabilities;
-        return record.Context < caps.Contexts && record.Reserved0 == 0 && record.Reserved1 == 0
+        return record.Context < caps.Contexts && record.Queue < caps.Queues && record.Reserved0 == 0 && record.Reserved1 == 0
             && ((byte)record.Flags & ~3) == 0 && record.Dva < _device.VaLimit;
     }
 

@@ -471,11 +471,12 @@ public sealed partial class DeviceContext : IDisposable
     /// <summary>
     /// The fault service's path for one fault at <paramref name="dva"/> (spec 4.4). Looks the page up
     /// without a lock; for an on-demand page not present, pins it and installs the leaf under the
-    /// install protocol above. On <see cref="FaultOutcome.Resolved"/>, <paramref name="leaf"/> is the 4 KiB
+    /// install protocol above; <paramref name="queue"/> is the queue whose access faulted (the pager keeps the page its
+    /// stalled access needs). On <see cref="FaultOutcome.Resolved"/>, <paramref name="leaf"/> is the 4 KiB
     /// entry to drop in for the faulting page, computed from the mirror (see the remarks). Allocates nothing in
     /// steady state. Throws, having undone everything, when the page cannot be pinned or its table built.
     /// </summary>
-    internal FaultOutcome ServiceFault(ulong dva, bool write, out PageTableEntry leaf, out uint region)
+    internal FaultOutcome ServiceFault(ulong dva, bool write, int queue, out PageTableEntry leaf, out uint region)
     {
         var page = dva & ~(PageTableFormat.PageSize - 1);
         var spin = default(SpinWait);
@@ -505,10 +506,10 @@ public sealed partial class DeviceContext : IDisposable
             }
 
             // IOPF: make room under the budget, then pin the page (outside the lock: it can be slow).
-            _mmu.Pager.Reserve();
+            _mmu.Pager.Reserve(queue);
             try
             {
-                AcquireOnDemandPage(page);
+                AcquireOnDemandPage(page, queue);
             }
             catch
             {
@@ -553,7 +554,7 @@ public sealed partial class DeviceContext : IDisposable
                 // On-demand pages never join a 2 MiB leaf, so an install neither removes nor promotes; kept for safety.
                 SettleAddition(change);
                 Interlocked.Increment(ref _presentOnDemand);
-                _mmu.Pager.Record(this, page);
+                _mmu.Pager.Record(this, page, queue);
                 leaf = LeafFor(page, present);
                 return FaultOutcome.Resolved;
             }
@@ -627,7 +628,7 @@ public sealed partial class DeviceContext : IDisposable
 
     // Pins one on-demand page. When the locked-memory limit (not the budget) is what ran out, gives back the least
     // recently faulted on-demand pages until the page fits: the limit is a transient cause on this path (defect 2).
-    private void AcquireOnDemandPage(ulong page)
+    private void AcquireOnDemandPage(ulong page, int queue)
     {
         while (true)
         {
@@ -638,7 +639,7 @@ public sealed partial class DeviceContext : IDisposable
             }
             catch (PinLimitExceededException)
             {
-                if (!_mmu.Pager.EvictOne())
+                if (!_mmu.Pager.EvictOne(queue))
                 {
                     throw; // nothing on demand left to give back: the pins and rings hold the limit
                 }

@@ -26,7 +26,7 @@ internal sealed partial class DeviceMmu : IDisposable
         Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
-        Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages));
+        Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues);
     }
 
     /// <summary>The on-demand budget and its eviction order.</summary>

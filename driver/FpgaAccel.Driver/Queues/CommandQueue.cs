@@ -279,6 +279,7 @@ public sealed partial class CommandQueue : IDisposable
             _work.Dispose();
         }
 
+        _device.Mmu.Pager.ForgetQueue(Index);
         LogClosed(_logger, Index, Submitted, Completed);
     }
 

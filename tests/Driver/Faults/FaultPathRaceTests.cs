@@ -33,7 +33,7 @@ public class FaultPathRaceTests
             {
                 while (!Volatile.Read(ref stop))
                 {
-                    var outcome = context.ServiceFault(probe, write: false, out var leaf, out _);
+                    var outcome = context.ServiceFault(probe, write: false, queue: 0, out var leaf, out _);
                     // A 2 MiB leaf covers the page too: what matters is the page it translates to.
                     var page = leaf.IsLeafBit ? leaf.Address + (probe & (PageTableFormat.HugePageSize - 1)) : leaf.Address;
                     if (outcome != FaultOutcome.Resolved || !leaf.Valid || page != probe + device.Mmu.Layout.Delta)

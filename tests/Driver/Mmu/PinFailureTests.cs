@@ -87,7 +87,7 @@ public class PinFailureTests
 
     private static async Task<FaultOutcome> Service(DeviceContext context, ulong dva)
     {
-        var service = Task.Run(() => context.ServiceFault(dva, write: true, out _, out _));
+        var service = Task.Run(() => context.ServiceFault(dva, write: true, queue: 0, out _, out _));
         Assert.That(await Task.WhenAny(service, Task.Delay(s_bound)), Is.SameAs(service), "servicing the fault did not end");
         return await service;
     }
