@@ -77,12 +77,12 @@ public sealed unsafe class HostBuffer : IDisposable
         var rounded = (length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
         if (rounded < huge)
         {
-            var small = MemoryMapping.Anonymous(rounded);
+            var small = ForDma(MemoryMapping.Anonymous(rounded));
             return new HostBuffer(small, small.Address, length);
         }
 
         // Over-allocate by 2 MiB and use the aligned window inside; the mapping is freed whole.
-        var mapping = MemoryMapping.Anonymous(rounded + huge);
+        var mapping = ForDma(MemoryMapping.Anonymous(rounded + huge));
         var aligned = ((ulong)mapping.Address + huge - 1) & ~(huge - 1);
         return new HostBuffer(mapping, (nint)aligned, length);
     }
@@ -119,6 +119,24 @@ public sealed unsafe class HostBuffer : IDisposable
         }
 
         _mapping.Dispose();
+    }
+
+    /// <summary>
+    /// Marks fresh memory for DMA: not inherited by a forked child (MADV_DONTFORK, issue 11 defect 14), so a fork
+    /// neither copies it nor, on kernels before 5.9, lets the parent's next write leave the device's page behind.
+    /// Frees the mapping if the kernel refuses.
+    /// </summary>
+    internal static MemoryMapping ForDma(MemoryMapping mapping)
+    {
+        try
+        {
+            return MemoryAdvice.ExcludeFromFork(mapping);
+        }
+        catch
+        {
+            mapping.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The buffer whose memory holds <paramref name="address"/> (disposed or not), or null for memory of another origin.</summary>
