@@ -7,7 +7,8 @@ namespace FpgaAccel.HwSim;
 /// Wall clock: every cost is spent in real time on the engine's thread and timestamps are CYCLES,
 /// so queues overlap in time exactly as their threads do.
 /// Virtual clock (decision D24): each engine keeps its own timeline (a cursor in cycles). A command starts at the
-/// later of the cursor and the CYCLES value of the doorbell that submitted it; its costs advance
+/// later of the cursor and the CYCLES value of the doorbell that submitted it, as the ringing thread saw it
+/// (device time, or that thread's own register reads if later: decision D34); its costs advance
 /// the cursor only. When a completion is posted the cursor is published into CYCLES (never moving
 /// it back). So queues run side by side in modelled time (two queues each doing 1 ms of work take
 /// 1 ms, not 2), a queue's timestamps depend only on its own command stream and doorbell times, and
