@@ -116,8 +116,9 @@ internal sealed class FaultRing : DeviceBlock
     /// <summary>A fault is detected: it gets a tag not live now and is outstanding until finished.</summary>
     public DeviceFault Raise(byte context, ulong dva, bool write, bool present, int queue, ulong cycle)
     {
-        // Tags are unique among live faults device-wide; at most one fault per queue is outstanding,
-        // so a free tag is always found within Queues + 1 tries.
+        // Tags are unique among live faults device-wide; at most one fault per command in flight is
+        // outstanding (Queues x CommandsInFlight, far below 65536), so a free tag is always found within
+        // that many + 1 tries.
         while (_live.ContainsKey(_nextTag))
         {
             _nextTag++;

@@ -55,8 +55,8 @@ internal sealed class QueueBlock : DeviceBlock
         }
     }
 
-    /// <summary>Register lock held: queues with an engine thread.</summary>
-    public int LiveWorkers => _engines.Count(e => e.HasWorker);
+    /// <summary>Register lock held: engine lanes (threads) of every queue.</summary>
+    public int LiveWorkers => _engines.Sum(e => e.Lanes);
 
     /// <summary>Register lock held: every engine thread stops (model dispose).</summary>
     public void StopAll()
