@@ -12,7 +12,7 @@ namespace FpgaAccel.HwSim;
 /// model's register bus. Device engines (later blocks) take the same lock for state changes and do
 /// their modelled work outside it, so a doorbell write never waits behind a long DMA.
 /// </remarks>
-public sealed class Fa1Model : IDisposable
+public sealed partial class Fa1Model : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly RegisterTable _registers = new();
@@ -283,6 +283,7 @@ public sealed class Fa1Model : IDisposable
                     FreedMemoryAccesses = Iommu.FreedMemoryAccesses,
                     DropinMismatches = _mmu.Oracle.DropinMismatches,
                     AuditViolations = _mmu.Oracle.AuditViolations,
+                    BadRingHeadWrites = _faultRing.BadHeadWrites + _queues.BadHeadWrites,
                 };
             }
         }

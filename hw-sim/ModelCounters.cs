@@ -49,4 +49,11 @@ public readonly record struct ModelOracle(
 
     /// <summary>Violations found by every <see cref="Fa1Model.AuditTranslations"/> so far (D33).</summary>
     public long AuditViolations { get; init; }
+
+    /// <summary>
+    /// FQ_HEAD or CQ_HEAD writes ahead of the matching tail or more than a ring behind it (decisions D22, D36):
+    /// the ring then looks full until the driver writes a sane value. 0 for a driver that never consumes what the
+    /// device has not produced.
+    /// </summary>
+    public long BadRingHeadWrites { get; init; }
 }

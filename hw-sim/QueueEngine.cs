@@ -78,6 +78,9 @@ internal sealed class QueueEngine
     /// <summary>Adds the queue's registers to the table.</summary>
     public void Declare(RegisterTable table) => _registers.Declare(table);
 
+    /// <summary>The queue's registers (for fault injection and the oracle's counts).</summary>
+    public QueueRegisters Registers => _registers;
+
     /// <summary>Register lock held. Spec 3: a reset clears the queue and stops its lanes.</summary>
     public void Reset()
     {

@@ -96,4 +96,10 @@ public sealed record DeviceOracleReport
 
     /// <summary>Violations found by every <see cref="IDeviceOracle.Audit"/> so far: 0 when every removal invalidated what it removed.</summary>
     public long AuditViolations { get; init; }
+
+    /// <summary>
+    /// FQ_HEAD or CQ_HEAD writes ahead of the device's tail or more than a ring behind it (the ring then looks
+    /// full to the device): 0 when the driver consumes only what the device produced.
+    /// </summary>
+    public long BadRingHeadWrites { get; init; }
 }

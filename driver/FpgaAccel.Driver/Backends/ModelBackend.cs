@@ -84,6 +84,7 @@ internal sealed class ModelBackend : IDeviceBackend
                 FreedMemoryAccesses = oracle.FreedMemoryAccesses,
                 DropinMismatches = oracle.DropinMismatches,
                 AuditViolations = oracle.AuditViolations,
+                BadRingHeadWrites = oracle.BadRingHeadWrites,
             };
         }
 
