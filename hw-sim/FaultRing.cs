@@ -54,6 +54,9 @@ internal sealed class DeviceFault
 /// </remarks>
 internal sealed class FaultRing : DeviceBlock
 {
+    // FAULT_RESP's defined bits: [15:0] tag, [23:16] ctx, [27:24] code (spec 4.4).
+    private const ulong FaultResponseBits = 0x0FFF_FFFF;
+
     private readonly Fa1Model _model;
     private readonly Dictionary<ushort, DeviceFault> _live = [];
     private readonly HashSet<DeviceFault> _outstanding = [];
@@ -310,11 +313,13 @@ internal sealed class FaultRing : DeviceBlock
         return true;
     }
 
-    // Spec 4.4: a response names a live tag and its context; anything else is ignored and counted (D27).
+    // Spec 4.4: a response names a live tag and its context; anything else is ignored and counted (D27). So is
+    // one with bits above the code set (D37): a torn or garbage write must not release a stalled access.
     private void OnResponse(ulong raw)
     {
         var response = FaultResponse.FromRaw(raw);
-        if (!_live.TryGetValue(response.Tag, out var fault)
+        if ((raw & ~FaultResponseBits) != 0
+            || !_live.TryGetValue(response.Tag, out var fault)
             || fault.Context != response.Context
             || response.Code is not (FaultResponseCode.Retry or FaultResponseCode.Abort or FaultResponseCode.Dropin))
         {
