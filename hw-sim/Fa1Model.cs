@@ -12,7 +12,7 @@ namespace FpgaAccel.HwSim;
 /// model's register bus. Device engines (later blocks) take the same lock for state changes and do
 /// their modelled work outside it, so a doorbell write never waits behind a long DMA.
 /// </remarks>
-public sealed class Fa1Model : IDisposable
+public sealed partial class Fa1Model : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly RegisterTable _registers = new();
@@ -281,9 +281,29 @@ public sealed class Fa1Model : IDisposable
                     _faultRing.IgnoredResponses)
                 {
                     FreedMemoryAccesses = Iommu.FreedMemoryAccesses,
+                    DropinMismatches = _mmu.Oracle.DropinMismatches,
+                    AuditViolations = _mmu.Oracle.AuditViolations,
+                    BadRingHeadWrites = _faultRing.BadHeadWrites + _queues.BadHeadWrites,
                 };
             }
         }
+    }
+
+    /// <summary>
+    /// The oracle's audit (decision D33): every TLB and walk-cache entry of <paramref name="context"/> (every
+    /// context when null) that serves DVAs in [<paramref name="dva"/>, + <paramref name="length"/>) is compared
+    /// with the page table in memory now; each one that grants more (a TLB leaf with an IOVA or permission the
+    /// table's leaf lacks, a walk-cache entry pointing at a table the live table no longer links) is a violation.
+    /// Call it after a driver operation that removed or downgraded translations has returned, while no other
+    /// removal covering the range is between its table change and its fence: the device cannot tell a removal
+    /// in progress from a forgotten invalidation. Each violation also counts in <see cref="ModelOracle.AuditViolations"/>.
+    /// </summary>
+    public IReadOnlyList<TranslationAuditViolation> AuditTranslations(int? context = null, ulong dva = 0, ulong length = ulong.MaxValue)
+    {
+        var firstPage = dva >> PageTableFormat.PageShift;
+        var end = dva + length < dva ? ulong.MaxValue : dva + length;
+        var endPage = end == ulong.MaxValue ? ulong.MaxValue : (end + PageTableFormat.PageSize - 1) >> PageTableFormat.PageShift;
+        return _mmu.Oracle.Audit(context, firstPage, endPage);
     }
 
     /// <summary>Invalidations issued since reset (diagnostics; INV_DONE counts the completed ones).</summary>

@@ -21,43 +21,47 @@ public sealed class IommuMappingException : InvalidOperationException
 /// <summary>One IOMMU page translation: where the page lives in host memory, and its permission.</summary>
 /// <param name="Host">Host virtual address of the 4 KiB page (of the byte, once translated).</param>
 /// <param name="Access">What the device may do.</param>
-/// <param name="Mapping">The map call the page belongs to.</param>
-internal readonly record struct IommuPage(nint Host, DmaAccess Access, IommuMapping? Mapping)
+/// <param name="Mapping">The map call the page belongs to (read it only inside a device access scope: a drained mapping object is reused).</param>
+/// <param name="Generation">Distinct for every map call, so a use of a mapping after its unmap is recognisable (0 for none).</param>
+internal readonly record struct IommuPage(nint Host, DmaAccess Access, IommuMapping? Mapping, long Generation)
 {
-    /// <summary>Distinct for every map call, so a use of a mapping after its unmap is recognisable (0 for none).</summary>
-    public long Generation => Mapping?.Generation ?? 0;
-
     /// <summary>The page lies in memory its owner has already freed (the IOMMU still holds it, D32).</summary>
     public bool InFreedMemory => Mapping is { } m && m.IsReleasedByOwner(Host);
 }
 
-/// <summary>One map call: its IOVA range, its generation and the memory it holds. Immutable.</summary>
+/// <summary>
+/// One map call: its IOVA range, its generation and the memory it holds. Set when mapped and not changed until
+/// its unmap has drained; then the IOMMU reuses the object for a later map (the fault path maps and unmaps a page
+/// per fault, and nothing refers to a drained mapping: pages copied out of it carry only its generation).
+/// </summary>
 internal sealed class IommuMapping
 {
-    private readonly MemoryMapping? _held;
-    private readonly MemoryMapping[]? _moreHeld;
+    private MemoryMapping? _held;
+    private MemoryMapping[]? _moreHeld;
 
-    public IommuMapping(ulong iova, ulong length, long generation, MemoryMapping? held, MemoryMapping[]? moreHeld)
+    public ulong Iova { get; private set; }
+
+    public ulong Length { get; private set; }
+
+    public ulong End => Iova + Length;
+
+    public long Generation { get; private set; }
+
+    /// <summary>Makes this the mapping of one map call (a fresh object, or one whose unmap has drained).</summary>
+    public IommuMapping Set(ulong iova, ulong length, long generation, MemoryMapping? held, MemoryMapping[]? moreHeld)
     {
         Iova = iova;
         Length = length;
         Generation = generation;
         _held = held;
         _moreHeld = moreHeld;
+        return this;
     }
-
-    public ulong Iova { get; }
-
-    public ulong Length { get; }
-
-    public ulong End => Iova + Length;
-
-    public long Generation { get; }
 
     /// <summary>True when host address <paramref name="host"/> lies in a held mapping its owner has released.</summary>
     public bool IsReleasedByOwner(nint host) => HeldAt(host) is { IsReleasedByOwner: true };
 
-    /// <summary>Gives back every hold (after the unmap's wait).</summary>
+    /// <summary>Gives back every hold (after the unmap's wait) and forgets them.</summary>
     public void ReleaseHolds()
     {
         if (_moreHeld is not null)
@@ -71,6 +75,9 @@ internal sealed class IommuMapping
         {
             _held?.ReleaseHold();
         }
+
+        _held = null;
+        _moreHeld = null;
     }
 
     private MemoryMapping? HeldAt(nint host)
@@ -135,9 +142,13 @@ public sealed class ModelIommu
     /// <summary>vfio_iommu_type1's dma_entry_limit default (U16_MAX): mappings a container may hold at once.</summary>
     public const int DefaultMappingLimit = ushort.MaxValue;
 
+    // Drained mapping objects kept for reuse: enough for the fault path's map-per-fault churn.
+    private const int SpareMappings = 64;
+
     private readonly ConcurrentDictionary<ulong, IommuPage> _pages = new();
     private readonly Dictionary<ulong, IommuMapping> _mappings = [];
     private readonly List<IommuMapping> _removing = [];
+    private readonly Stack<IommuMapping> _spare = new();
     private readonly Lock _writeLock = new();
     private readonly Lock _unmapLock = new();
     private readonly ulong _memlockLimit;
@@ -247,6 +258,7 @@ public sealed class ModelIommu
             if ((ulong)_pages.Count * page + length > _memlockLimit)
             {
                 mapping.ReleaseHolds();
+                _spare.Push(mapping);
                 throw new IommuMappingException(
                     $"IOMMU map of {length} bytes would pin {(ulong)_pages.Count * page + length} bytes, over the locked-memory limit (RLIMIT_MEMLOCK) of {_memlockLimit} bytes.", "ENOMEM");
             }
@@ -254,7 +266,7 @@ public sealed class ModelIommu
             _mappings.Add(iova, mapping);
             for (var off = 0UL; off < length; off += page)
             {
-                _pages[(iova + off) >> PageTableFormat.PageShift] = new IommuPage(host + (nint)off, access, mapping);
+                _pages[(iova + off) >> PageTableFormat.PageShift] = new IommuPage(host + (nint)off, access, mapping, mapping.Generation);
             }
 
             Interlocked.Increment(ref _mapCalls);
@@ -480,6 +492,18 @@ public sealed class ModelIommu
             mapping.ReleaseHolds();
         }
 
+        // Drained: nothing refers to these any more; later maps reuse them (under the write lock).
+        lock (_writeLock)
+        {
+            foreach (var mapping in _removing)
+            {
+                if (_spare.Count < SpareMappings)
+                {
+                    _spare.Push(mapping);
+                }
+            }
+        }
+
         _removing.Clear();
         return unmapped;
     }
@@ -551,7 +575,8 @@ public sealed class ModelIommu
             throw;
         }
 
-        return new IommuMapping(iova, length, Interlocked.Increment(ref _generation), only, several?.ToArray());
+        var mapping = _spare.TryPop(out var reused) ? reused : new IommuMapping();
+        return mapping.Set(iova, length, Interlocked.Increment(ref _generation), only, several?.ToArray());
     }
 
     private static IommuMappingException PinRefused(ulong iova, nint host, ulong length, ulong at, string why) =>

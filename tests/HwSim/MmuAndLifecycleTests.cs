@@ -203,7 +203,9 @@ public class MmuAndLifecycleTests
         }
 
         rig.WaitTail(3, 1);
-        Assert.That(rig.Model.EngineThreads, Is.EqualTo(4));
+
+        // One lane per queue at least; a queue's second command may run on a lane of its own (D35).
+        Assert.That(rig.Model.EngineThreads, Is.InRange(4, 8));
         rig.Dispose();
         Assert.That(rig.Model.EngineThreads, Is.Zero);
         lock (threads)

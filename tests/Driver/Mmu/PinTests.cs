@@ -173,7 +173,11 @@ public class PinTests
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(unchecked((nint)0x7FFF_FFFF_F000), 1UL << 48, DmaAccess.DeviceRead))!.Message, Does.Contain("overflows"));
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(buffer.Address, 4096, DmaAccess.None))!.Message, Does.Contain("access None"));
 
+        // Freed between two live neighbours (mmap places them side by side): the 4 KiB hole cannot be taken by
+        // a larger mapping another thread makes meanwhile (a thread stack would otherwise land right there).
+        using var above = HostBuffer.Allocate(4096);
         var freed = HostBuffer.Allocate(4096);
+        using var below = HostBuffer.Allocate(4096);
         var address = freed.Address;
         freed.Dispose();
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(freed, DmaAccess.DeviceRead))!.Message, Does.Contain("already freed"));
