@@ -40,6 +40,8 @@ public sealed partial class FpgaDevice : IDisposable
     private readonly FpgaDeviceOptions _options;
     private readonly List<CommandQueue> _queues = [];
     private readonly Lock _queueLock = new();
+    private CommandQueue?[] _openQueues = [];
+    private OnDemandPager? _pager;
     private DeviceInterrupts? _interrupts;
     private DeviceMmu? _mmu;
     private FaultService? _faults;
@@ -155,6 +157,7 @@ public sealed partial class FpgaDevice : IDisposable
             var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
             _queues.RemoveAll(q => q.IsDisposed);
             _queues.Add(queue);
+            Volatile.Write(ref _openQueues[index], queue);
             return queue;
         }
     }
@@ -182,6 +185,17 @@ public sealed partial class FpgaDevice : IDisposable
 
     /// <summary>2^CAPS.VA bits: the first DVA the device cannot address (CAPS checked at open, so the shift cannot wrap).</summary>
     internal ulong VaLimit { get; private set; }
+
+    /// <summary>A queue closed: the pager stops keeping pages for its commands.</summary>
+    internal void OnQueueClosed(CommandQueue queue)
+    {
+        Interlocked.CompareExchange(ref _openQueues[queue.Index], null, queue);
+        Volatile.Read(ref _pager)?.ForgetQueue(queue.Index);
+    }
+
+    // The pager's view of a queue: commands in flight, or -1 when it is not open. Lock-free (the fault path asks).
+    private int CommandsInFlight(int queue) =>
+        (uint)queue < (uint)_openQueues.Length && Volatile.Read(ref _openQueues[queue]) is { } open ? (int)Math.Min(open.Outstanding, int.MaxValue) : -1;
 
     /// <summary>A fault service that stopped: a new one may start.</summary>
     internal void OnFaultServiceStopped(FaultService service)
@@ -345,7 +359,9 @@ public sealed partial class FpgaDevice : IDisposable
         _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
         _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
         _interrupts.Subscribe(InterruptCauses.Completion, OnCompletionInterrupt);
-        _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory);
+        _openQueues = new CommandQueue?[caps.Queues];
+        _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory, CommandsInFlight);
+        _pager = _mmu.Pager;
         Backend.Write64(Fa1Registers.IrqMask, 0);
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);

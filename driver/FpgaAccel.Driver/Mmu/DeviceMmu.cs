@@ -15,7 +15,7 @@ internal sealed partial class DeviceMmu : IDisposable
     private readonly Lock _lock = new();
     private long _nextPinId;
 
-    public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers)
+    public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers, Func<int, int>? commandsInFlight = null)
     {
         Backend = backend;
         Capabilities = caps;
@@ -26,7 +26,7 @@ internal sealed partial class DeviceMmu : IDisposable
         Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
-        Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues);
+        Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues, commandsInFlight);
     }
 
     /// <summary>The on-demand budget and its eviction order.</summary>

@@ -14,26 +14,34 @@ namespace FpgaAccel.Driver.Mmu;
 /// full ring is drained by evicting from its oldest end.
 ///
 /// Progress (issue 11, defect 12). A stalled access needs at most two pages at once (COPY: its source and its
-/// destination), and a queue has one stalled access at a time (the device runs a queue's commands one after another,
-/// page by page), so the two pages a queue faulted in last are the ones its stalled access may need. A fault of queue q
-/// never evicts q's latest page (the other side of its own access), nor another queue's two latest. Claim: with a budget
-/// of at least two pages per open queue (<see cref="MinimumBudgetFor"/>, enforced where queues open), eviction always
-/// finds a victim, and no access loses a page it needs to another queue's fault before it has restarted. Argument:
-/// at most 2(Q - 1) + 1 &lt; 2Q &lt;= budget present pages are protected, so when the budget is full an unprotected
-/// present page is in the FIFO; protected entries met on the way are put back at the young end (they are among the
-/// youngest anyway). Should the bound ever not hold (queues closed and opened between faults), the fault takes a place
-/// over the budget rather than wait (<see cref="OverBudget"/> counts it). A queue that closes drops its protection.
+/// destination), and each command has at most one access stalled (the device moves a command's data page by page);
+/// a queue may run several commands at once (spec 5 without FENCE; decision D35), at most as many as it has in flight.
+/// So the pages a stalled access of queue q needs are among the last 2k pages q faulted in, k = q's commands in flight
+/// (capped at <see cref="MaxProtectedAccesses"/>): those pages are protected (each entry carries its queue and that
+/// queue's fault count when it was faulted in). For the queue now faulting, the window is one page shorter: the page it
+/// is faulting in now is the other one of its pair. Claim: no fault evicts a page a stalled access still needs, and
+/// every fault gets a place. Argument: with one command in flight per open queue, at most 2(Q - 1) + 1 &lt; 2Q pages are
+/// protected, and the budget holds at least 2Q (<see cref="MinimumBudgetFor"/>, enforced where queues open), so when it
+/// is full an unprotected present page is in the FIFO (protected entries met on the way are put back at the young end:
+/// they are among the youngest anyway); with more commands in flight than the budget can hold pairs for, the fault takes
+/// a place over the budget rather than evict a needed page or wait (<see cref="OverBudget"/> counts it), which bounds
+/// the excess by two pages per command in flight. A queue that closes drops its protection.
 /// </remarks>
 internal sealed class OnDemandPager
 {
     /// <summary>The smallest budget: a stalled COPY needs its source and its destination page present at once.</summary>
     public const int MinimumBudget = 2;
 
+    /// <summary>At most this many stalled accesses per queue are protected (the model runs 4 commands of a queue at once, D35).</summary>
+    public const int MaxProtectedAccesses = 8;
+
     private readonly Lock _lock = new();
-    private readonly DeviceContext?[] _latestContext;
-    private readonly ulong[] _latestPage;
+    private readonly Func<int, int> _inFlight;
+    private readonly long[] _queueFaults;
     private DeviceContext?[] _contexts;
     private ulong[] _pages;
+    private int[] _queues;
+    private long[] _stamps;
     private int _budget;
     private long _head;
     private long _tail;
@@ -41,12 +49,13 @@ internal sealed class OnDemandPager
     private long _evictions;
     private long _overBudget;
 
-    public OnDemandPager(int budgetPages, int queues = 1)
+    /// <summary>A pager for <paramref name="queues"/> queues; <paramref name="inFlight"/> says how many commands queue q has in flight (-1 when it is not open).</summary>
+    public OnDemandPager(int budgetPages, int queues = 1, Func<int, int>? inFlight = null)
     {
         _budget = budgetPages;
-        (_contexts, _pages) = NewFifo(budgetPages);
-        _latestContext = new DeviceContext?[2 * Math.Max(1, queues)];
-        _latestPage = new ulong[2 * Math.Max(1, queues)];
+        (_contexts, _pages, _queues, _stamps) = NewFifo(budgetPages);
+        _queueFaults = new long[Math.Max(1, queues)];
+        _inFlight = inFlight ?? (_ => 1);
     }
 
     /// <summary>Pages that may be pinned on demand at once.</summary>
@@ -72,16 +81,18 @@ internal sealed class OnDemandPager
             if (pages > _budget)
             {
                 // A larger FIFO, oldest entries first.
-                var (contexts, fifoPages) = NewFifo(pages);
+                var (contexts, fifoPages, queues, stamps) = NewFifo(pages);
                 var n = 0;
                 for (var i = _head; i < _tail && n < contexts.Length; i++, n++)
                 {
                     var slot = (int)(i % _contexts.Length);
                     contexts[n] = _contexts[slot];
                     fifoPages[n] = _pages[slot];
+                    queues[n] = _queues[slot];
+                    stamps[n] = _stamps[slot];
                 }
 
-                (_contexts, _pages, _head, _tail) = (contexts, fifoPages, 0, n);
+                (_contexts, _pages, _queues, _stamps, _head, _tail) = (contexts, fifoPages, queues, stamps, 0, n);
             }
 
             Volatile.Write(ref _budget, pages);
@@ -108,10 +119,10 @@ internal sealed class OnDemandPager
                     return;
                 }
 
-                (victim, page) = PopOldest();
-                if (victim is not null && IsProtected(victim, page, queue))
+                (victim, page, var owner, var stamp) = PopOldest();
+                if (victim is not null && IsProtected(owner, stamp, queue))
                 {
-                    Append(victim, page);
+                    Append(victim, page, owner, stamp);
                     if (++putBack > _tail - _head)
                     {
                         // Every present page is protected (the bound of the remarks did not hold): go over the budget.
@@ -152,10 +163,10 @@ internal sealed class OnDemandPager
                     return false;
                 }
 
-                (victim, page) = PopOldest();
-                if (victim is not null && IsProtected(victim, page, queue))
+                (victim, page, var owner, var stamp) = PopOldest();
+                if (victim is not null && IsProtected(owner, stamp, queue))
                 {
-                    Append(victim, page);
+                    Append(victim, page, owner, stamp);
                     continue;
                 }
             }
@@ -185,22 +196,16 @@ internal sealed class OnDemandPager
         ulong victimPage = 0;
         lock (_lock)
         {
-            if ((uint)queue < (uint)(_latestPage.Length / 2))
-            {
-                _latestContext[(2 * queue) + 1] = _latestContext[2 * queue];
-                _latestPage[(2 * queue) + 1] = _latestPage[2 * queue];
-                _latestContext[2 * queue] = context;
-                _latestPage[2 * queue] = page;
-            }
+            var stamp = (uint)queue < (uint)_queueFaults.Length ? ++_queueFaults[queue] : 0;
 
             // Full of entries (stale ones included): make room by evicting the oldest one nobody needs.
             var turns = _tail - _head;
             while (_tail - _head == _contexts.Length && turns-- > 0)
             {
-                (victim, victimPage) = PopOldest();
-                if (victim is not null && IsProtected(victim, victimPage, -1))
+                (victim, victimPage, var owner, var ownerStamp) = PopOldest();
+                if (victim is not null && IsProtected(owner, ownerStamp, -1))
                 {
-                    Append(victim, victimPage);
+                    Append(victim, victimPage, owner, ownerStamp);
                     victim = null;
                     continue;
                 }
@@ -210,7 +215,7 @@ internal sealed class OnDemandPager
 
             if (_tail - _head < _contexts.Length)
             {
-                Append(context, page);
+                Append(context, page, queue, stamp);
             }
         }
 
@@ -221,50 +226,57 @@ internal sealed class OnDemandPager
         }
     }
 
-    /// <summary>A queue closed: its stalled access is gone, and so is its protection.</summary>
+    /// <summary>A queue closed: its commands are gone, and so is its pages' protection (its fault count moves past them).</summary>
     public void ForgetQueue(int queue)
     {
         lock (_lock)
         {
-            if ((uint)queue < (uint)(_latestPage.Length / 2))
+            if ((uint)queue < (uint)_queueFaults.Length)
             {
-                _latestContext[2 * queue] = _latestContext[(2 * queue) + 1] = null;
+                _queueFaults[queue] += 2 * MaxProtectedAccesses;
             }
         }
     }
 
-    private static (DeviceContext?[] Contexts, ulong[] Pages) NewFifo(int budget)
+    private static (DeviceContext?[] Contexts, ulong[] Pages, int[] Queues, long[] Stamps) NewFifo(int budget)
     {
         var capacity = (2 * budget) + 64;
-        return (new DeviceContext?[capacity], new ulong[capacity]);
+        return (new DeviceContext?[capacity], new ulong[capacity], new int[capacity], new long[capacity]);
     }
 
-    // Lock held. Protected: a queue's two latest pages, except the second latest of the queue now faulting (remarks).
-    private bool IsProtected(DeviceContext context, ulong page, int faultingQueue)
+    // Lock held. Protected: among the last 2k pages its queue faulted in (k its commands in flight), one fewer for the
+    // queue now faulting (remarks). Pages from no queue (tests, tools) are never protected.
+    private bool IsProtected(int owner, long stamp, int faultingQueue)
     {
-        for (var i = 0; i < _latestPage.Length; i++)
+        if ((uint)owner >= (uint)_queueFaults.Length || stamp == 0)
         {
-            if (ReferenceEquals(_latestContext[i], context) && _latestPage[i] == page && !(i == (2 * faultingQueue) + 1))
-            {
-                return true;
-            }
+            return false;
         }
 
-        return false;
+        var inFlight = _inFlight(owner);
+        if (inFlight < 0)
+        {
+            return false; // the queue is closed
+        }
+
+        var window = 2L * Math.Clamp(inFlight, 1, MaxProtectedAccesses) - (owner == faultingQueue ? 1 : 0);
+        return _queueFaults[owner] - stamp < window;
     }
 
-    private void Append(DeviceContext context, ulong page)
+    private void Append(DeviceContext context, ulong page, int queue, long stamp)
     {
         var slot = (int)(_tail % _contexts.Length);
         _contexts[slot] = context;
         _pages[slot] = page;
+        _queues[slot] = queue;
+        _stamps[slot] = stamp;
         _tail++;
     }
 
-    private (DeviceContext? Context, ulong Page) PopOldest()
+    private (DeviceContext? Context, ulong Page, int Queue, long Stamp) PopOldest()
     {
         var slot = (int)(_head % _contexts.Length);
-        var entry = (_contexts[slot], _pages[slot]);
+        var entry = (_contexts[slot], _pages[slot], _queues[slot], _stamps[slot]);
         _contexts[slot] = null;
         _head++;
         return entry;

@@ -50,6 +50,51 @@ public class OnDemandBudgetTests
         Assert.That(device.OnDemand.Pinned, Is.LessThanOrEqualTo(2));
     }
 
+    // Decision D35: the device runs several commands of one queue at once, each with its own stalled access. The pager
+    // protects as many recent pages of a queue as its commands in flight may need, going over the budget rather than
+    // evicting a page a stalled access still needs.
+    [Test]
+    public async Task SeveralCommandsOfOneQueueAllProgressAtTheMinimumBudget()
+    {
+        const int copies = 4;
+        using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 2 });
+        device.StartFaultService();
+        using var context = device.CreateContext();
+        using var queue = device.OpenQueue();
+        var buffers = new List<HostBuffer>();
+        try
+        {
+            var work = new List<Task<CommandResult>>();
+            for (var c = 0; c < copies; c++)
+            {
+                var src = HostBuffer.Allocate(16 * PageTableFormat.PageSize);
+                var dst = HostBuffer.Allocate(16 * PageTableFormat.PageSize);
+                buffers.Add(src);
+                buffers.Add(dst);
+                new Random(c).NextBytes(src.Span);
+                context.RegisterOnDemand(src, DmaAccess.DeviceRead);
+                context.RegisterOnDemand(dst, DmaAccess.ReadWrite);
+            }
+
+            for (var c = 0; c < copies; c++)
+            {
+                work.Add(queue.CopyAsync(context, (ulong)buffers[2 * c].Address, (ulong)buffers[(2 * c) + 1].Address, 16 * PageTableFormat.PageSize).AsTask());
+            }
+
+            var all = Task.WhenAll(work);
+            Assert.That(await Task.WhenAny(all, Task.Delay(s_bound)), Is.SameAs(all), "a copy made no progress");
+            for (var c = 0; c < copies; c++)
+            {
+                Assert.That(work[c].Result.Status, Is.EqualTo(CompletionStatus.Ok));
+                Assert.That(buffers[(2 * c) + 1].Span.SequenceEqual(buffers[2 * c].Span), Is.True);
+            }
+        }
+        finally
+        {
+            buffers.ForEach(b => b.Dispose());
+        }
+    }
+
     [Test]
     public async Task CopiesOnSeveralQueuesAllProgressAtTheMinimumBudget()
     {
