@@ -279,7 +279,7 @@ public sealed partial class CommandQueue : IDisposable
             _work.Dispose();
         }
 
-        _device.Mmu.Pager.ForgetQueue(Index);
+        _device.OnQueueClosed(this);
         LogClosed(_logger, Index, Submitted, Completed);
     }
 
@@ -415,9 +415,18 @@ public sealed partial class CommandQueue : IDisposable
                 }
 
                 var copy = *record;
-                if (!IsLive(copy.Tag) && !ProducedByDevice(_cqHead))
+                if (!IsLive(copy.Tag))
                 {
-                    break; // a PHASE glitch: not a record the device produced (class remarks)
+                    if (!ProducedByDevice(_cqHead))
+                    {
+                        break; // a PHASE glitch: not a record the device produced (class remarks)
+                    }
+
+                    // CQ_TAIL passed it, so the device's record is complete in memory now (it writes the record before it
+                    // advances CQ_TAIL, and the register read is ordered after those writes): read it again, since what we
+                    // copied may be the glitch the device has just overwritten with a real completion.
+                    Interlocked.MemoryBarrier();
+                    copy = *record;
                 }
 
                 _cqHead++;
