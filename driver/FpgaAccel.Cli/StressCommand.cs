@@ -11,10 +11,11 @@ internal static class StressCommand
 {
     public static Command Create(CommonOptions common, CliIo io)
     {
-        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 10 };
+        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 10 }.Seconds(86_400);
         var seed = new Option<int>("--seed") { Description = "Seed for every random choice (the model's too).", DefaultValueFactory = _ => 1 };
-        var threads = new Option<int>("--threads") { Description = "Worker threads.", DefaultValueFactory = _ => 2 };
-        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages (small: more evictions).", DefaultValueFactory = _ => 48 };
+        var threads = new Option<int>("--threads") { Description = "Worker threads.", DefaultValueFactory = _ => 2 }.InRange(1, 64, "the number of threads");
+        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages (small: more evictions).", DefaultValueFactory = _ => 48 }
+            .InRange(2, 1 << 24, "the on-demand budget in pages (2 per queue at least)");
         var service = new Option<string>("--service") { Description = "Fault service wait: block or adaptive.", DefaultValueFactory = _ => "block" };
         service.AcceptOnlyFromAmong("block", "adaptive");
         var command = new Command("stress", "Threads register, unregister, pin and unpin regions while queues copy through them and faults are serviced; " +

@@ -46,10 +46,22 @@ public sealed record StressOptions
             throw new InvalidDeviceOptionException("threads", Threads, "use 1 to 64 threads");
         }
 
-        if (BufferBytes < 4096 || BufferBytes % 4096 != 0)
+        if (BufferBytes < 4096 || BufferBytes % 4096 != 0 || BufferBytes > 64 << 20)
         {
-            throw new InvalidDeviceOptionException("buffer bytes", BufferBytes, "a whole number of 4 KiB pages");
+            throw new InvalidDeviceOptionException("buffer bytes", BufferBytes, "a whole number of 4 KiB pages, at most 64 MiB");
         }
+
+        if (BuffersPerThread is < 2 or > 64)
+        {
+            throw new InvalidDeviceOptionException("buffers per thread", BuffersPerThread, "each thread copies between 2 to 64 buffers");
+        }
+
+        if (OperationTimeout <= TimeSpan.Zero || OperationTimeout > TimeSpan.FromHours(1))
+        {
+            throw new InvalidDeviceOptionException("operation timeout", OperationTimeout, "above 0 and at most an hour");
+        }
+
+        FaultService.Validate();
     }
 }
 

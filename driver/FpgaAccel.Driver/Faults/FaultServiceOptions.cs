@@ -37,7 +37,7 @@ public sealed record FaultServiceOptions
     public TimeSpan IdlePoll { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Checks every setting; throws <see cref="InvalidDeviceOptionException"/> naming the first one out of range.</summary>
-    internal void Validate()
+    public void Validate()
     {
         if (!Enum.IsDefined(Mode))
         {
