@@ -88,5 +88,55 @@ public sealed record FpgaDeviceOptions
         {
             throw new UnknownBackendException(Backend.ToString());
         }
+
+        if (LoggerFactory is null)
+        {
+            throw new InvalidDeviceOptionException(nameof(LoggerFactory), null, "give a logger factory (NullLoggerFactory.Instance to log nothing)");
+        }
+
+        if (Model is null)
+        {
+            throw new InvalidDeviceOptionException(nameof(Model), null, "give the model's settings (new ModelOptions() for the spec's defaults)");
+        }
+
+        try
+        {
+            Model.Validate();
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new InvalidDeviceOptionException(nameof(Model) + "." + ex.ParamName, ex.ActualValue, ex.Message.Split(" (Parameter", 2)[0].TrimEnd('.'));
+        }
+
+        if (string.IsNullOrWhiteSpace(SysfsRoot))
+        {
+            throw new InvalidDeviceOptionException(nameof(SysfsRoot), SysfsRoot, "give the root of sysfs (/sys, or a fixture tree)");
+        }
+
+        if (string.IsNullOrWhiteSpace(DevRoot))
+        {
+            throw new InvalidDeviceOptionException(nameof(DevRoot), DevRoot, "give the root of the device nodes (/dev, or a fixture tree)");
+        }
+
+        if (PciAddress is not null && !Board.PciAddress.TryParse(PciAddress, out _))
+        {
+            throw new InvalidDeviceOptionException(nameof(PciAddress), PciAddress, "write the board's address like 0000:03:00.0 (domain:bus:device.function, hex), or leave it null to find the board by its IDs");
+        }
+
+        // Spec 2: all ones is what an absent PCI function reads; no device has it as an ID.
+        if (VendorId == 0xFFFF)
+        {
+            throw new InvalidDeviceOptionException(nameof(VendorId), "0xFFFF", "0xFFFF is what a missing PCI function reads, not a vendor ID; the FA-1's is 0x10EE");
+        }
+
+        if (DeviceId == 0xFFFF)
+        {
+            throw new InvalidDeviceOptionException(nameof(DeviceId), "0xFFFF", "0xFFFF is what a missing PCI function reads, not a device ID; the FA-1's is 0xFA01");
+        }
+
+        if (MemlockLimitBytes is < PageTableFormat.PageSize)
+        {
+            throw new InvalidDeviceOptionException(nameof(MemlockLimitBytes), MemlockLimitBytes, "a limit below one 4 KiB page refuses every pin; give at least 4096 bytes, or null for RLIMIT_MEMLOCK");
+        }
     }
 }

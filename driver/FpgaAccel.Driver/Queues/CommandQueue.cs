@@ -297,7 +297,9 @@ public sealed partial class CommandQueue : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         if (_device.Mmu.Context(context.Index) != context)
         {
-            throw new DisposedResourceException($"Device context {context.Index} (of this device)");
+            throw context.IsDisposed
+                ? new DisposedResourceException($"Device context {context.Index}")
+                : new InvalidCommandException($"Device context {context.Index} belongs to another device: a queue runs commands in contexts of its own device. Create the context with this device.");
         }
 
         if (opcode != Opcode.Nop)
