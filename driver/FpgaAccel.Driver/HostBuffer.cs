@@ -105,6 +105,7 @@ public sealed unsafe class HostBuffer : IDisposable
             users = [.. _users];
         }
 
+        ScheduleHooks.At(SchedulePoint.BufferReleasing);
         foreach (var user in users)
         {
             try

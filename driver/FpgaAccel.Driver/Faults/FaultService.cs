@@ -56,7 +56,7 @@ public sealed partial class FaultService : IDisposable
         _entries = 1u << options.RingLog2;
         _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
         _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
-        Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages);
+        Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages, () => _mmu.Pager.LimitEvictions);
         _onWake = () => _wake!.Signal();
         EventFd? claimed = null;
         try
@@ -152,6 +152,7 @@ public sealed partial class FaultService : IDisposable
             return;
         }
 
+        ScheduleHooks.At(SchedulePoint.FaultServiceStopping);
         _running = false;
         _stop!.Signal();
         var stopped = _thread!.Join(_device.Options.DeviceTimeout + TimeSpan.FromSeconds(5));
@@ -384,6 +385,7 @@ public sealed partial class FaultService : IDisposable
         }
 
         var b = _device.Backend;
+        ScheduleHooks.At(SchedulePoint.FaultAnswering);
         if (outcome == FaultOutcome.Abort)
         {
             Metrics.Abort();

@@ -154,6 +154,7 @@ public sealed partial class DeviceContext : IDisposable
 
     private PinnedBuffer PinCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
     {
+        ScheduleHooks.At(SchedulePoint.AddBegun);
         var (first, end) = Validate(address, length, access);
         _mmu.Iommu.Acquire(first, end - first);
         PinnedBuffer pin;
@@ -191,6 +192,7 @@ public sealed partial class DeviceContext : IDisposable
         // Adding removes no translation, but a chunk this pin completed became a 2 MiB leaf: the walk cache may keep
         // the pointer to its level-3 table (kept up to date, so it still translates right); invalidate it so no
         // cached entry points at a table the root no longer reaches (defect 1).
+        ScheduleHooks.At(SchedulePoint.PinPublished);
         SettleAddition(change);
         LogPinned(_mmu.Logger, pin.Id, Index, address, length, access);
         return pin;
@@ -211,6 +213,7 @@ public sealed partial class DeviceContext : IDisposable
 
         ulong first, end;
         PageTableChange change;
+        ScheduleHooks.At(SchedulePoint.RemovalBegun);
         lock (Lock)
         {
             if (!_pins.ContainsKey(pin.Id) || !pin.MarkUnpinned())
@@ -249,6 +252,7 @@ public sealed partial class DeviceContext : IDisposable
 
     private OnDemandRegion RegisterCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
     {
+        ScheduleHooks.At(SchedulePoint.AddBegun);
         var (first, end) = Validate(address, length, access);
         lock (Lock)
         {
@@ -310,6 +314,7 @@ public sealed partial class DeviceContext : IDisposable
 
         var present = new List<ulong>();
         PageTableChange change;
+        ScheduleHooks.At(SchedulePoint.RemovalBegun);
         lock (Lock)
         {
             if (!_regions.Remove(region.Id) || !region.MarkUnregistered())
@@ -486,6 +491,7 @@ public sealed partial class DeviceContext : IDisposable
             var started = ReadBegin(ref spin);
             var entry = _mirror.Lookup(dva);
             region = entry.Region;
+            ScheduleHooks.At(SchedulePoint.FaultLookedUp);
             if (_disposed || !entry.Allows(write))
             {
                 return FaultOutcome.Abort;
@@ -517,6 +523,7 @@ public sealed partial class DeviceContext : IDisposable
                 throw;
             }
 
+            ScheduleHooks.At(SchedulePoint.FaultPagePinned);
             var installed = false;
             var present = new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present);
             PageTableChange change = default;
@@ -650,11 +657,13 @@ public sealed partial class DeviceContext : IDisposable
     // Outside the lock: invalidate what changed, wait for the fence, end the removal.
     private void EndRemoval(PageTableChange change)
     {
+        ScheduleHooks.At(SchedulePoint.RemovalTableChanged);
         try
         {
             if (change.NeedsInvalidation)
             {
                 _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
+                ScheduleHooks.At(SchedulePoint.RemovalFenced);
             }
         }
         finally

@@ -234,6 +234,7 @@ public sealed partial class CommandQueue : IDisposable
 
         // No new submission gets past its check, and one that did has finished writing the ring.
         _closing = true;
+        ScheduleHooks.At(SchedulePoint.QueueClosing);
         lock (_submitLock)
         {
         }
@@ -334,6 +335,7 @@ public sealed partial class CommandQueue : IDisposable
     // The ring is full: wait for a credit, or for the queue to close (the caller's token ends the wait too).
     private async ValueTask<CommandResult> SubmitWhenCreditAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken)
     {
+        ScheduleHooks.At(SchedulePoint.CreditWaiting);
         using (var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token))
         {
             try
@@ -370,6 +372,7 @@ public sealed partial class CommandQueue : IDisposable
                 _slots[slot] = source;
             }
 
+            ScheduleHooks.At(SchedulePoint.SubmitPosting);
             descriptor.Tag = (uint)slot | ((uint)_generations[slot] << 16);
             if (Mode == CompletionMode.Interrupt)
             {
@@ -396,6 +399,7 @@ public sealed partial class CommandQueue : IDisposable
 
     private unsafe int Harvest()
     {
+        ScheduleHooks.At(SchedulePoint.HarvestBegun);
         var seen = 0;
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         lock (_harvestLock)
@@ -505,6 +509,8 @@ public sealed partial class CommandQueue : IDisposable
         {
             source.Complete(new CommandResult(record.Tag, record.Status, record.Faults, record.Result, record.StartCycle, record.EndCycle));
         }
+
+        ScheduleHooks.At(SchedulePoint.CompletionDelivered);
 
         _credits.Release();
     }
