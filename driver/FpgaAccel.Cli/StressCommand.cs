@@ -56,13 +56,22 @@ internal static class StressCommand
 
     private static void WriteText(StressReport r, TextWriter output)
     {
-        output.WriteLine($"operations       {r.Operations}");
-        output.WriteLine($"commands         {r.Commands} ({r.VerifiedCopies} copies verified)");
-        output.WriteLine($"faults           {r.Faults} ({r.Dropins} dropins, {r.Aborts} aborts)");
-        output.WriteLine($"evictions        {r.Evictions}");
-        output.WriteLine($"stale accesses   {(r.StaleAccesses?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
-        output.WriteLine($"lost faults      {(r.LostFaults?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
-        output.WriteLine($"deadlocks        {r.Deadlocks}");
+        static string Oracle(long? v) => v?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)";
+        output.WriteLine($"operations        {r.Operations}");
+        output.WriteLine($"commands          {r.Commands} ({r.VerifiedCopies} results verified)");
+        output.WriteLine($"faults            {r.Faults} ({r.Dropins} dropins, {r.Aborts} aborts, {r.FaultFailures} failed and aborted)");
+        output.WriteLine($"evictions         {r.Evictions} (budgets visited {r.BudgetsVisited}, down to {r.MinimumBudget} pages; {r.OverBudget} over budget)");
+        output.WriteLine($"scenarios         {r.Scenarios} ({string.Join(", ", r.ScenarioKinds.Select(k => $"{k.Key} {k.Value}"))})");
+        output.WriteLine($"interleavings     {r.Interleavings} distinct ({r.SchedulePoints} schedule points reached)");
+        output.WriteLine($"service restarts  {r.FaultServiceRestarts}; pin-limit faults {r.PinLimitFaults} ({r.LimitEvictions} pages given back at the limit); audits {r.Audits}");
+        output.WriteLine($"stale accesses    {Oracle(r.StaleAccesses)}");
+        output.WriteLine($"lost faults       {Oracle(r.LostFaults)}");
+        output.WriteLine($"freed-memory DMA  {Oracle(r.FreedMemoryAccesses)}");
+        output.WriteLine($"dropin mismatches {Oracle(r.DropinMismatches)}");
+        output.WriteLine($"audit violations  {Oracle(r.AuditViolations)}");
+        output.WriteLine($"bad ring heads    {Oracle(r.BadRingHeadWrites)}");
+        output.WriteLine($"bad completions   {r.BadCompletions}; phase glitches {r.PhaseGlitches}");
+        output.WriteLine($"deadlocks         {r.Deadlocks}");
         output.WriteLine(r.Passed ? "PASS: every invariant held" : "FAIL: " + string.Join("; ", r.Failures));
     }
 
@@ -81,7 +90,35 @@ internal static class StressCommand
             w.WriteNumber("faults", r.Faults);
             w.WriteNumber("dropins", r.Dropins);
             w.WriteNumber("aborts", r.Aborts);
+            w.WriteNumber("fault_failures", r.FaultFailures);
             w.WriteNumber("evictions", r.Evictions);
+            w.WriteNumber("over_budget", r.OverBudget);
+            w.WriteNumber("budgets_visited", r.BudgetsVisited);
+            w.WriteNumber("minimum_budget", r.MinimumBudget);
+            w.WriteNumber("scenarios", r.Scenarios);
+            w.WriteStartObject("scenario_kinds");
+            foreach (var (kind, count) in r.ScenarioKinds)
+            {
+                w.WriteNumber(kind, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteNumber("interleavings", r.Interleavings);
+            w.WriteNumber("schedule_points", r.SchedulePoints);
+            w.WriteNumber("fault_service_restarts", r.FaultServiceRestarts);
+            w.WriteNumber("pin_limit_faults", r.PinLimitFaults);
+            w.WriteNumber("limit_evictions", r.LimitEvictions);
+            w.WriteNumber("audits", r.Audits);
+            w.WriteNumber("bad_completions", r.BadCompletions);
+            w.WriteNumber("phase_glitches", r.PhaseGlitches);
+            w.WriteStartObject("oracle");
+            WriteNullable(w, "stale_accesses", r.StaleAccesses);
+            WriteNullable(w, "lost_faults", r.LostFaults);
+            WriteNullable(w, "freed_memory_accesses", r.FreedMemoryAccesses);
+            WriteNullable(w, "dropin_mismatches", r.DropinMismatches);
+            WriteNullable(w, "audit_violations", r.AuditViolations);
+            WriteNullable(w, "bad_ring_head_writes", r.BadRingHeadWrites);
+            w.WriteEndObject();
             WriteNullable(w, "stale_accesses", r.StaleAccesses);
             WriteNullable(w, "lost_faults", r.LostFaults);
             w.WriteNumber("deadlocks", r.Deadlocks);

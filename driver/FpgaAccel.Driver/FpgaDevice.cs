@@ -229,6 +229,9 @@ public sealed partial class FpgaDevice : IDisposable
         }
     }
 
+    /// <summary>Faults that took a place over the on-demand budget so that a stalled access kept the pages it needs (normally 0).</summary>
+    public long OnDemandOverBudget => Mmu.Pager.OverBudget;
+
     /// <summary>Pages pinned on demand now, and the budget.</summary>
     public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
 

@@ -9,6 +9,9 @@ namespace FpgaAccel.Driver;
 /// <summary>How to find, check and open an FA-1.</summary>
 public sealed record FpgaDeviceOptions
 {
+    /// <summary>On-demand pages each open queue needs in the budget at least: a COPY stalled on a fault needs its source and its destination page.</summary>
+    public const int MinimumOnDemandPagesPerQueue = Mmu.OnDemandPager.MinimumBudget;
+
     /// <summary>Board, model, or auto (board when usable, else model).</summary>
     public BackendKind Backend { get; init; } = BackendKind.Auto;
 

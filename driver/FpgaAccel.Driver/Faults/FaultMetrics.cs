@@ -33,8 +33,11 @@ public sealed class FaultMetrics : IDisposable
     /// <summary>How many recent service times are kept for <see cref="RecentServiceTimes"/>.</summary>
     public const int RecentCapacity = 1 << 16;
 
-    internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned)
+    private readonly Func<long> _limitEvictions;
+
+    internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned, Func<long>? limitEvictions = null)
     {
+        _limitEvictions = limitEvictions ?? (() => 0);
         _meter = new Meter(MeterName);
         _faults = _meter.CreateCounter<long>("fpgaaccel.faults", "{fault}", "Fault records serviced");
         _retries = _meter.CreateCounter<long>("fpgaaccel.fault.retries", "{fault}", "Faults answered RETRY");
@@ -47,6 +50,8 @@ public sealed class FaultMetrics : IDisposable
             "Faults whose service failed (the page could not be pinned or mapped, an eviction's fence timed out): each answered ABORT");
         _meter.CreateObservableCounter("fpgaaccel.ondemand.evictions", evictions, "{page}", "On-demand pages evicted under the budget");
         _meter.CreateObservableGauge("fpgaaccel.ondemand.pinned_pages", onDemandPinned, "{page}", "Pages pinned on demand now");
+        _meter.CreateObservableCounter("fpgaaccel.ondemand.limit_evictions", _limitEvictions, "{page}",
+            "On-demand pages given back because the locked-memory limit, not the budget, ran out on the fault path");
         _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to the response");
     }
 
@@ -73,6 +78,9 @@ public sealed class FaultMetrics : IDisposable
     /// each was answered ABORT, and the service went on.
     /// </summary>
     public long Failures => Interlocked.Read(ref _failureCount);
+
+    /// <summary>On-demand pages given back because the locked-memory limit, not the budget, ran out on the fault path (device-wide).</summary>
+    public long LimitEvictions => _limitEvictions();
 
     /// <summary>Removes the meter, so listeners stop seeing its instruments; the fault service does this when it stops.</summary>
     public void Dispose() => _meter.Dispose();

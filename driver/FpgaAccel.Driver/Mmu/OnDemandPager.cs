@@ -48,6 +48,7 @@ internal sealed class OnDemandPager
     private int _count;
     private long _evictions;
     private long _overBudget;
+    private long _limitEvictions;
 
     /// <summary>A pager for <paramref name="queues"/> queues; <paramref name="inFlight"/> says how many commands queue q has in flight (-1 when it is not open).</summary>
     public OnDemandPager(int budgetPages, int queues = 1, Func<int, int>? inFlight = null)
@@ -69,6 +70,9 @@ internal sealed class OnDemandPager
 
     /// <summary>Faults that took a place over the budget because every present page was protected (see the remarks): 0 normally.</summary>
     public long OverBudget => Interlocked.Read(ref _overBudget);
+
+    /// <summary>Pages evicted because the locked-memory limit, not the budget, ran out on the fault path.</summary>
+    public long LimitEvictions => Interlocked.Read(ref _limitEvictions);
 
     /// <summary>The least budget that lets <paramref name="openQueues"/> queues each hold a stalled COPY's two pages.</summary>
     public static int MinimumBudgetFor(int openQueues) => MinimumBudget * Math.Max(1, openQueues);
@@ -136,6 +140,7 @@ internal sealed class OnDemandPager
             }
 
             // Outside the lock: eviction waits for a fence. A successful eviction hands its place over.
+            ScheduleHooks.At(SchedulePoint.EvictionChosen);
             if (victim is not null && victim.Evict(page))
             {
                 Interlocked.Increment(ref _evictions);
@@ -174,6 +179,7 @@ internal sealed class OnDemandPager
             if (victim is not null && victim.Evict(page))
             {
                 Interlocked.Increment(ref _evictions);
+                Interlocked.Increment(ref _limitEvictions);
                 Forget();
                 return true;
             }
