@@ -37,6 +37,7 @@ public class PageTableStructureTests
 
         using var second = context.Pin(buffer.Address + (nint)half, half, DmaAccess.DeviceRead);
         Assert.That(context.Translation(start, out var level).Valid && level == PageTableFormat.HugeLeafLevel, Is.True, "the chunk became one 2 MiB leaf");
+        Assert.That(device.Oracle!.Audit(context.Index), Is.Empty, "after the promotion the walk cache still points at the unlinked level-3 table");
         var crcSecond = await queue.Crc32CAsync(context, start + half, half).AsTask().WaitAsync(s_bound);
         Assert.That(crcSecond.Status, Is.EqualTo(CompletionStatus.Ok), "the second half is pinned: the device must reach it");
         Assert.That(crcSecond.Result, Is.EqualTo((ulong)Crc32C.Compute(buffer.Span[(int)half..])));

@@ -118,6 +118,7 @@ public class PinTests
         var inner = context.Pin(buffer.Address + 4096, 4096, DmaAccess.DeviceRead);
         whole.Dispose(); // page 1 keeps its reader: the pages around it must not be unmapped out of the map call that covers them
         Assert.That(context.Translation((ulong)buffer.Address + 4096, out _).Writable, Is.False, "the downgrade to read-only");
+        Assert.That(_device.Oracle!.Audit(context.Index), Is.Empty, "a cached translation outlived the downgrade");
         Assert.That(context.Translation((ulong)buffer.Address, out _).Valid, Is.False);
         inner.Dispose();
         Assert.That(_device.PinnedBytes, Is.EqualTo(pinnedBefore), "the charge drifted");
