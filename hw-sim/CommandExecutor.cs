@@ -55,8 +55,9 @@ internal sealed class CommandExecutor
     /// </summary>
     public CommandOutcome? Execute(EngineWorker worker, EngineTimeline timeline, in SubmissionDescriptor d)
     {
-        // spec 5: reserved bytes 40..63 must be zero.
-        if ((d.Reserved0 | d.Reserved1 | d.Reserved2) != 0)
+        // spec 5: reserved bytes 40..63 must be zero. Decision D37: so must the flags spec 5 does not define
+        // ([15:2]): a flag the device does not know asks for something it will not do.
+        if ((d.Reserved0 | d.Reserved1 | d.Reserved2) != 0 || (d.Flags & ~(DescriptorFlags.Irq | DescriptorFlags.Fence)) != 0)
         {
             return CommandOutcome.Of(CompletionStatus.BadDescriptor);
         }

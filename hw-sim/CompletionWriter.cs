@@ -8,8 +8,8 @@ namespace FpgaAccel.HwSim;
 /// through the IOMMU as <see cref="CompletionRecord"/> lays it out, with the PHASE word last, then
 /// advances CQ_TAIL and sends the completion interrupt when the descriptor asked for one.
 /// </summary>
-/// <remarks>Runs on the queue's engine thread. Every register change runs under the register lock after
-/// checking that the worker is still current; the wait for ring space and the record write hold no lock.</remarks>
+/// <remarks>Runs on a lane of the queue's engine. Every register change and the record write run under the
+/// register lock after checking that the lane is still current; the wait for ring space holds no lock.</remarks>
 internal sealed class CompletionWriter
 {
     private readonly QueueEngine _engine;
@@ -22,16 +22,21 @@ internal sealed class CompletionWriter
     }
 
     /// <summary>
-    /// Posts the completion of <paramref name="d"/>, which started at cycle <paramref name="start"/> and
-    /// ended in <paramref name="outcome"/>. False when nothing was posted: the worker was stopped, or the
-    /// device is (or went) FATAL.
+    /// Posts the completion of <paramref name="d"/> (the queue's command number <paramref name="command"/>),
+    /// which started at cycle <paramref name="start"/> and ended in <paramref name="outcome"/>. False when nothing
+    /// was posted: the lane was stopped, or the device is (or went) FATAL.
     /// </summary>
-    public unsafe bool Post(EngineWorker worker, EngineTimeline timeline, in SubmissionDescriptor d, CommandOutcome outcome, ulong start)
+    /// <remarks>
+    /// Several lanes of a queue post (decision D35), so reserving the slot, writing the record and advancing
+    /// CQ_TAIL are one step under the register lock: CQ_TAIL only ever passes records already written, whatever
+    /// order the commands end in. The record is one short DMA write, as a fault record is.
+    /// </remarks>
+    public unsafe bool Post(EngineWorker worker, EngineTimeline timeline, in SubmissionDescriptor d, CommandOutcome outcome, ulong start, long command)
     {
         var model = _engine.Model;
-        ulong slotIova;
-        ulong tail;
-        int log2;
+
+        // Spec 7: the completion is a posted write.
+        timeline.Spend(_engine.Options.DmaWriteCycles);
         while (true)
         {
             lock (model.RegisterLock)
@@ -42,9 +47,42 @@ internal sealed class CompletionWriter
                     return false;
                 }
 
-                if (_registers.TryReserveCompletion(out slotIova, out tail, out log2))
+                if (_registers.TryReserveCompletion(out var slotIova, out var tail, out var log2))
                 {
-                    break;
+                    var end = timeline.Now;
+                    timeline.Publish(); // CYCLES reaches the end before the driver can see the record
+                    var record = CompletionRecord.Create(
+                        d.Tag, outcome.Status, CompletionRecord.PhaseOf(tail, log2), outcome.Faults, outcome.Result, start, end);
+                    bool written;
+                    using (model.Iommu.BeginDeviceAccess())
+                    {
+                        // spec 5, 6: written through the IOMMU; a refusal is FATAL cause 1.
+                        written = model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot);
+                        if (written)
+                        {
+                            // The driver polls host memory: it reads StatusAndPhase first, with acquire semantics, and
+                            // takes the record as complete once PHASE is the one it expects for this lap. So PHASE must
+                            // be the last store: Publish writes every other field first and StatusAndPhase last, as a
+                            // release store, so a reader that sees the new PHASE also sees the rest of this record
+                            // (never the previous lap's tag or result with this lap's PHASE).
+                            CompletionRecord.Publish(ref *(CompletionRecord*)slot.Host, record);
+                        }
+                    }
+
+                    if (!written)
+                    {
+                        model.EnterFatal(ErrorRegister.ForUnmappedIova(slotIova));
+                        return false;
+                    }
+
+                    _registers.CompletionPosted(tail);
+                    _engine.CommandEnded(command, end);
+                    if ((d.Flags & DescriptorFlags.Irq) != 0)
+                    {
+                        model.RaiseInterruptLocked(InterruptCauses.Completion);
+                    }
+
+                    return true;
                 }
             }
 
@@ -52,49 +90,10 @@ internal sealed class CompletionWriter
             // move CQ_HEAD. CQ_HEAD writes, reset and dispose set the event; one set between the check
             // above and this wait stays latched in the AutoResetEvent, so no wake-up is lost.
             worker.Wake.WaitOne();
-        }
-
-        timeline.Spend(_engine.Options.DmaWriteCycles);
-        var record = CompletionRecord.Create(
-            d.Tag, outcome.Status, CompletionRecord.PhaseOf(tail, log2), outcome.Faults, outcome.Result, start, timeline.Now);
-        bool written;
-        using (model.Iommu.BeginDeviceAccess())
-        {
-            // spec 5, 6: written through the IOMMU; a refusal is FATAL cause 1.
-            written = model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot);
-            if (written)
-            {
-                // The driver polls host memory: it reads StatusAndPhase first, with acquire semantics, and
-                // takes the record as complete once PHASE is the one it expects for this lap. So PHASE must
-                // be the last store: Publish writes every other field first and StatusAndPhase last, as a
-                // release store, so a reader that sees the new PHASE also sees the rest of this record
-                // (never the previous lap's tag or result with this lap's PHASE).
-                CompletionRecord.Publish(ref *(CompletionRecord*)slot.Host, record);
-            }
-        }
-
-        if (!written)
-        {
-            _engine.FatalUnmapped(worker, slotIova);
-            return false;
-        }
-
-        timeline.Publish();
-
-        lock (model.RegisterLock)
-        {
-            if (!_engine.IsCurrent(worker))
+            if (worker.StopRequested)
             {
                 return false;
             }
-
-            _registers.CompletionPosted(tail);
-            if ((d.Flags & DescriptorFlags.Irq) != 0)
-            {
-                model.RaiseInterruptLocked(InterruptCauses.Completion);
-            }
         }
-
-        return true;
     }
 }

@@ -12,7 +12,7 @@ namespace FpgaAccel.HwSim;
 /// model's register bus. Device engines (later blocks) take the same lock for state changes and do
 /// their modelled work outside it, so a doorbell write never waits behind a long DMA.
 /// </remarks>
-public sealed class Fa1Model : IDisposable
+public sealed partial class Fa1Model : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly RegisterTable _registers = new();
@@ -43,7 +43,7 @@ public sealed class Fa1Model : IDisposable
         Options.Validate();
         Clock = ModelClock.Create(Options.Clock);
         _interrupts = new InterruptController(Options.MsixVectors);
-        Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes);
+        Iommu = new ModelIommu(Options.IovaBits, Options.MemlockLimitBytes, Options.IommuMappingLimit);
         DeclareGlobalRegisters();
         _faultRing = new FaultRing(this);
         AddBlock(_faultRing);
@@ -228,7 +228,9 @@ public sealed class Fa1Model : IDisposable
 
     /// <summary>
     /// Stops the device: every engine thread is stopped and joined (bounded: an engine notices a stop
-    /// within one page of work), interrupts are disconnected, and the device reads as gone.
+    /// within one page of work), interrupts are disconnected, and the device reads as gone. Then the
+    /// platform IOMMU drops every mapping still there, as closing a VFIO container does, and gives back
+    /// the memory it held (D32).
     /// </summary>
     public void Dispose()
     {
@@ -246,6 +248,7 @@ public sealed class Fa1Model : IDisposable
         }
 
         JoinRetiredEngines();
+        Iommu.Clear();
     }
 
     /// <summary>Engine threads alive now (started and not yet joined): for leak checks.</summary>
@@ -275,9 +278,32 @@ public sealed class Fa1Model : IDisposable
                     _mmu.Oracle.StaleAccesses,
                     _faultRing.Raised,
                     _faultRing.Raised - _faultRing.Answered,
-                    _faultRing.IgnoredResponses);
+                    _faultRing.IgnoredResponses)
+                {
+                    FreedMemoryAccesses = Iommu.FreedMemoryAccesses,
+                    DropinMismatches = _mmu.Oracle.DropinMismatches,
+                    AuditViolations = _mmu.Oracle.AuditViolations,
+                    BadRingHeadWrites = _faultRing.BadHeadWrites + _queues.BadHeadWrites,
+                };
             }
         }
+    }
+
+    /// <summary>
+    /// The oracle's audit (decision D33): every TLB and walk-cache entry of <paramref name="context"/> (every
+    /// context when null) that serves DVAs in [<paramref name="dva"/>, + <paramref name="length"/>) is compared
+    /// with the page table in memory now; each one that grants more (a TLB leaf with an IOVA or permission the
+    /// table's leaf lacks, a walk-cache entry pointing at a table the live table no longer links) is a violation.
+    /// Call it after a driver operation that removed or downgraded translations has returned, while no other
+    /// removal covering the range is between its table change and its fence: the device cannot tell a removal
+    /// in progress from a forgotten invalidation. Each violation also counts in <see cref="ModelOracle.AuditViolations"/>.
+    /// </summary>
+    public IReadOnlyList<TranslationAuditViolation> AuditTranslations(int? context = null, ulong dva = 0, ulong length = ulong.MaxValue)
+    {
+        var firstPage = dva >> PageTableFormat.PageShift;
+        var end = dva + length < dva ? ulong.MaxValue : dva + length;
+        var endPage = end == ulong.MaxValue ? ulong.MaxValue : (end + PageTableFormat.PageSize - 1) >> PageTableFormat.PageShift;
+        return _mmu.Oracle.Audit(context, firstPage, endPage);
     }
 
     /// <summary>Invalidations issued since reset (diagnostics; INV_DONE counts the completed ones).</summary>

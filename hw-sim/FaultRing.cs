@@ -54,6 +54,9 @@ internal sealed class DeviceFault
 /// </remarks>
 internal sealed class FaultRing : DeviceBlock
 {
+    // FAULT_RESP's defined bits: [15:0] tag, [23:16] ctx, [27:24] code (spec 4.4).
+    private const ulong FaultResponseBits = 0x0FFF_FFFF;
+
     private readonly Fa1Model _model;
     private readonly Dictionary<ushort, DeviceFault> _live = [];
     private readonly HashSet<DeviceFault> _outstanding = [];
@@ -67,6 +70,7 @@ internal sealed class FaultRing : DeviceBlock
     private long _raised;
     private long _answered;
     private long _ignoredResponses;
+    private long _badHeadWrites;
 
     public FaultRing(Fa1Model model) => _model = model;
 
@@ -82,11 +86,17 @@ internal sealed class FaultRing : DeviceBlock
     /// <summary>FAULT_RESP writes naming a tag that was not live (spec 4.4: ignored and counted).</summary>
     public long IgnoredResponses => Interlocked.Read(ref _ignoredResponses);
 
+    /// <summary>FQ_HEAD writes ahead of FQ_TAIL or more than a ring behind it (decision D36; not cleared by reset).</summary>
+    public long BadHeadWrites => Interlocked.Read(ref _badHeadWrites);
+
     /// <summary>Decision D25: FQ_LOG2 0 (its reset value) means no fault ring.</summary>
     public bool IsConfigured => _log2 != 0;
 
     private uint Entries => 1u << (int)_log2;
 
+    // 32-bit free-running counts (spec 4.4). Decision D36: an FQ_HEAD out of range (ahead of FQ_TAIL, or more
+    // than a ring behind it) makes the ring look full, as the hardware's (tail - head) >= entries compare does;
+    // nothing is overwritten and held faults wait for a sane FQ_HEAD.
     private bool IsFull => IsConfigured && _tail - _head >= Entries;
 
     public override ulong StatusBits => IsFull ? (ulong)FirmwareInterface.StatusBits.FaultQueueFull : 0;
@@ -96,7 +106,7 @@ internal sealed class FaultRing : DeviceBlock
         Declare(table, Fa1Registers.FqBase, "FQ_BASE", RegisterAccess.ReadWrite, () => _base, OnBaseWrite);
         Declare(table, Fa1Registers.FqLog2, "FQ_LOG2", RegisterAccess.ReadWrite, () => _log2, OnLog2Write);
         Declare(table, Fa1Registers.FqTail, "FQ_TAIL", RegisterAccess.ReadOnly, () => _tail);
-        Declare(table, Fa1Registers.FqHead, "FQ_HEAD", RegisterAccess.ReadWrite, () => _head, OnHeadWrite);
+        Declare(table, Fa1Registers.FqHead, "FQ_HEAD", RegisterAccess.ReadWrite, () => _head, OnHeadWrite, mask: uint.MaxValue);
         Declare(table, Fa1Registers.FqStalls, "FQ_STALLS", RegisterAccess.ReadOnly, () => _stalls);
         Declare(table, Fa1Registers.FaultResp, "FAULT_RESP", RegisterAccess.WriteOnly, write: OnResponse);
         Declare(table, Fa1Registers.FaultPte, "FAULT_PTE", RegisterAccess.ReadWrite, () => _faultPte, v => _faultPte = v);
@@ -116,8 +126,9 @@ internal sealed class FaultRing : DeviceBlock
     /// <summary>A fault is detected: it gets a tag not live now and is outstanding until finished.</summary>
     public DeviceFault Raise(byte context, ulong dva, bool write, bool present, int queue, ulong cycle)
     {
-        // Tags are unique among live faults device-wide; at most one fault per queue is outstanding,
-        // so a free tag is always found within Queues + 1 tries.
+        // Tags are unique among live faults device-wide; at most one fault per command in flight is
+        // outstanding (Queues x CommandsInFlight, far below 65536), so a free tag is always found within
+        // that many + 1 tries.
         while (_live.ContainsKey(_nextTag))
         {
             _nextTag++;
@@ -236,17 +247,79 @@ internal sealed class FaultRing : DeviceBlock
         WakeEngines?.Invoke(null);
     }
 
+    // Decision D36: FQ_HEAD is a 32-bit count (bits 63:32 are not stored). One ahead of FQ_TAIL or more than a
+    // ring behind it is kept and counted, and the ring looks full until the driver writes a sane value: not
+    // FATAL, as for CQ_HEAD (D22), since the driver may still fix it and no record is lost meanwhile.
     private void OnHeadWrite(ulong value)
     {
         _head = (uint)value;
+        if (IsConfigured && _tail - _head > Entries)
+        {
+            Interlocked.Increment(ref _badHeadWrites);
+        }
+
         WakeEngines?.Invoke(null); // held faults may now fit
     }
 
-    // Spec 4.4: a response names a live tag and its context; anything else is ignored and counted (D27).
+    /// <summary>
+    /// Fault injection, register lock held: writes <paramref name="record"/> as given (any sequence, context,
+    /// tag, flags or reserved bits) into the slot at FQ_TAIL, advances FQ_TAIL, latches FAULT and sends
+    /// vector 0, as if the device had produced it. Nothing becomes live: a response naming its tag is ignored
+    /// and counted unless that tag happens to be live. False (nothing done) when there is no ring, it is
+    /// full, or the IOMMU refuses the slot.
+    /// </summary>
+    public unsafe bool InjectRecord(in FaultRecord record)
+    {
+        if (!IsConfigured || IsFull)
+        {
+            return false;
+        }
+
+        var slotIova = _base + ((ulong)(_tail & (Entries - 1)) * FaultRecord.Size);
+        using (_model.Iommu.BeginDeviceAccess())
+        {
+            if (!_model.Iommu.TryTranslate(slotIova, DmaAccess.DeviceWrite, out var slot))
+            {
+                return false;
+            }
+
+            fixed (FaultRecord* source = &record)
+            {
+                for (var i = 0; i < FaultRecord.Size / sizeof(ulong); i++)
+                {
+                    Volatile.Write(ref ((ulong*)slot.Host)[i], ((ulong*)source)[i]);
+                }
+            }
+        }
+
+        _tail++;
+        _model.RaiseInterruptLocked(InterruptCauses.Fault);
+        return true;
+    }
+
+    /// <summary>
+    /// Fault injection, register lock held: FQ_TAIL jumps by <paramref name="count"/> without any record written
+    /// (past the ring when <paramref name="count"/> exceeds its entries), and FAULT is raised. False without a ring.
+    /// </summary>
+    public bool InjectTailJump(uint count)
+    {
+        if (!IsConfigured)
+        {
+            return false;
+        }
+
+        _tail += count;
+        _model.RaiseInterruptLocked(InterruptCauses.Fault);
+        return true;
+    }
+
+    // Spec 4.4: a response names a live tag and its context; anything else is ignored and counted (D27). So is
+    // one with bits above the code set (D37): a torn or garbage write must not release a stalled access.
     private void OnResponse(ulong raw)
     {
         var response = FaultResponse.FromRaw(raw);
-        if (!_live.TryGetValue(response.Tag, out var fault)
+        if ((raw & ~FaultResponseBits) != 0
+            || !_live.TryGetValue(response.Tag, out var fault)
             || fault.Context != response.Context
             || response.Code is not (FaultResponseCode.Retry or FaultResponseCode.Abort or FaultResponseCode.Dropin))
         {

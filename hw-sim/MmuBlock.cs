@@ -26,7 +26,8 @@ internal enum TranslationStatus
 /// <param name="Cycles">TLB hit, or one DMA read per level the walk read from memory.</param>
 /// <param name="FillEpoch">For Ok: the MMU epoch the translation was read in (the oracle's reference).</param>
 /// <param name="Generation">For Ok: the IOMMU generation of the page when the translation was read.</param>
-internal readonly record struct Translation(TranslationStatus Status, ulong Iova, bool Present, ulong Cycles, long FillEpoch = 0, long Generation = 0);
+/// <param name="Retired">For Ok from the TLB: a completed invalidation covered the entry after it was filled (the oracle's mark).</param>
+internal readonly record struct Translation(TranslationStatus Status, ulong Iova, bool Present, ulong Cycles, long FillEpoch = 0, long Generation = 0, bool Retired = false);
 
 /// <summary>
 /// A data access holding its place in the invalidation fence (spec 4.3): taken before the access
@@ -110,7 +111,7 @@ internal sealed class MmuBlock : DeviceBlock
         _faults = new long[options.Contexts];
         _tlb = new Tlb(options.TlbWays, options.TlbSetsLog2);
         _walkCache = new WalkCache(options.WalkCacheEntries);
-        Oracle = new TranslationOracle(this, iommu, _lock);
+        Oracle = new TranslationOracle(this, iommu, _lock, options.Huge2M);
     }
 
     /// <summary>Invalidations issued since reset (INV_CMD writes).</summary>
@@ -165,7 +166,6 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Clear();
             _walkCache.Clear();
             _pending.Clear();
-            Oracle.Reset();
             _inFlight = new InFlightAccesses();
             _epoch++;
             _invAddr = 0;
@@ -183,6 +183,19 @@ internal sealed class MmuBlock : DeviceBlock
             }
         }
     }
+
+    /// <summary>Copies the TLB and walk cache for the oracle's audit.</summary>
+    public void SnapshotCaches(List<TlbEntryView> leaves, List<WalkCacheEntryView> tables)
+    {
+        lock (_lock)
+        {
+            _tlb.Snapshot(leaves);
+            _walkCache.Snapshot(tables);
+        }
+    }
+
+    /// <summary>MMU lock held: the oracle judged the DROPIN entry for (context, page).</summary>
+    public void ClearUnverifiedDropinLocked(byte context, ulong page) => _tlb.ClearUnverifiedDropin(context, page);
 
     /// <summary>Spec 4.2: a command may use <paramref name="context"/> only if it is enabled and its root VALID.</summary>
     /// <remarks>Decision D20: read when a command starts and when a walk begins at the root; writing the
@@ -239,7 +252,7 @@ internal sealed class MmuBlock : DeviceBlock
                 if (PageWalk.Permits(new PageTableEntry(hit.Leaf), write))
                 {
                     Interlocked.Increment(ref _hits);
-                    return new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation);
+                    return new Translation(TranslationStatus.Ok, hit.PageIova + offset, false, _options.TlbHitCycles, hit.FillEpoch, hit.Generation, hit.Retired);
                 }
 
                 // Spec 4.1: adding a permission needs no invalidation, so a cached leaf that lacks the
@@ -291,7 +304,7 @@ internal sealed class MmuBlock : DeviceBlock
         {
             if (_epoch == walkEpoch)
             {
-                _tlb.Insert(ctx, page, new TlbTranslation(walk.Leaf.Raw, pageIova, walkEpoch, generation), walk.Huge);
+                Oracle.Evicted(_tlb.Insert(ctx, page, new TlbTranslation(walk.Leaf.Raw, pageIova, walkEpoch, generation), walk.Huge));
             }
         }
 
@@ -374,9 +387,14 @@ internal sealed class MmuBlock : DeviceBlock
         }
 
         var generation = _iommu.TryPeek(entry.Address, out var target) ? target.Generation : 0;
+
+        // Decision D33: compared with the table as it is now; a DROPIN that grants more is installed all the
+        // same (the device cannot know why) and marked for the oracle's verdict.
+        var unverified = Oracle.DropinExceedsTable(context, dva, entry);
         lock (_lock)
         {
-            _tlb.Insert((byte)context, dva >> PageTableFormat.PageShift, new TlbTranslation(pte, entry.Address, _epoch, generation), huge: false);
+            var translation = new TlbTranslation(pte, entry.Address, _epoch, generation, UnverifiedDropin: unverified);
+            Oracle.Evicted(_tlb.Insert((byte)context, dva >> PageTableFormat.PageShift, translation, huge: false));
         }
     }
 
@@ -390,7 +408,7 @@ internal sealed class MmuBlock : DeviceBlock
             {
                 _pending.Dequeue();
                 Interlocked.Increment(ref _invDone);
-                Oracle.InvalidationCompleted(next);
+                Oracle.InvalidationCompleted(next, _tlb);
             }
 
             return (ulong)Interlocked.Read(ref _invDone);

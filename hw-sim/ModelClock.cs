@@ -15,8 +15,19 @@ public enum ClockMode
 
 /// <summary>
 /// The model's cycle clock. <see cref="Now"/> is CYCLES; <see cref="Spend"/> charges a modelled cost.
-/// Both are safe to call from any thread and never go backwards between resets.
+/// Both are safe to call from any thread and never go backwards between resets (for the calling thread).
 /// </summary>
+/// <remarks>
+/// Virtual clock (decision D34): two kinds of time. Device time is what the engines publish
+/// (<see cref="AdvanceTo"/>: a completion, a fault's interrupt), the same whoever watches. Host time is per
+/// host thread: what that thread has spent on register reads (<see cref="Spend"/> from a register read),
+/// each thread's own; a thread sees CYCLES as the later of the two. So polling threads (an adaptive fault
+/// service, a poll-mode completion thread, a fence wait) advance only their own view: the number of reads a
+/// host thread happened to make while others worked cannot move another thread's doorbell, and a device
+/// timestamp depends only on the modelled costs, the command stream and each submitting thread's own reads.
+/// A thread still sees time pass while it polls (an invalidation's cost, a reset), and sees CYCLES at or
+/// after the end of any completion it has seen.
+/// </remarks>
 internal abstract class ModelClock
 {
     /// <summary>A clock ticking at <paramref name="hz"/>.</summary>
@@ -111,9 +122,13 @@ internal abstract class ModelClock
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The per-thread slots are reclaimed by ThreadLocal's finalizer; the clock lives as long as its model and has no other resource.")]
     private sealed class VirtualClock : ModelClock
     {
-        private long _cycles;
+        // Each host thread's own time (the class remarks); allocated once per thread that touches the clock.
+        private readonly ThreadLocal<HostCursor> _host = new(() => new HostCursor());
+        private long _device;
+        private long _restarts;
 
         public VirtualClock(ulong hz)
             : base(hz)
@@ -122,20 +137,33 @@ internal abstract class ModelClock
 
         public override ClockMode Mode => ClockMode.Virtual;
 
-        public override ulong Now => (ulong)Interlocked.Read(ref _cycles);
+        public override ulong Now => Math.Max(HostTime(_host.Value!), (ulong)Interlocked.Read(ref _device));
 
-        public override void Spend(ulong cycles) => Interlocked.Add(ref _cycles, (long)cycles);
+        // Charged to the calling host thread only: its view moves on, nobody else's does.
+        public override void Spend(ulong cycles)
+        {
+            var host = _host.Value!;
+            var now = Math.Max(HostTime(host), (ulong)Interlocked.Read(ref _device));
+            host.Restart = Interlocked.Read(ref _restarts);
+            host.Cycles = now + cycles;
+        }
 
-        public override void Restart() => Interlocked.Exchange(ref _cycles, 0);
+        // Device time back to 0, and every thread's host time with it (each thread notices the new restart
+        // count on its next touch: a cursor from before the restart counts as 0).
+        public override void Restart()
+        {
+            Interlocked.Exchange(ref _device, 0);
+            Interlocked.Increment(ref _restarts);
+        }
 
-        // Invariant: _cycles never decreases between restarts. A compare-exchange loop raises it to
-        // the maximum of its value and the argument, so concurrent Spend and AdvanceTo both hold.
+        // Invariant: _device never decreases between restarts. A compare-exchange loop raises it to
+        // the maximum of its value and the argument, so concurrent publishers all hold.
         internal override void AdvanceTo(ulong cycle)
         {
-            var current = Interlocked.Read(ref _cycles);
+            var current = Interlocked.Read(ref _device);
             while ((ulong)current < cycle)
             {
-                var seen = Interlocked.CompareExchange(ref _cycles, (long)cycle, current);
+                var seen = Interlocked.CompareExchange(ref _device, (long)cycle, current);
                 if (seen == current)
                 {
                     return;
@@ -143,6 +171,15 @@ internal abstract class ModelClock
 
                 current = seen;
             }
+        }
+
+        private ulong HostTime(HostCursor host) => host.Restart == Interlocked.Read(ref _restarts) ? host.Cycles : 0;
+
+        // One thread's host time; touched only by its own thread.
+        private sealed class HostCursor
+        {
+            public long Restart;
+            public ulong Cycles;
         }
     }
 }

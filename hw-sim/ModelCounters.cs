@@ -31,4 +31,29 @@ public readonly record struct ModelOracle(
     long StaleAccesses,
     long FaultsRaised,
     long LostFaults,
-    long IgnoredFaultResponses);
+    long IgnoredFaultResponses)
+{
+    /// <summary>
+    /// Device accesses (data, descriptors, completions, fault records, table walks) that landed in host memory
+    /// its owner had already freed while the IOMMU still held it (decision D32): 0 when the driver keeps
+    /// memory alive for as long as it is mapped.
+    /// </summary>
+    public long FreedMemoryAccesses { get; init; }
+
+    /// <summary>
+    /// DROPINs whose FAULT_PTE granted more than the page table did when installed and that no invalidation then
+    /// dropped (pushed out of the TLB for room, or found by an audit still exceeding the table): decision D33.
+    /// A DROPIN that raced with a removal and was dropped by its TLB_INV (spec 4.4) is not counted.
+    /// </summary>
+    public long DropinMismatches { get; init; }
+
+    /// <summary>Violations found by every <see cref="Fa1Model.AuditTranslations"/> so far (D33).</summary>
+    public long AuditViolations { get; init; }
+
+    /// <summary>
+    /// FQ_HEAD or CQ_HEAD writes ahead of the matching tail or more than a ring behind it (decisions D22, D36):
+    /// the ring then looks full until the driver writes a sane value. 0 for a driver that never consumes what the
+    /// device has not produced.
+    /// </summary>
+    public long BadRingHeadWrites { get; init; }
+}

@@ -64,6 +64,19 @@ public sealed record ModelOptions
     /// </summary>
     public ulong MemlockLimitBytes { get; init; } = ulong.MaxValue;
 
+    /// <summary>
+    /// Commands of one queue the device runs at once (spec 5: without FENCE they may overlap; decision D35).
+    /// Each has its own engine lane; completions may come out of order, and each command's stalled access
+    /// holds a fault of its own. 1 runs a queue's commands one after another.
+    /// </summary>
+    public int CommandsInFlight { get; init; } = 4;
+
+    /// <summary>
+    /// Mappings the model's IOMMU holds at most at once, as vfio_iommu_type1's dma_entry_limit (default
+    /// 65535): one more map is refused with ENOSPC (decision D31).
+    /// </summary>
+    public int IommuMappingLimit { get; init; } = ModelIommu.DefaultMappingLimit;
+
     /// <summary>Spec 7: cycles of one DMA read round trip (descriptor fetch, page-table entry, first data read).</summary>
     public ulong DmaReadCycles { get; init; } = Fa1Timing.DmaReadRoundTrip;
 
@@ -112,6 +125,8 @@ public sealed record ModelOptions
         Check(VaBits is >= 32 and <= PageTableFormat.VaBits, nameof(VaBits), VaBits, $"32..{PageTableFormat.VaBits}");
         Check(IovaBits is >= 32 and <= 52, nameof(IovaBits), IovaBits, "32..52");
         Check(BytesPerCycle >= 1, nameof(BytesPerCycle), BytesPerCycle, "at least 1");
+        Check(CommandsInFlight is >= 1 and <= 64, nameof(CommandsInFlight), CommandsInFlight, "1..64");
+        Check(IommuMappingLimit >= 1, nameof(IommuMappingLimit), IommuMappingLimit, "at least 1");
         Check(WalkCacheEntries is >= 0 and <= 4096, nameof(WalkCacheEntries), WalkCacheEntries, "0..4096");
     }
 

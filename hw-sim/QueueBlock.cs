@@ -55,8 +55,14 @@ internal sealed class QueueBlock : DeviceBlock
         }
     }
 
-    /// <summary>Register lock held: queues with an engine thread.</summary>
-    public int LiveWorkers => _engines.Count(e => e.HasWorker);
+    /// <summary>Queue <paramref name="queue"/>'s engine.</summary>
+    public QueueEngine this[int queue] => _engines[queue];
+
+    /// <summary>CQ_HEAD writes out of range on every queue (D22).</summary>
+    public long BadHeadWrites => _engines.Sum(e => e.Registers.BadHeadWrites);
+
+    /// <summary>Register lock held: engine lanes (threads) of every queue.</summary>
+    public int LiveWorkers => _engines.Sum(e => e.Lanes);
 
     /// <summary>Register lock held: every engine thread stops (model dispose).</summary>
     public void StopAll()

@@ -26,6 +26,7 @@ internal sealed class QueueRegisters
     private ulong _cqLog2;
     private ulong _cqHead;
     private ulong _cqTail;
+    private long _badHeadWrites;
 
     /// <param name="model">The device the queue belongs to.</param>
     /// <param name="queue">The queue's number.</param>
@@ -38,6 +39,9 @@ internal sealed class QueueRegisters
         _doorbellRung = doorbellRung;
         _completionsConsumed = completionsConsumed;
     }
+
+    /// <summary>CQ_HEAD writes ahead of CQ_TAIL or more than a ring behind it (decision D22; not cleared by reset).</summary>
+    public long BadHeadWrites => Interlocked.Read(ref _badHeadWrites);
 
     /// <summary>The queue is enabled (SQ_LOG2 != 0) and SQ_HEAD is behind SQ_TAIL: a descriptor waits.</summary>
     public bool HasSubmissions => _sqLog2 != 0 && _sqHead != _sqTail;
@@ -59,7 +63,7 @@ internal sealed class QueueRegisters
         DeviceBlock.Declare(table, Fa1Registers.Queue(q, Fa1Registers.CqLog2), $"CQ_LOG2[{q}]", RegisterAccess.ReadWrite,
             () => _cqLog2, OnCqLog2Write);
         DeviceBlock.Declare(table, Fa1Registers.Queue(q, Fa1Registers.CqHead), $"CQ_HEAD[{q}]", RegisterAccess.ReadWrite,
-            () => _cqHead, v => { _cqHead = v; _completionsConsumed(); });
+            () => _cqHead, OnCqHeadWrite);
         DeviceBlock.Declare(table, Fa1Registers.Queue(q, Fa1Registers.CqTail), $"CQ_TAIL[{q}]", RegisterAccess.ReadOnly,
             () => _cqTail);
     }
@@ -159,8 +163,51 @@ internal sealed class QueueRegisters
         return false;
     }
 
+    /// <summary>
+    /// Fault injection, register lock held: writes <paramref name="record"/> as given (any tag, status or PHASE)
+    /// into the slot at CQ_TAIL, PHASE word last, and advances CQ_TAIL when <paramref name="advanceTail"/> (else the
+    /// record sits in the slot unannounced: a PHASE glitch). False (nothing done) when the ring is full or
+    /// unusable, or the IOMMU refuses the slot.
+    /// </summary>
+    public unsafe bool InjectCompletion(in CompletionRecord record, bool advanceTail)
+    {
+        if (!TryReserveCompletion(out var slotIova, out var tail, out _))
+        {
+            return false;
+        }
+
+        using (_model.Iommu.BeginDeviceAccess())
+        {
+            if (!_model.Iommu.TryTranslate(slotIova, Interop.DmaAccess.DeviceWrite, out var slot))
+            {
+                return false;
+            }
+
+            CompletionRecord.Publish(ref *(CompletionRecord*)slot.Host, record);
+        }
+
+        if (advanceTail)
+        {
+            CompletionPosted(tail);
+        }
+
+        return true;
+    }
+
     /// <summary>The record at <paramref name="tail"/> was written: CQ_TAIL passes it.</summary>
     public void CompletionPosted(ulong tail) => _cqTail = tail + 1;
+
+    // Decision D22: a CQ_HEAD out of range is kept, counted, and looks like a full ring until the driver fixes it.
+    private void OnCqHeadWrite(ulong value)
+    {
+        _cqHead = value;
+        if (_cqLog2 is >= RingLimits.QueueRingMinLog2 and <= RingLimits.QueueRingMaxLog2 && _cqTail - _cqHead > 1UL << (int)_cqLog2)
+        {
+            Interlocked.Increment(ref _badHeadWrites);
+        }
+
+        _completionsConsumed();
+    }
 
     private void BadConfiguration(uint register) =>
         _model.EnterFatal(ErrorRegister.ForBadRingConfiguration(Fa1Registers.Queue(_queue, register)));

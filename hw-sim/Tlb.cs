@@ -28,7 +28,10 @@ internal sealed class Tlb
     /// <summary>Valid entries now.</summary>
     public int Count => _entries.Count(e => e.Valid);
 
-    /// <summary>Looks up (context, page); a hit becomes the most recently used way of its set.</summary>
+    /// <summary>
+    /// Looks up (context, page); a hit becomes the most recently used way of its set. The translation carries
+    /// <see cref="TlbTranslation.Retired"/> when the oracle marked the entry (<see cref="MarkRetired"/>).
+    /// </summary>
     public bool TryLookup(byte context, ulong page, out TlbTranslation translation)
     {
         var set = SetOf(context, page);
@@ -38,7 +41,7 @@ internal sealed class Tlb
             if (e.Valid && e.Context == context && e.Page == page)
             {
                 e.LastUse = ++_useStamp;
-                translation = e.Translation;
+                translation = e.Retired ? e.Translation with { Retired = true } : e.Translation;
                 return true;
             }
         }
@@ -47,8 +50,11 @@ internal sealed class Tlb
         return false;
     }
 
-    /// <summary>Inserts a valid leaf translation, replacing the same tag, else a free way, else the LRU way.</summary>
-    public void Insert(byte context, ulong page, TlbTranslation translation, bool huge)
+    /// <summary>
+    /// Inserts a valid leaf translation, replacing the same tag, else a free way, else the LRU way. Returns the
+    /// translation of another tag it pushed out for room (a capacity eviction), if any.
+    /// </summary>
+    public TlbTranslation? Insert(byte context, ulong page, TlbTranslation translation, bool huge)
     {
         var set = SetOf(context, page);
         var victim = set;
@@ -70,7 +76,9 @@ internal sealed class Tlb
             }
         }
 
-        _entries[victim] = new Entry
+        ref var old = ref _entries[victim];
+        TlbTranslation? evicted = old.Valid && (old.Context != context || old.Page != page) ? old.Translation : null;
+        old = new Entry
         {
             Valid = true,
             Context = context,
@@ -79,6 +87,57 @@ internal sealed class Tlb
             Huge = huge,
             LastUse = ++_useStamp,
         };
+        return evicted;
+    }
+
+    /// <summary>
+    /// The oracle's mark (exact staleness, no history): every entry of <paramref name="context"/> (every context
+    /// when null) overlapping the pages and filled before <paramref name="epoch"/> is marked retired. An
+    /// invalidation drops its entries when issued, so a completed one finds none unless the MMU failed to.
+    /// </summary>
+    public int MarkRetired(int? context, ulong firstPage, ulong endPage, long epoch)
+    {
+        var marked = 0;
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            ref var e = ref _entries[i];
+            if (e.Valid && (context is not { } c || e.Context == c) && e.Translation.FillEpoch < epoch && Overlaps(e, firstPage, endPage))
+            {
+                e.Retired = true;
+                marked++;
+            }
+        }
+
+        return marked;
+    }
+
+    /// <summary>Copies every valid entry, for the oracle's audit.</summary>
+    public void Snapshot(List<TlbEntryView> into)
+    {
+        foreach (var e in _entries)
+        {
+            if (e.Valid)
+            {
+                into.Add(new TlbEntryView(e.Context, e.Page, e.Huge, e.Translation));
+            }
+        }
+    }
+
+    /// <summary>The entry for (context, page), still an unverified DROPIN, is judged: its mark is cleared. True if it was there.</summary>
+    public bool ClearUnverifiedDropin(byte context, ulong page)
+    {
+        var set = SetOf(context, page);
+        for (var way = 0; way < _ways; way++)
+        {
+            ref var e = ref _entries[set + way];
+            if (e.Valid && e.Context == context && e.Page == page && e.Translation.UnverifiedDropin)
+            {
+                e.Translation = e.Translation with { UnverifiedDropin = false };
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>
@@ -96,9 +155,7 @@ internal sealed class Tlb
                 continue;
             }
 
-            var spanStart = e.Huge ? e.Page & ~(PagesPerHugePage - 1) : e.Page;
-            var spanEnd = spanStart + (e.Huge ? PagesPerHugePage : 1);
-            if (spanStart < endPage && firstPage < spanEnd)
+            if (Overlaps(e, firstPage, endPage))
             {
                 e = default;
                 dropped++;
@@ -110,6 +167,14 @@ internal sealed class Tlb
 
     public void Clear() => Array.Clear(_entries);
 
+    // A 2 MiB leaf counts as its whole span, so that an invalidation of any page of it drops it.
+    private static bool Overlaps(in Entry e, ulong firstPage, ulong endPage)
+    {
+        var spanStart = e.Huge ? e.Page & ~(PagesPerHugePage - 1) : e.Page;
+        var spanEnd = spanStart + (e.Huge ? PagesPerHugePage : 1);
+        return spanStart < endPage && firstPage < spanEnd;
+    }
+
     private int SetOf(byte context, ulong page) =>
         (int)((page ^ ((ulong)context * 0x9E37_79B9UL)) & _setMask) * _ways;
 
@@ -117,6 +182,7 @@ internal sealed class Tlb
     {
         public bool Valid;
         public bool Huge;
+        public bool Retired;
         public byte Context;
         public ulong Page;
         public TlbTranslation Translation;
@@ -129,7 +195,18 @@ internal sealed class Tlb
 /// <param name="PageIova">IOVA of the 4 KiB page the DVA page maps to.</param>
 /// <param name="FillEpoch">MMU epoch when the walk that found it began (or the DROPIN was installed).</param>
 /// <param name="Generation">IOMMU generation of that IOVA page when cached (0 if unmapped then): the oracle's reference.</param>
-internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova, long FillEpoch, long Generation);
+/// <param name="UnverifiedDropin">
+/// Installed by a DROPIN that granted more than the page table did at that moment; the oracle's verdict waits
+/// for how the entry leaves (see <see cref="TranslationOracle"/>).
+/// </param>
+/// <param name="Retired">Returned by a lookup only: a completed invalidation covered the entry after it was filled.</param>
+internal readonly record struct TlbTranslation(ulong Leaf, ulong PageIova, long FillEpoch, long Generation, bool UnverifiedDropin = false, bool Retired = false);
+
+/// <summary>One TLB entry as the oracle's audit sees it.</summary>
+internal readonly record struct TlbEntryView(byte Context, ulong Page, bool Huge, TlbTranslation Translation);
+
+/// <summary>One walk-cache entry as the oracle's audit sees it: the non-leaf entry at <paramref name="Level"/> for DVAs starting at <paramref name="Dva"/>.</summary>
+internal readonly record struct WalkCacheEntryView(byte Context, int Level, ulong Dva, ulong Raw);
 
 /// <summary>
 /// The walk cache (spec 4.1): non-leaf entries, tagged by (context, level, the DVA bits above that
@@ -217,6 +294,18 @@ internal sealed class WalkCache
     }
 
     public void Clear() => Array.Clear(_entries);
+
+    /// <summary>Copies every valid entry, for the oracle's audit.</summary>
+    public void Snapshot(List<WalkCacheEntryView> into)
+    {
+        foreach (var e in _entries)
+        {
+            if (e.Valid)
+            {
+                into.Add(new WalkCacheEntryView(e.Context, e.Level, e.Prefix << PageTableFormat.LevelShift(e.Level), e.Raw));
+            }
+        }
+    }
 
     private struct Entry
     {

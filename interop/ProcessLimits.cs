@@ -35,4 +35,59 @@ public static class ProcessLimits
         var rounded = (ulong)(((end + page - 1) & ~(page - 1)) - start);
         return Interop.Libc.msync((nint)start, (nuint)rounded, Interop.Libc.MS_ASYNC) == 0;
     }
+
+    /// <summary>
+    /// True when every byte of [address, address + length) is mapped in this process with at least
+    /// <paramref name="needed"/> (what pin_user_pages checks: a mapping, readable, and writable when the pin
+    /// asks for write). Reads /proc/self/maps, so it is slow (a file read) and allocates: use it for memory
+    /// that <see cref="MemoryMapping.Find"/> does not know, which carries its protection itself.
+    /// </summary>
+    public static bool IsAccessible(nint address, ulong length, MemoryProtection needed)
+    {
+        var start = (ulong)address;
+        var end = start + length;
+        if (length == 0 || end < start)
+        {
+            return false;
+        }
+
+        // The file lists ranges in ascending order; walk it while the ranges cover [start, end) contiguously.
+        var covered = start;
+        foreach (var line in File.ReadLines("/proc/self/maps"))
+        {
+            var space = line.IndexOf(' ', StringComparison.Ordinal);
+            var dash = line.IndexOf('-', StringComparison.Ordinal);
+            if (space < 0 || dash < 0 || dash > space || line.Length < space + 3
+                || !ulong.TryParse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var from)
+                || !ulong.TryParse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var to))
+            {
+                continue;
+            }
+
+            if (to <= covered)
+            {
+                continue;
+            }
+
+            if (from > covered)
+            {
+                return false; // a hole
+            }
+
+            var readable = line[space + 1] == 'r';
+            var writable = line[space + 2] == 'w';
+            if (((needed & MemoryProtection.Read) != 0 && !readable) || ((needed & MemoryProtection.Write) != 0 && !writable))
+            {
+                return false;
+            }
+
+            covered = to;
+            if (covered >= end)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 }

@@ -38,6 +38,7 @@ internal sealed class CommonOptions
     public CommonOptions()
     {
         Backend.AcceptOnlyFromAmong("auto", "board", "model");
+        Device.PciAddress();
         Clock.AcceptOnlyFromAmong("wall", "virtual");
     }
 

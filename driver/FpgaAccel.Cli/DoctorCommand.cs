@@ -13,7 +13,7 @@ internal static class DoctorCommand
     {
         var system = new SystemOptions();
         var management = new ManagementOptions();
-        var device = new Option<string?>("--device") { Description = "Check only this PCI address (default: every board with the IDs)." };
+        var device = new Option<string?>("--device") { Description = "Check only this PCI address (default: every board with the IDs)." }.PciAddress();
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of text." };
         var command = new Command("doctor", "Check the IOMMU, vfio-pci, the board's driver, IOMMU group and node access, RLIMIT_MEMLOCK, huge pages and the board's management port (USB bridge, access, kernel driver, BMC firmware); print a fix for each problem. Exits 1 when any check fails.");
         command.Options.Add(device);

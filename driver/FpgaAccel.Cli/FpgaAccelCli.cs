@@ -19,7 +19,32 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(AsmCommand.Create(io));
         root.Subcommands.Add(BmcCommand.Create(io));
         root.Subcommands.Add(ModelCommand.Create(io));
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+        // Bad usage of any kind (an unknown command or option, a value that does not parse or breaks its rule, a missing
+        // required option) is exit code 2 with the parser's message, before anything runs (README exit codes).
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors)
+            {
+                error.WriteLine($"fpgaaccel: {e.Message}");
+            }
+
+            var command = parse.CommandResult.Command;
+            error.WriteLine($"Run 'fpgaaccel{(command == root ? string.Empty : " " + command.Name)} --help' for the options.");
+            return ExitCodes.Usage;
+        }
+
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception ex)
+        {
+            // Not a usage error and not one of the driver's typed errors (CliRunner reports those): still one line, no
+            // stack trace, exit code 1.
+            error.WriteLine($"fpgaaccel: {ex.GetType().Name}: {ex.Message}");
+            return ExitCodes.Failed;
+        }
     }
 }
 

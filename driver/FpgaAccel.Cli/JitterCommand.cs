@@ -20,17 +20,21 @@ internal static class JitterCommand
         mode.AcceptOnlyFromAmong("pinned", "ondemand", "both");
         var op = new Option<string>("--op") { Description = "The DMA command measured: copy, fill or crc.", DefaultValueFactory = _ => "copy" };
         op.AcceptOnlyFromAmong("copy", "fill", "crc");
-        var size = new Option<ulong>("--size") { Description = $"Bytes per command (1 to {JitterOptions.MaxSize}).", DefaultValueFactory = _ => 16 * 1024 };
-        var count = new Option<int>("--count") { Description = "Measured commands per mode.", DefaultValueFactory = _ => 4000 };
-        var warmup = new Option<int>("--warmup") { Description = "Unmeasured commands per mode first.", DefaultValueFactory = _ => 400 };
-        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages; the working set is twice this, so pages keep faulting.", DefaultValueFactory = _ => 128 };
+        var size = new Option<ulong>("--size") { Description = $"Bytes per command (1 to {JitterOptions.MaxSize}).", DefaultValueFactory = _ => 16 * 1024 }
+            .InRange(1UL, JitterOptions.MaxSize, "the bytes per command");
+        var count = new Option<int>("--count") { Description = "Measured commands per mode.", DefaultValueFactory = _ => 4000 }
+            .InRange(1, JitterOptions.MaxCount, "the number of measured commands");
+        var warmup = new Option<int>("--warmup") { Description = "Unmeasured commands per mode first.", DefaultValueFactory = _ => 400 }
+            .InRange(0, JitterOptions.MaxCount, "the number of warm-up commands");
+        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages; the working set is twice this, so pages keep faulting.", DefaultValueFactory = _ => 128 }
+            .InRange(2, 1 << 24, "the on-demand budget in pages (a COPY stalled on a fault needs 2)");
         var service = new Option<string>("--service") { Description = "Fault service wait: block (eventfd) or adaptive (spin on FQ_TAIL, then block).", DefaultValueFactory = _ => "block" };
         service.AcceptOnlyFromAmong("block", "adaptive");
         var completion = new Option<string>("--completion") { Description = "Completion by interrupt (eventfd) or by polling the PHASE bit.", DefaultValueFactory = _ => "interrupt" };
         completion.AcceptOnlyFromAmong("interrupt", "poll");
-        var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." };
-        var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." };
-        var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG tail plot of both modes' latency distributions." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." }.FilePath();
+        var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." }.FilePath();
+        var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG tail plot of both modes' latency distributions." }.FilePath();
 
         var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
         common.AddTo(command, withJson: false);

@@ -11,8 +11,8 @@ internal static class SetupCommand
     public static Command Create(CliIo io)
     {
         var system = new SystemOptions();
-        var device = new Option<string>("--device") { Description = "PCI address of the board (e.g. 0000:03:00.0).", Required = true };
-        var user = new Option<string?>("--user") { Description = "User to give the board's /dev/vfio/N node to." };
+        var device = new Option<string>("--device") { Description = "PCI address of the board (e.g. 0000:03:00.0).", Required = true }.PciAddress();
+        var user = new Option<string?>("--user") { Description = "User to give the board's /dev/vfio/N node to." }.NotEmpty("a user name");
         var command = new Command("setup", "As root: bind the board to vfio-pci (driver_override, drivers_probe), give --user its VFIO group node, and say what the user's RLIMIT_MEMLOCK should be. Safe to run again.");
         command.Options.Add(device);
         command.Options.Add(user);

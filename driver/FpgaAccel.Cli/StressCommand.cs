@@ -11,10 +11,11 @@ internal static class StressCommand
 {
     public static Command Create(CommonOptions common, CliIo io)
     {
-        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 10 };
+        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 10 }.Seconds(86_400);
         var seed = new Option<int>("--seed") { Description = "Seed for every random choice (the model's too).", DefaultValueFactory = _ => 1 };
-        var threads = new Option<int>("--threads") { Description = "Worker threads.", DefaultValueFactory = _ => 2 };
-        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages (small: more evictions).", DefaultValueFactory = _ => 48 };
+        var threads = new Option<int>("--threads") { Description = "Worker threads.", DefaultValueFactory = _ => 2 }.InRange(1, 64, "the number of threads");
+        var budget = new Option<int>("--budget") { Description = "On-demand budget in pages (small: more evictions).", DefaultValueFactory = _ => 48 }
+            .InRange(2, 1 << 24, "the on-demand budget in pages (2 per queue at least)");
         var service = new Option<string>("--service") { Description = "Fault service wait: block or adaptive.", DefaultValueFactory = _ => "block" };
         service.AcceptOnlyFromAmong("block", "adaptive");
         var command = new Command("stress", "Threads register, unregister, pin and unpin regions while queues copy through them and faults are serviced; " +
@@ -55,13 +56,22 @@ internal static class StressCommand
 
     private static void WriteText(StressReport r, TextWriter output)
     {
-        output.WriteLine($"operations       {r.Operations}");
-        output.WriteLine($"commands         {r.Commands} ({r.VerifiedCopies} copies verified)");
-        output.WriteLine($"faults           {r.Faults} ({r.Dropins} dropins, {r.Aborts} aborts)");
-        output.WriteLine($"evictions        {r.Evictions}");
-        output.WriteLine($"stale accesses   {(r.StaleAccesses?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
-        output.WriteLine($"lost faults      {(r.LostFaults?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)")}");
-        output.WriteLine($"deadlocks        {r.Deadlocks}");
+        static string Oracle(long? v) => v?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a (no model oracle)";
+        output.WriteLine($"operations        {r.Operations}");
+        output.WriteLine($"commands          {r.Commands} ({r.VerifiedCopies} results verified)");
+        output.WriteLine($"faults            {r.Faults} ({r.Dropins} dropins, {r.Aborts} aborts, {r.FaultFailures} failed and aborted)");
+        output.WriteLine($"evictions         {r.Evictions} (budgets visited {r.BudgetsVisited}, down to {r.MinimumBudget} pages; {r.OverBudget} over budget)");
+        output.WriteLine($"scenarios         {r.Scenarios} ({string.Join(", ", r.ScenarioKinds.Select(k => $"{k.Key} {k.Value}"))})");
+        output.WriteLine($"interleavings     {r.Interleavings} distinct ({r.SchedulePoints} schedule points reached)");
+        output.WriteLine($"service restarts  {r.FaultServiceRestarts}; pin-limit faults {r.PinLimitFaults} ({r.LimitEvictions} pages given back at the limit); audits {r.Audits}");
+        output.WriteLine($"stale accesses    {Oracle(r.StaleAccesses)}");
+        output.WriteLine($"lost faults       {Oracle(r.LostFaults)}");
+        output.WriteLine($"freed-memory DMA  {Oracle(r.FreedMemoryAccesses)}");
+        output.WriteLine($"dropin mismatches {Oracle(r.DropinMismatches)}");
+        output.WriteLine($"audit violations  {Oracle(r.AuditViolations)}");
+        output.WriteLine($"bad ring heads    {Oracle(r.BadRingHeadWrites)}");
+        output.WriteLine($"bad completions   {r.BadCompletions}; phase glitches {r.PhaseGlitches}");
+        output.WriteLine($"deadlocks         {r.Deadlocks}");
         output.WriteLine(r.Passed ? "PASS: every invariant held" : "FAIL: " + string.Join("; ", r.Failures));
     }
 
@@ -80,7 +90,35 @@ internal static class StressCommand
             w.WriteNumber("faults", r.Faults);
             w.WriteNumber("dropins", r.Dropins);
             w.WriteNumber("aborts", r.Aborts);
+            w.WriteNumber("fault_failures", r.FaultFailures);
             w.WriteNumber("evictions", r.Evictions);
+            w.WriteNumber("over_budget", r.OverBudget);
+            w.WriteNumber("budgets_visited", r.BudgetsVisited);
+            w.WriteNumber("minimum_budget", r.MinimumBudget);
+            w.WriteNumber("scenarios", r.Scenarios);
+            w.WriteStartObject("scenario_kinds");
+            foreach (var (kind, count) in r.ScenarioKinds)
+            {
+                w.WriteNumber(kind, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteNumber("interleavings", r.Interleavings);
+            w.WriteNumber("schedule_points", r.SchedulePoints);
+            w.WriteNumber("fault_service_restarts", r.FaultServiceRestarts);
+            w.WriteNumber("pin_limit_faults", r.PinLimitFaults);
+            w.WriteNumber("limit_evictions", r.LimitEvictions);
+            w.WriteNumber("audits", r.Audits);
+            w.WriteNumber("bad_completions", r.BadCompletions);
+            w.WriteNumber("phase_glitches", r.PhaseGlitches);
+            w.WriteStartObject("oracle");
+            WriteNullable(w, "stale_accesses", r.StaleAccesses);
+            WriteNullable(w, "lost_faults", r.LostFaults);
+            WriteNullable(w, "freed_memory_accesses", r.FreedMemoryAccesses);
+            WriteNullable(w, "dropin_mismatches", r.DropinMismatches);
+            WriteNullable(w, "audit_violations", r.AuditViolations);
+            WriteNullable(w, "bad_ring_head_writes", r.BadRingHeadWrites);
+            w.WriteEndObject();
             WriteNullable(w, "stale_accesses", r.StaleAccesses);
             WriteNullable(w, "lost_faults", r.LostFaults);
             w.WriteNumber("deadlocks", r.Deadlocks);

@@ -38,6 +38,9 @@ public sealed record JitterOptions
     /// <summary>Largest transfer the run accepts per command.</summary>
     public const ulong MaxSize = 64UL << 20;
 
+    /// <summary>Most measured (and warm-up) commands per mode: every sample is kept for exact percentiles.</summary>
+    public const int MaxCount = 10_000_000;
+
     /// <summary>Which command every measured operation is.</summary>
     public JitterOperation Operation { get; init; } = JitterOperation.Copy;
 
@@ -70,19 +73,19 @@ public sealed record JitterOptions
             throw new InvalidDeviceOptionException("size", Size, $"a command moves 1 byte to {MaxSize} bytes");
         }
 
-        if (Count < 1)
+        if (Count is < 1 or > MaxCount)
         {
-            throw new InvalidDeviceOptionException("count", Count, "measure at least one command");
+            throw new InvalidDeviceOptionException("count", Count, $"measure 1 to {MaxCount} commands (every sample is kept)");
         }
 
-        if (Warmup < 0)
+        if (Warmup is < 0 or > MaxCount)
         {
-            throw new InvalidDeviceOptionException("warmup", Warmup, "warm-up is zero or more commands");
+            throw new InvalidDeviceOptionException("warmup", Warmup, $"warm-up is 0 to {MaxCount} commands");
         }
 
-        if (budgetPages < 1)
+        if (budgetPages < 2)
         {
-            throw new InvalidDeviceOptionException("budget", budgetPages, "the on-demand budget is at least one page");
+            throw new InvalidDeviceOptionException("budget", budgetPages, "the on-demand budget is at least 2 pages (a COPY stalled on a fault needs its source and its destination page at once)");
         }
     }
 }

@@ -55,6 +55,10 @@ public sealed partial class DeviceInterrupts
             _epoll = Epoll.Create();
             created.Add(_epoll);
             GrantedVectors = backend.ConnectInterrupts(_vectors);
+            if (GrantedVectors is not (1 or Fa1Identity.MsixVectors))
+            {
+                throw new DeviceProtocolException($"The host granted {GrantedVectors} interrupt vectors; the FA-1 uses {Fa1Identity.MsixVectors}, or 1 shared by every cause (spec 1). Check the VFIO interrupt setup.");
+            }
             for (var i = 0; i < GrantedVectors; i++)
             {
                 _epoll.Add(_vectors[i].Handle, EpollEvents.In, (ulong)i);
@@ -104,10 +108,41 @@ public sealed partial class DeviceInterrupts
             return null;
         }
 
-        Interlocked.Or(ref _claimed, (ulong)cause);
+        if ((Interlocked.Or(ref _claimed, (ulong)cause) & (ulong)cause) != 0)
+        {
+            throw new InvalidOperationException($"The {cause} vector is claimed already: release it first.");
+        }
+
         _epoll.Remove(_vectors[index].Handle);
         return _vectors[index];
     }
+
+    /// <summary>
+    /// Gives a claimed vector back to the dispatcher (the consumer stopped): it waits on it again and acknowledges the
+    /// cause itself. Does nothing when the cause is not claimed.
+    /// </summary>
+    internal void Release(InterruptCauses cause)
+    {
+        var index = CauseIndex(cause);
+        if ((Interlocked.And(ref _claimed, ~(ulong)cause) & (ulong)cause) == 0 || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        _epoll.Add(_vectors[index].Handle, EpollEvents.In, (ulong)index);
+
+        // A message that arrived while the consumer was stopping is still in the eventfd: epoll reports it at once.
+    }
+
+    /// <summary>Removes <paramref name="handler"/> from <paramref name="cause"/> if it is still the one subscribed.</summary>
+    internal void Unsubscribe(InterruptCauses cause, Action handler) =>
+        Interlocked.CompareExchange(ref _handlers[CauseIndex(cause)], null, handler);
+
+    /// <summary>True while <paramref name="cause"/>'s vector is handed to a consumer (<see cref="Claim"/>).</summary>
+    internal bool IsClaimed(InterruptCauses cause) => (Interlocked.Read(ref _claimed) & (ulong)cause) != 0 && CauseIndex(cause) >= 0;
+
+    /// <summary>True while a handler runs for <paramref name="cause"/> (<see cref="Subscribe"/>).</summary>
+    internal bool IsSubscribed(InterruptCauses cause) => Volatile.Read(ref _handlers[CauseIndex(cause)]) is not null;
 
     /// <summary>Stops the dispatcher, disconnects the vectors and closes every descriptor.</summary>
     internal void Dispose()

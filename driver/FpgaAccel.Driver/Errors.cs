@@ -179,7 +179,7 @@ public sealed class PinLimitExceededException : FpgaAccelException
 {
     /// <summary>Pinning <paramref name="requested"/> bytes on top of <paramref name="pinned"/> would pass <paramref name="limit"/> (from <paramref name="limitSource"/>).</summary>
     public PinLimitExceededException(ulong requested, ulong pinned, ulong limit, string limitSource)
-        : base($"Pinning {requested} more bytes would make {pinned + requested} bytes pinned, over the locked-memory limit of {limit} bytes " +
+        : base($"Pinning {requested} more bytes would make {pinned + requested} bytes pinned by this process (every FA-1 it has open), over the locked-memory limit of {limit} bytes " +
                $"({limitSource}). Raise it (ulimit -l {((pinned + requested) / 1024) + 1} or more, or 'memlock' in /etc/security/limits.conf; " +
                "CAP_IPC_LOCK lifts it), or pin less.")
     {
@@ -191,7 +191,7 @@ public sealed class PinLimitExceededException : FpgaAccelException
     /// <summary>Bytes the refused pin would have added.</summary>
     public ulong Requested { get; }
 
-    /// <summary>Bytes already pinned when the pin was refused.</summary>
+    /// <summary>Bytes the process had pinned (through every device) when the pin was refused.</summary>
     public ulong Pinned { get; }
 
     /// <summary>The locked-memory limit in bytes the pins are charged against.</summary>
@@ -327,4 +327,26 @@ public sealed class BoardGroupNotViableException : FpgaAccelException
 
     /// <summary>The IOMMU group that is not viable.</summary>
     public int Group { get; }
+}
+
+/// <summary>
+/// The device reported a capability or a clock the driver cannot use (CAPS or CLOCK_HZ out of range): refused at open,
+/// before any shift, index or division uses it.
+/// </summary>
+public sealed class InvalidCapabilitiesException : FpgaAccelException
+{
+    /// <summary>The device's <paramref name="field"/> reads <paramref name="value"/> (from a register that reads <paramref name="register"/>), which breaks <paramref name="rule"/>.</summary>
+    public InvalidCapabilitiesException(string field, ulong value, ulong register, string rule)
+        : base($"The device reports {field} = {value} (register value 0x{register:X16}), but {rule}. " +
+               "The bitstream is malformed or not an FA-1 1.x the driver can use: reload the FA-1 bitstream (or fix the model's settings).")
+    {
+        Field = field;
+        Value = value;
+    }
+
+    /// <summary>The field out of range, as the spec names it (VA bits, IOVA bits, TLB ways, TLB sets, contexts, queues, CLOCK_HZ).</summary>
+    public string Field { get; }
+
+    /// <summary>The value the device reported.</summary>
+    public ulong Value { get; }
 }

@@ -31,10 +31,17 @@ public sealed record DeviceInfo(
 /// </summary>
 public sealed partial class FpgaDevice : IDisposable
 {
+    // The least DVA width the driver works with: buffers are placed at their process addresses (DVA = VA).
+    private const int MinimumVaBits = 32;
+    private const int MaximumTlbSetsLog2 = 24;
+    private const ulong MinimumClockHz = 1_000;
+    private const ulong MaximumClockHz = 10_000_000_000;
     private readonly ILogger _logger;
     private readonly FpgaDeviceOptions _options;
     private readonly List<CommandQueue> _queues = [];
     private readonly Lock _queueLock = new();
+    private CommandQueue?[] _openQueues = [];
+    private OnDemandPager? _pager;
     private DeviceInterrupts? _interrupts;
     private DeviceMmu? _mmu;
     private FaultService? _faults;
@@ -127,6 +134,11 @@ public sealed partial class FpgaDevice : IDisposable
             throw new InvalidDeviceOptionException("entries", entries, $"a ring holds a power of two from 2 to {1 << RingLimits.QueueRingMaxLog2} entries");
         }
 
+        if (!Enum.IsDefined(mode))
+        {
+            throw new InvalidDeviceOptionException("mode", mode, "a queue completes by Interrupt or by Poll");
+        }
+
         lock (_queueLock)
         {
             if (_queues.Any(q => q.Index == index && !q.IsDisposed))
@@ -134,9 +146,18 @@ public sealed partial class FpgaDevice : IDisposable
                 throw new InvalidDeviceOptionException("queue", index, "that queue is already open; dispose it first or open another index");
             }
 
+            // Issue 11, defect 12: every open queue may have a COPY stalled on faults, which needs two pages at once.
+            var minimum = OnDemandPager.MinimumBudgetFor(_queues.Count(q => !q.IsDisposed) + 1);
+            if (Mmu.Pager.Budget < minimum)
+            {
+                throw new InvalidDeviceOptionException(nameof(FpgaDeviceOptions.OnDemandBudgetPages), Mmu.Pager.Budget,
+                    $"{minimum / OnDemandPager.MinimumBudget} open queues need an on-demand budget of at least {minimum} pages (a COPY stalled on a fault needs its source and its destination page); raise the budget or open fewer queues");
+            }
+
             var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
             _queues.RemoveAll(q => q.IsDisposed);
             _queues.Add(queue);
+            Volatile.Write(ref _openQueues[index], queue);
             return queue;
         }
     }
@@ -160,7 +181,56 @@ public sealed partial class FpgaDevice : IDisposable
     }
 
     /// <summary>The running fault service, or null.</summary>
-    public FaultService? Faults => _faults;
+    public FaultService? Faults => Volatile.Read(ref _faults);
+
+    /// <summary>2^CAPS.VA bits: the first DVA the device cannot address (CAPS checked at open, so the shift cannot wrap).</summary>
+    internal ulong VaLimit { get; private set; }
+
+    /// <summary>A queue closed: the pager stops keeping pages for its commands.</summary>
+    internal void OnQueueClosed(CommandQueue queue)
+    {
+        Interlocked.CompareExchange(ref _openQueues[queue.Index], null, queue);
+        Volatile.Read(ref _pager)?.ForgetQueue(queue.Index);
+    }
+
+    // The pager's view of a queue: commands in flight, or -1 when it is not open. Lock-free (the fault path asks).
+    private int CommandsInFlight(int queue) =>
+        (uint)queue < (uint)_openQueues.Length && Volatile.Read(ref _openQueues[queue]) is { } open ? (int)Math.Min(open.Outstanding, int.MaxValue) : -1;
+
+    /// <summary>A fault service that stopped: a new one may start.</summary>
+    internal void OnFaultServiceStopped(FaultService service)
+    {
+        lock (_queueLock)
+        {
+            if (_faults == service)
+            {
+                _faults = null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Changes the on-demand budget while the device runs; pages above a smaller budget are evicted by the next faults.
+    /// It must hold two pages per open queue and at most half the locked-memory limit.
+    /// </summary>
+    public void SetOnDemandBudget(int pages)
+    {
+        lock (_queueLock)
+        {
+            var minimum = OnDemandPager.MinimumBudgetFor(_queues.Count(q => !q.IsDisposed));
+            var maximum = Mmu.Accountant.Enforced ? (long)(Mmu.Accountant.Limit / 2 / 4096) : 1 << 24;
+            if (pages < minimum || pages > Math.Max(minimum, Math.Min(maximum, 1 << 24)))
+            {
+                throw new InvalidDeviceOptionException(nameof(FpgaDeviceOptions.OnDemandBudgetPages), pages,
+                    $"with {minimum / OnDemandPager.MinimumBudget} open queues the budget is {minimum} to {Math.Max(minimum, Math.Min(maximum, 1 << 24))} pages (two per open queue; at most half the locked-memory limit)");
+            }
+
+            Mmu.Pager.SetBudget(pages);
+        }
+    }
+
+    /// <summary>Faults that took a place over the on-demand budget so that a stalled access kept the pages it needs (normally 0).</summary>
+    public long OnDemandOverBudget => Mmu.Pager.OverBudget;
 
     /// <summary>Pages pinned on demand now, and the budget.</summary>
     public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
@@ -286,28 +356,50 @@ public sealed partial class FpgaDevice : IDisposable
 
         Reset();
         var caps = new Capabilities(ReadChecked(Fa1Registers.Caps, "at open (CAPS register)"));
-        if (caps.Contexts is < 1 or > Fa1Registers.MaxAddressableContexts || caps.Queues < 1)
-        {
-            throw new FpgaAccelException(
-                $"The device reports {caps.Contexts} contexts and {caps.Queues} queues (CAPS = 0x{caps.Raw:X16}); " +
-                $"the register map holds 1..{Fa1Registers.MaxAddressableContexts} contexts and at least one queue. " +
-                "The bitstream is malformed or not an FA-1 1.x; reload it.");
-        }
-
         var clockHz = ReadChecked(Fa1Registers.ClockHz, "at open (CLOCK_HZ register)");
-        if (clockHz == 0)
-        {
-            throw new FpgaAccelException("The device reports CLOCK_HZ = 0; cycle counts cannot be turned into time. Reload the bitstream.");
-        }
-
+        CheckCapabilities(caps, clockHz);
+        VaLimit = 1UL << caps.VaBits; // 32..48: checked above
         _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
         _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
         _interrupts.Subscribe(InterruptCauses.Completion, OnCompletionInterrupt);
-        _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory);
+        _openQueues = new CommandQueue?[caps.Queues];
+        _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory, CommandsInFlight);
+        _pager = _mmu.Pager;
         Backend.Write64(Fa1Registers.IrqMask, 0);
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);
         LogOpened(_logger, Backend.Kind, version.ToString(), caps.Contexts, caps.Queues, _interrupts.GrantedVectors);
+    }
+
+    // Spec 2: the device is not trusted. Every CAPS field and CLOCK_HZ is range-checked here, once, before a shift by a
+    // device count (1 << VA bits wraps at 64), an array sized by one, or a division by the clock can use it.
+    private static void CheckCapabilities(Capabilities caps, ulong clockHz)
+    {
+        // Spec 4.1: four levels of 512 entries translate 48-bit DVAs; DVA = the process's address needs room for it.
+        Check("VA bits", (ulong)caps.VaBits, caps.VaBits is >= MinimumVaBits and <= PageTableFormat.VaBits,
+            $"the FA-1 page table translates {MinimumVaBits} to {PageTableFormat.VaBits}-bit DVAs (spec 4.1: four levels of 512 entries)");
+        // IovaLayout: the driver's IOVAs are process addresses (below 2^47 on x86-64), plus 2^47 when the device and the
+        // IOMMU reach 48 bits; a device that cannot emit 47-bit IOVAs could not reach any of them.
+        Check("IOVA bits", (ulong)caps.IovaBits, caps.IovaBits is >= 47 and <= 64,
+            "the driver places DMA memory at IOVA = its process address (below 2^47), so the device must emit 47 to 64-bit IOVAs");
+        Check("TLB ways", (ulong)caps.TlbWays, caps.TlbWays >= 1, "a device MMU has a TLB of at least one way (spec 4.1)");
+        Check("TLB sets", (ulong)caps.TlbSetsLog2, caps.TlbSetsLog2 <= MaximumTlbSetsLog2, $"log2 of the TLB sets is at most {MaximumTlbSetsLog2}");
+
+        // Decision D1: context blocks live at 0x1000..0x1FFF.
+        Check("contexts", (ulong)caps.Contexts, caps.Contexts is >= 1 and <= Fa1Registers.MaxAddressableContexts,
+            $"the register map holds 1 to {Fa1Registers.MaxAddressableContexts} contexts (decision D1)");
+        Check("queues", (ulong)caps.Queues, caps.Queues is >= 1 and <= Fa1Registers.MaxAddressableQueues - 1,
+            $"the register map holds 1 to {Fa1Registers.MaxAddressableQueues - 1} queues (spec 5)");
+        Check("CLOCK_HZ", clockHz, clockHz is >= MinimumClockHz and <= MaximumClockHz,
+            $"the fabric clock is {MinimumClockHz} Hz to {MaximumClockHz} Hz (cycle counts are turned into time with it)");
+
+        void Check(string field, ulong value, bool ok, string rule)
+        {
+            if (!ok)
+            {
+                throw new InvalidCapabilitiesException(field, value, field == "CLOCK_HZ" ? clockHz : caps.Raw, rule);
+            }
+        }
     }
 
     // Runs on the dispatcher thread: every open queue harvests its completion ring.

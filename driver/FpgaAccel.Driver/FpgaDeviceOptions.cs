@@ -9,6 +9,9 @@ namespace FpgaAccel.Driver;
 /// <summary>How to find, check and open an FA-1.</summary>
 public sealed record FpgaDeviceOptions
 {
+    /// <summary>On-demand pages each open queue needs in the budget at least: a COPY stalled on a fault needs its source and its destination page.</summary>
+    public const int MinimumOnDemandPagesPerQueue = Mmu.OnDemandPager.MinimumBudget;
+
     /// <summary>Board, model, or auto (board when usable, else model).</summary>
     public BackendKind Backend { get; init; } = BackendKind.Auto;
 
@@ -38,11 +41,16 @@ public sealed record FpgaDeviceOptions
 
     /// <summary>
     /// The pinned-bytes limit. Null: RLIMIT_MEMLOCK, not enforced for a process with CAP_IPC_LOCK or
-    /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own.
+    /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own: it stands in for
+    /// RLIMIT_MEMLOCK, so it is compared with what the whole process pins through every device it has open.
     /// </summary>
     public ulong? MemlockLimitBytes { get; init; }
 
-    /// <summary>Pages that may be pinned on demand at once, device-wide; beyond it the least recently faulted page is evicted.</summary>
+    /// <summary>
+    /// Pages that may be pinned on demand at once, device-wide; beyond it the least recently faulted page is evicted. At
+    /// least 2 per queue opened (a stalled COPY needs both its pages), and at most half the locked-memory limit (a larger
+    /// value is clamped, with a warning).
+    /// </summary>
     public int OnDemandBudgetPages { get; init; } = 4096;
 
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
@@ -72,14 +80,66 @@ public sealed record FpgaDeviceOptions
             throw new InvalidDeviceOptionException(nameof(DeviceTimeout), DeviceTimeout, "it must be above zero and at most 10 minutes");
         }
 
-        if (OnDemandBudgetPages is < 1 or > 1 << 24)
+        if (OnDemandBudgetPages is < Mmu.OnDemandPager.MinimumBudget or > 1 << 24)
         {
-            throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages, "it must be 1 to 16777216 pages");
+            throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages,
+                $"it must be {Mmu.OnDemandPager.MinimumBudget} to 16777216 pages: a COPY stalled on a fault needs its source and its destination page at once, " +
+                $"so each open queue needs {Mmu.OnDemandPager.MinimumBudget}");
         }
 
         if (!Enum.IsDefined(Backend))
         {
             throw new UnknownBackendException(Backend.ToString());
+        }
+
+        if (LoggerFactory is null)
+        {
+            throw new InvalidDeviceOptionException(nameof(LoggerFactory), null, "give a logger factory (NullLoggerFactory.Instance to log nothing)");
+        }
+
+        if (Model is null)
+        {
+            throw new InvalidDeviceOptionException(nameof(Model), null, "give the model's settings (new ModelOptions() for the spec's defaults)");
+        }
+
+        try
+        {
+            Model.Validate();
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new InvalidDeviceOptionException(nameof(Model) + "." + ex.ParamName, ex.ActualValue, ex.Message.Split(" (Parameter", 2)[0].TrimEnd('.'));
+        }
+
+        if (string.IsNullOrWhiteSpace(SysfsRoot))
+        {
+            throw new InvalidDeviceOptionException(nameof(SysfsRoot), SysfsRoot, "give the root of sysfs (/sys, or a fixture tree)");
+        }
+
+        if (string.IsNullOrWhiteSpace(DevRoot))
+        {
+            throw new InvalidDeviceOptionException(nameof(DevRoot), DevRoot, "give the root of the device nodes (/dev, or a fixture tree)");
+        }
+
+        if (PciAddress is not null && !Board.PciAddress.TryParse(PciAddress, out _))
+        {
+            throw new InvalidDeviceOptionException(nameof(PciAddress), PciAddress, "write the board's address like 0000:03:00.0 (domain:bus:device.function, hex), or leave it null to find the board by its IDs");
+        }
+
+        // Spec 2: all ones is what an absent PCI function reads; no device has it as an ID.
+        if (VendorId == 0xFFFF)
+        {
+            throw new InvalidDeviceOptionException(nameof(VendorId), "0xFFFF", "0xFFFF is what a missing PCI function reads, not a vendor ID; the FA-1's is 0x10EE");
+        }
+
+        if (DeviceId == 0xFFFF)
+        {
+            throw new InvalidDeviceOptionException(nameof(DeviceId), "0xFFFF", "0xFFFF is what a missing PCI function reads, not a device ID; the FA-1's is 0xFA01");
+        }
+
+        if (MemlockLimitBytes is < PageTableFormat.PageSize)
+        {
+            throw new InvalidDeviceOptionException(nameof(MemlockLimitBytes), MemlockLimitBytes, "a limit below one 4 KiB page refuses every pin; give at least 4096 bytes, or null for RLIMIT_MEMLOCK");
         }
     }
 }

@@ -58,7 +58,7 @@ public abstract class StressTestTestsBase
         using var device = FpgaDevice.Open(CreateBackend(), new FpgaDeviceOptions { OnDemandBudgetPages = 24 });
         var report = await StressTest.RunAsync(device, new StressOptions
         {
-            Duration = TimeSpan.FromSeconds(3),
+            Duration = TimeSpan.FromSeconds(4),
             Seed = 11,
             Threads = 2,
             FaultService = new FaultServiceOptions { Mode = Mode },
@@ -67,10 +67,23 @@ public abstract class StressTestTestsBase
         Assert.That(report.Faults, Is.GreaterThan(0));
         Assert.That(report.Evictions, Is.GreaterThan(0));
         Assert.That(report.VerifiedCopies, Is.GreaterThan(0));
+
+        // The seeded scenarios (issue 11): every kind ran, under schedules that produced distinct interleavings, each
+        // followed by an audit; eviction ran down to the minimum budget for the open queues.
+        Assert.That(report.ScenarioKinds.Values, Has.All.GreaterThan(0), string.Join(", ", report.ScenarioKinds));
+        Assert.That(report.Interleavings, Is.GreaterThan(1));
+        Assert.That(report.Audits, Is.EqualTo(report.Scenarios));
+        Assert.That(report.FaultServiceRestarts, Is.GreaterThan(0));
+        Assert.That(report.MinimumBudget, Is.EqualTo(3 * FpgaDeviceOptions.MinimumOnDemandPagesPerQueue));
         if (device.Oracle is not null)
         {
             Assert.That(report.StaleAccesses, Is.EqualTo(0), "the model's oracle");
             Assert.That(report.LostFaults, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.FreedMemoryAccesses, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.DropinMismatches, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.AuditViolations, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.BadRingHeadWrites, Is.EqualTo(0), "the model's oracle");
+            Assert.That(report.LimitEvictions, Is.GreaterThan(0), "the pin-limit scenario met the limit on the fault path");
         }
     }
 }

@@ -40,6 +40,8 @@ public class PublicSurfaceTests
 
     [TestCase(typeof(DeviceInterrupts), nameof(DeviceInterrupts.Subscribe))]
     [TestCase(typeof(DeviceInterrupts), nameof(DeviceInterrupts.Claim))]
+    [TestCase(typeof(DeviceInterrupts), nameof(DeviceInterrupts.Release))]
+    [TestCase(typeof(DeviceInterrupts), nameof(DeviceInterrupts.Unsubscribe))]
     [TestCase(typeof(DeviceInterrupts), nameof(DeviceInterrupts.Dispose))]
     [TestCase(typeof(CommandQueue), nameof(CommandQueue.SubmitAsync))]
     [TestCase(typeof(FpgaDevice), nameof(FpgaDevice.Reset))]

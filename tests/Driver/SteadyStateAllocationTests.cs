@@ -29,7 +29,7 @@ public class SteadyStateAllocationTests
             for (var i = 0; i < n; i++)
             {
                 // 64 pages through a budget of 16: every call pins a page and evicts another.
-                if (context.ServiceFault((ulong)buffer.Address + ((ulong)(i % 64) * 4096), write: true, out _, out _) == FpgaAccel.Driver.Mmu.FaultOutcome.Resolved)
+                if (context.ServiceFault((ulong)buffer.Address + ((ulong)(i % 64) * 4096), write: true, queue: 0, out _, out _) == FpgaAccel.Driver.Mmu.FaultOutcome.Resolved)
                 {
                     resolved++;
                 }

@@ -19,7 +19,12 @@ internal sealed unsafe class DmaRig : IDisposable
     /// <summary>IOVA the IOMMU does not map.</summary>
     public const ulong UnmappedIova = 0x7_0000_0000;
 
+    /// <summary>Where <see cref="MapSeparately"/> puts its IOMMU mappings (above the arena, below <see cref="UnmappedIova"/>).</summary>
+    public const ulong SeparateIovaBase = 0x5_0000_0000;
+
     private readonly MemoryMapping _arena;
+    private readonly List<MemoryMapping> _separate = [];
+    private ulong _nextSeparateIova = SeparateIovaBase;
     private readonly Dictionary<int, ulong> _roots = [];
     private readonly Dictionary<int, QueueRings> _queues = [];
     private ulong _next;
@@ -99,6 +104,25 @@ internal sealed unsafe class DmaRig : IDisposable
         _nextDva += length + PageTableFormat.PageSize;
         Map(ctx, dva, iova, length, permissions, huge);
         return (dva, iova);
+    }
+
+    /// <summary>
+    /// Memory of its own, mapped through the IOMMU as one mapping of its own (type1v2 unmaps whole mappings,
+    /// so what a test unmaps must be mapped apart from the arena), at a fresh DVA of <paramref name="ctx"/>.
+    /// The rig frees it after the model on dispose.
+    /// </summary>
+    public (ulong Dva, ulong Iova, MemoryMapping Memory) MapSeparately(int ctx, ulong bytes, PteFlags permissions = PteFlags.Read | PteFlags.Write)
+    {
+        var length = (bytes + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
+        var memory = MemoryMapping.Anonymous(length);
+        _separate.Add(memory);
+        var iova = _nextSeparateIova;
+        _nextSeparateIova += length + PageTableFormat.PageSize;
+        Model.Iommu.Map(iova, memory.Address, length, DmaAccess.ReadWrite);
+        var dva = _nextDva;
+        _nextDva += length + PageTableFormat.PageSize;
+        Map(ctx, dva, iova, length, permissions);
+        return (dva, iova, memory);
     }
 
     /// <summary>Writes the leaf for <paramref name="dva"/> with one 8-byte store (spec 4.1), building tables on the way.</summary>
@@ -242,6 +266,8 @@ internal sealed unsafe class DmaRig : IDisposable
             Model.Dispose();
             _arena.Dispose();
         }
+
+        _separate.ForEach(m => m.Dispose());
     }
 
     public static SubmissionDescriptor Copy(ulong src, ulong dst, ulong len, int ctx = 0, uint tag = 0, DescriptorFlags flags = 0) =>

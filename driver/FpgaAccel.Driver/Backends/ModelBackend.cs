@@ -62,7 +62,8 @@ internal sealed class ModelBackend : IDeviceBackend
 
     /// <summary>
     /// The model's oracle through the seam: device accesses through a translation the driver had removed
-    /// (fenced) or through a removed IOMMU mapping, and faults raised but never answered.
+    /// (fenced), through a removed IOMMU mapping or into freed memory, faults raised but never answered,
+    /// DROPINs the table did not back, and the audit of cached translations against the page tables.
     /// </summary>
     public IDeviceOracle Oracle { get; }
 
@@ -80,7 +81,32 @@ internal sealed class ModelBackend : IDeviceBackend
                 StaleAccesses = oracle.StaleAccesses,
                 FaultsRaised = oracle.FaultsRaised,
                 LostFaults = oracle.LostFaults,
+                FreedMemoryAccesses = oracle.FreedMemoryAccesses,
+                DropinMismatches = oracle.DropinMismatches,
+                AuditViolations = oracle.AuditViolations,
+                BadRingHeadWrites = oracle.BadRingHeadWrites,
             };
         }
+
+        public IReadOnlyList<DeviceAuditViolation> Audit(int? context = null, ulong dva = 0, ulong length = ulong.MaxValue)
+        {
+            var found = model.AuditTranslations(context, dva, length);
+            var violations = new DeviceAuditViolation[found.Count];
+            for (var i = 0; i < found.Count; i++)
+            {
+                var v = found[i];
+                violations[i] = new DeviceAuditViolation(ToSeam(v.Kind), v.Context, v.Dva, v.Level, v.CachedEntry, v.TableEntry, v.InstalledByDropin, v.Description);
+            }
+
+            return violations;
+        }
+
+        private static DeviceAuditViolationKind ToSeam(TranslationAuditKind kind) => kind switch
+        {
+            TranslationAuditKind.TlbEntryNotInTable => DeviceAuditViolationKind.TlbEntryNotInTable,
+            TranslationAuditKind.TlbEntryAddressDiffers => DeviceAuditViolationKind.TlbEntryAddressDiffers,
+            TranslationAuditKind.TlbEntryPermissionExceedsTable => DeviceAuditViolationKind.TlbEntryPermissionExceedsTable,
+            _ => DeviceAuditViolationKind.WalkCacheEntryStale,
+        };
     }
 }

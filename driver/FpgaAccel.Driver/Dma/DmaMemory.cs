@@ -31,7 +31,8 @@ internal sealed unsafe class DmaMemory : IDisposable
     public static DmaMemory Allocate(IommuMappings iommu, ulong length)
     {
         length = (length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-        var mapping = MemoryMapping.Anonymous(length, populate: true);
+        // Not inherited by a forked child (MADV_DONTFORK): the device keeps using these pages.
+        var mapping = HostBuffer.ForDma(MemoryMapping.Anonymous(length, populate: true));
         try
         {
             var host = (ulong)mapping.Address;

@@ -36,10 +36,14 @@ internal sealed class IovaLayout
     /// <summary>The IOMMU's valid windows.</summary>
     public IReadOnlyList<IovaRange> Ranges => _ranges;
 
-    /// <summary>Chooses the offset for an IOMMU with <paramref name="ranges"/>.</summary>
-    public static IovaLayout Choose(IReadOnlyList<IovaRange> ranges)
+    /// <summary>
+    /// Chooses the offset for an IOMMU with <paramref name="ranges"/> and a device that emits <paramref name="deviceIovaBits"/>-bit
+    /// IOVAs (CAPS IOVA bits): the windows are cut at 2^bits, so no IOVA the driver hands out is beyond the device's reach.
+    /// </summary>
+    public static IovaLayout Choose(IReadOnlyList<IovaRange> ranges, int deviceIovaBits = 64)
     {
-        var copy = ranges.ToArray();
+        var top = deviceIovaBits >= 64 ? ulong.MaxValue : (1UL << deviceIovaBits) - 1;
+        var copy = ranges.Where(r => r.Start <= top).Select(r => r with { End = Math.Min(r.End, top) }).ToArray();
         var highEnd = HighDelta + HighDelta - 1;
         if (copy.Any(r => r.Start <= HighDelta + PageTableFormat.PageSize && r.End >= highEnd))
         {

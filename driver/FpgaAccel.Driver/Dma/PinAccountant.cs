@@ -3,18 +3,73 @@ using FpgaAccel.Interop;
 namespace FpgaAccel.Driver.Dma;
 
 /// <summary>
-/// Counts the bytes this device keeps pinned (IOMMU-mapped) and refuses a pin that would exceed the
-/// locked-memory limit, as VFIO type1 does: the limit is RLIMIT_MEMLOCK, and a process holding
-/// CAP_IPC_LOCK is not limited. The driver's count and the kernel's agree because both count the
-/// pages mapped through the IOMMU, once per page.
+/// Bytes pinned by this process through every open device: what the kernel counts in the process's locked_vm and
+/// compares with RLIMIT_MEMLOCK (VFIO type1 charges each page a container maps to the mm of the process that maps it).
 /// </summary>
-internal sealed class PinAccountant
+/// <remarks>
+/// One per process (<see cref="Process"/>): two devices are two VFIO containers, and each charges the pages it maps,
+/// so a page both devices map is charged twice, by the kernel and here; charging it once would let the driver promise
+/// a pin the kernel then refuses with ENOMEM. (Memory the process mlocks by other means also counts in locked_vm and
+/// is not seen here: the kernel's refusal, a <see cref="DmaMappingException"/> with ENOMEM, covers that.)
+/// Lock-free: a compare-and-swap on one total, so the fault path's charge allocates nothing and takes no lock.
+/// </remarks>
+internal sealed class ProcessPinLedger
 {
     private long _pinnedBytes;
 
-    /// <summary>Creates an accountant with the limit from <paramref name="limitOverride"/> or from the process.</summary>
-    public PinAccountant(ulong? limitOverride = null)
+    /// <summary>The process's ledger.</summary>
+    public static ProcessPinLedger Process { get; } = new();
+
+    /// <summary>Bytes pinned by the process through every device now.</summary>
+    public ulong PinnedBytes => (ulong)Interlocked.Read(ref _pinnedBytes);
+
+    /// <summary>Adds <paramref name="bytes"/> unless the total would pass <paramref name="limit"/> (when enforced); returns the total before, and whether it was added.</summary>
+    public bool TryCharge(ulong bytes, ulong limit, bool enforced, out ulong before)
     {
+        while (true)
+        {
+            var current = Interlocked.Read(ref _pinnedBytes);
+            before = (ulong)current;
+            var next = (ulong)current + bytes;
+            if (enforced && (next > limit || next < (ulong)current))
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _pinnedBytes, (long)next, current) == current)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Takes <paramref name="bytes"/> off the total.</summary>
+    public void Release(ulong bytes)
+    {
+        var after = Interlocked.Add(ref _pinnedBytes, -(long)bytes);
+        if (after < 0)
+        {
+            throw new InvalidOperationException($"Process pin accounting went negative ({after} bytes): a release without a charge.");
+        }
+    }
+}
+
+/// <summary>
+/// One device's pinned bytes (every page it maps through the IOMMU, once per page), charged to the process's
+/// <see cref="ProcessPinLedger"/> and refused, as VFIO type1 refuses it, when the process's total would pass the
+/// locked-memory limit: RLIMIT_MEMLOCK, not enforced for a process holding CAP_IPC_LOCK or an unlimited limit, or
+/// <see cref="FpgaDeviceOptions.MemlockLimitBytes"/>, which stands in for RLIMIT_MEMLOCK (compared with the process's
+/// total too, so it means the same thing the kernel's limit means).
+/// </summary>
+internal sealed class PinAccountant
+{
+    private readonly ProcessPinLedger _ledger;
+    private long _pinnedBytes;
+
+    /// <summary>Creates an accountant with the limit from <paramref name="limitOverride"/> or from the process, charging <paramref name="ledger"/> (the process's by default).</summary>
+    public PinAccountant(ulong? limitOverride = null, ProcessPinLedger? ledger = null)
+    {
+        _ledger = ledger ?? ProcessPinLedger.Process;
         if (limitOverride is { } limit)
         {
             Limit = limit;
@@ -30,7 +85,7 @@ internal sealed class PinAccountant
         }
     }
 
-    /// <summary>Bytes that may be pinned at once.</summary>
+    /// <summary>Bytes the process may have pinned at once.</summary>
     public ulong Limit { get; }
 
     /// <summary>False when the process may exceed the limit (RLIM_INFINITY or CAP_IPC_LOCK), as type1 allows.</summary>
@@ -39,26 +94,21 @@ internal sealed class PinAccountant
     /// <summary>Where the limit came from, for messages.</summary>
     public string LimitSource { get; }
 
-    /// <summary>Bytes pinned now.</summary>
+    /// <summary>Bytes this device has pinned now.</summary>
     public ulong PinnedBytes => (ulong)Interlocked.Read(ref _pinnedBytes);
 
-    /// <summary>Charges <paramref name="bytes"/> or throws <see cref="PinLimitExceededException"/> leaving the count unchanged.</summary>
+    /// <summary>Bytes the process has pinned now, through every device.</summary>
+    public ulong ProcessPinnedBytes => _ledger.PinnedBytes;
+
+    /// <summary>Charges <paramref name="bytes"/> or throws <see cref="PinLimitExceededException"/> leaving every count unchanged.</summary>
     public void Charge(ulong bytes)
     {
-        while (true)
+        if (!_ledger.TryCharge(bytes, Limit, Enforced, out var before))
         {
-            var current = Interlocked.Read(ref _pinnedBytes);
-            var next = (ulong)current + bytes;
-            if (Enforced && next > Limit)
-            {
-                throw new PinLimitExceededException(bytes, (ulong)current, Limit, LimitSource);
-            }
-
-            if (Interlocked.CompareExchange(ref _pinnedBytes, (long)next, current) == current)
-            {
-                return;
-            }
+            throw new PinLimitExceededException(bytes, before, Limit, LimitSource);
         }
+
+        Interlocked.Add(ref _pinnedBytes, (long)bytes);
     }
 
     /// <summary>Returns <paramref name="bytes"/> to the budget.</summary>
@@ -67,7 +117,10 @@ internal sealed class PinAccountant
         var after = Interlocked.Add(ref _pinnedBytes, -(long)bytes);
         if (after < 0)
         {
+            Interlocked.Add(ref _pinnedBytes, (long)bytes);
             throw new InvalidOperationException($"Pin accounting went negative ({after} bytes): a release without a charge.");
         }
+
+        _ledger.Release(bytes);
     }
 }

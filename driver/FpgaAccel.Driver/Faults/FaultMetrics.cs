@@ -18,6 +18,7 @@ public sealed class FaultMetrics : IDisposable
     private readonly Counter<long> _killedDropins;
     private readonly Counter<long> _aborts;
     private readonly Counter<long> _badRecords;
+    private readonly Counter<long> _failures;
     private readonly Histogram<double> _serviceTime;
     private long _faultCount;
     private long _retryCount;
@@ -25,14 +26,18 @@ public sealed class FaultMetrics : IDisposable
     private long _killedDropinCount;
     private long _abortCount;
     private long _badRecordCount;
+    private long _failureCount;
     private readonly double[] _recentServiceTimes = new double[RecentCapacity];
     private long _serviceTimeCount;
 
     /// <summary>How many recent service times are kept for <see cref="RecentServiceTimes"/>.</summary>
     public const int RecentCapacity = 1 << 16;
 
-    internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned)
+    private readonly Func<long> _limitEvictions;
+
+    internal FaultMetrics(Func<long> evictions, Func<int> onDemandPinned, Func<long>? limitEvictions = null)
     {
+        _limitEvictions = limitEvictions ?? (() => 0);
         _meter = new Meter(MeterName);
         _faults = _meter.CreateCounter<long>("fpgaaccel.faults", "{fault}", "Fault records serviced");
         _retries = _meter.CreateCounter<long>("fpgaaccel.fault.retries", "{fault}", "Faults answered RETRY");
@@ -41,8 +46,12 @@ public sealed class FaultMetrics : IDisposable
             "DROPINs sent after an invalidation was issued since the fault's record was read (the device ignores them: spec 4.4 kill rule)");
         _aborts = _meter.CreateCounter<long>("fpgaaccel.fault.aborts", "{fault}", "Faults answered ABORT");
         _badRecords = _meter.CreateCounter<long>("fpgaaccel.fault.bad_records", "{record}", "Fault records rejected by validation");
+        _failures = _meter.CreateCounter<long>("fpgaaccel.fault.failures", "{fault}",
+            "Faults whose service failed (the page could not be pinned or mapped, an eviction's fence timed out): each answered ABORT");
         _meter.CreateObservableCounter("fpgaaccel.ondemand.evictions", evictions, "{page}", "On-demand pages evicted under the budget");
         _meter.CreateObservableGauge("fpgaaccel.ondemand.pinned_pages", onDemandPinned, "{page}", "Pages pinned on demand now");
+        _meter.CreateObservableCounter("fpgaaccel.ondemand.limit_evictions", _limitEvictions, "{page}",
+            "On-demand pages given back because the locked-memory limit, not the budget, ran out on the fault path");
         _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to the response");
     }
 
@@ -63,6 +72,15 @@ public sealed class FaultMetrics : IDisposable
 
     /// <summary>Fault records rejected by validation (sequence, context, reserved fields, address): a device not to be trusted.</summary>
     public long BadRecords => Interlocked.Read(ref _badRecordCount);
+
+    /// <summary>
+    /// Faults whose service failed (the page could not be pinned or its table built, an eviction's fence timed out):
+    /// each was answered ABORT, and the service went on.
+    /// </summary>
+    public long Failures => Interlocked.Read(ref _failureCount);
+
+    /// <summary>On-demand pages given back because the locked-memory limit, not the budget, ran out on the fault path (device-wide).</summary>
+    public long LimitEvictions => _limitEvictions();
 
     /// <summary>Removes the meter, so listeners stop seeing its instruments; the fault service does this when it stops.</summary>
     public void Dispose() => _meter.Dispose();
@@ -94,6 +112,12 @@ public sealed class FaultMetrics : IDisposable
     {
         Interlocked.Increment(ref _abortCount);
         _aborts.Add(1);
+    }
+
+    internal void Failure()
+    {
+        Interlocked.Increment(ref _failureCount);
+        _failures.Add(1);
     }
 
     internal void BadRecord()

@@ -28,16 +28,19 @@ public sealed partial class FaultService : IDisposable
     private readonly DeviceMmu _mmu;
     private readonly FaultServiceOptions _options;
     private readonly ILogger _logger;
-    private readonly DmaMemory _ring;
+    private readonly DmaMemory? _ring;
     private readonly uint _entries;
-    private readonly EventFd _stop;
-    private readonly EventFd _wake;
+    private readonly EventFd? _stop;
+    private readonly EventFd? _wake;
     private readonly bool _ownsWake;
-    private readonly Epoll _epoll;
-    private readonly Thread _thread;
+    private readonly Epoll? _epoll;
+    private readonly Thread? _thread;
+    private readonly Action _onWake;
     private readonly bool _dropin;
     private readonly double _microsecondsPerCycle;
     private readonly HashSet<uint> _abortLogged = [];
+    private long _lastFailureLog;
+    private long _unloggedFailures;
     private uint _head;
     private long _allocatedBytes;
     private volatile bool _running = true;
@@ -45,11 +48,7 @@ public sealed partial class FaultService : IDisposable
 
     internal FaultService(FpgaDevice device, FaultServiceOptions options, ILogger logger)
     {
-        if (options.RingLog2 is < RingLimits.FaultRingMinLog2 or > RingLimits.FaultRingMaxLog2)
-        {
-            throw new InvalidDeviceOptionException(nameof(options.RingLog2), options.RingLog2, $"the fault ring takes 2^{RingLimits.FaultRingMinLog2} to 2^{RingLimits.FaultRingMaxLog2} entries (spec 4.4)");
-        }
-
+        options.Validate();
         _device = device;
         _mmu = device.Mmu;
         _options = options;
@@ -57,35 +56,64 @@ public sealed partial class FaultService : IDisposable
         _entries = 1u << options.RingLog2;
         _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
         _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
-        Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages);
-        _ring = DmaMemory.Allocate(_mmu.Iommu, _entries * (ulong)FaultRecord.Size);
-        _stop = EventFd.Create();
-        _epoll = Epoll.Create();
-        var claimed = device.Interrupts.Claim(InterruptCauses.Fault);
-        if (claimed is not null)
+        Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages, () => _mmu.Pager.LimitEvictions);
+        _onWake = () => _wake!.Signal();
+        EventFd? claimed = null;
+        try
         {
-            _wake = claimed;
-            _ownsWake = false;
+            _ring = DmaMemory.Allocate(_mmu.Iommu, _entries * (ulong)FaultRecord.Size);
+            _stop = EventFd.Create();
+            _epoll = Epoll.Create();
+            claimed = device.Interrupts.Claim(InterruptCauses.Fault);
+            if (claimed is not null)
+            {
+                _wake = claimed;
+                _ownsWake = false;
+            }
+            else
+            {
+                // One vector for every cause: the dispatcher demultiplexes and forwards FAULT to us.
+                _wake = EventFd.Create();
+                _ownsWake = true;
+                device.Interrupts.Subscribe(InterruptCauses.Fault, _onWake);
+            }
+
+            _epoll.Add(_stop.Handle, EpollEvents.In, StopToken);
+            _epoll.Add(_wake.Handle, EpollEvents.In, FaultToken);
+
+            var b = device.Backend;
+            b.Write64(Fa1Registers.FqBase, _ring.Iova);
+            b.Write64(Fa1Registers.FqLog2, (ulong)options.RingLog2); // spec 4.4: resets head and tail
+            var tail = b.Read64(Fa1Registers.FqTail);
+            if (tail != 0)
+            {
+                // Spec 4.4: writing FQ_LOG2 resets the tail. Anything else is a device not to be trusted.
+                throw tail == Fa1Identity.DeviceLost
+                    ? new DeviceLostException("while starting the fault service (FQ_TAIL)", b.Description)
+                    : new DeviceProtocolException($"FQ_TAIL reads {tail} right after FQ_LOG2 was written; spec 4.4 resets it to 0. The device cannot be trusted with faults: reset it.");
+            }
+
+            _head = 0;
+            b.Write64(Fa1Registers.FqHead, _head);
+            _thread = new Thread(Run) { IsBackground = true, Name = "fpgaaccel-faults" };
+            _thread.Start();
         }
-        else
+        catch
         {
-            // One vector for every cause: the dispatcher demultiplexes and forwards FAULT to us.
-            _wake = EventFd.Create();
-            _ownsWake = true;
-            device.Interrupts.Subscribe(InterruptCauses.Fault, () => _wake.Signal());
+            Detach();
+            ReleaseInterrupt();
+            _epoll?.Dispose();
+            _stop?.Dispose();
+            if (_ownsWake)
+            {
+                _wake?.Dispose();
+            }
+
+            _ring?.Dispose();
+            Metrics.Dispose();
+            throw;
         }
 
-        _epoll.Add(_stop.Handle, EpollEvents.In, StopToken);
-        _epoll.Add(_wake.Handle, EpollEvents.In, FaultToken);
-
-        var b = device.Backend;
-        b.Write64(Fa1Registers.FqBase, _ring.Iova);
-        b.Write64(Fa1Registers.FqLog2, (ulong)options.RingLog2); // spec 4.4: resets head and tail
-        _head = (uint)b.Read64(Fa1Registers.FqTail);
-        b.Write64(Fa1Registers.FqHead, _head);
-
-        _thread = new Thread(Run) { IsBackground = true, Name = "fpgaaccel-faults" };
-        _thread.Start();
         LogStarted(_logger, _entries, options.Mode, _dropin, claimed is not null);
     }
 
@@ -102,9 +130,21 @@ public sealed partial class FaultService : IDisposable
     public FaultWaitMode Mode => _options.Mode;
 
     /// <summary>True while the service thread runs.</summary>
-    public bool IsRunning => _running && _thread.IsAlive;
+    public bool IsRunning => _running && _thread is { IsAlive: true };
 
-    /// <summary>Stops the thread (bounded: it wakes at once) and frees the ring after detaching it from the device.</summary>
+    /// <summary>
+    /// Stops the service: the thread first (bounded: it wakes at once, and finishes the batch it is in), then the ring
+    /// is detached from the device (FQ_LOG2 = 0, FQ_BASE = 0: with no ring a fault aborts its command at once, decision
+    /// D25), records the device wrote before that are answered ABORT, the interrupt vector or handler is given back,
+    /// and only then is the ring freed. A new service may be started afterwards.
+    /// </summary>
+    /// <remarks>
+    /// Why this order: a ring still configured after it is freed would receive the next fault record (on a board, in
+    /// whatever memory later reuses that IOVA; on the model, a FATAL unmapped access). Detaching while the thread
+    /// still drains would pull the tail from under it, so the thread goes first; the faults it did not see are in the
+    /// ring with their sequence numbers (the device writes a record before it advances FQ_TAIL, and the FQ_LOG2 write
+    /// is ordered after those writes by the read that follows it), so each gets its answer and no access stays stalled.
+    /// </remarks>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -112,23 +152,99 @@ public sealed partial class FaultService : IDisposable
             return;
         }
 
+        ScheduleHooks.At(SchedulePoint.FaultServiceStopping);
         _running = false;
-        _stop.Signal();
-        if (!_thread.Join(TimeSpan.FromSeconds(5)))
+        _stop!.Signal();
+        var stopped = _thread!.Join(_device.Options.DeviceTimeout + TimeSpan.FromSeconds(5));
+        if (!stopped)
         {
             LogStuck(_logger);
         }
 
-        _epoll.Dispose();
+        try
+        {
+            Detach();
+            AnswerStranded();
+        }
+        catch (FpgaAccelException ex)
+        {
+            LogDetachFailed(_logger, ex);
+        }
+
+        ReleaseInterrupt();
+        _device.OnFaultServiceStopped(this);
+        if (!stopped)
+        {
+            // The thread may still read the ring and wait on the descriptors: leak them rather than free them under it.
+            return;
+        }
+
+        _epoll!.Dispose();
         _stop.Dispose();
         if (_ownsWake)
         {
-            _wake.Dispose();
+            _wake!.Dispose();
         }
 
         // The ring's IOMMU mapping goes with it: a late record write is refused, not misplaced.
-        _ring.Dispose();
+        _ring!.Dispose();
         Metrics.Dispose();
+    }
+
+    // Spec 4.4 and D25: no ring. Writing FQ_LOG2 also resets head and tail; reading it back orders the writes after
+    // every record the device wrote before them (a read completion pushes earlier posted writes on PCIe).
+    private void Detach()
+    {
+        var b = _device.Backend;
+        b.Write64(Fa1Registers.FqLog2, 0);
+        b.Write64(Fa1Registers.FqBase, 0);
+        if (b.Read64(Fa1Registers.FqLog2) == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException("while detaching the fault ring", b.Description);
+        }
+    }
+
+    // Records written after the thread's last batch: those whose sequence follows on from the head, in ring order,
+    // are answered ABORT (their tags are live and their accesses stalled); the first slot that does not continue the
+    // sequence ends the scan (a stale slot from an earlier lap). At most one ring's worth.
+    private unsafe void AnswerStranded()
+    {
+        if (_ring is null)
+        {
+            return;
+        }
+
+        var records = (FaultRecord*)_ring.Pointer;
+        for (var i = 0u; i < _entries; i++)
+        {
+            var expected = _head + i;
+            var record = records[expected & (_entries - 1)];
+            if (record.Sequence != expected || !IsWellFormed(in record))
+            {
+                return;
+            }
+
+            _device.Backend.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Abort).Raw);
+            Metrics.Fault();
+            Metrics.Abort();
+        }
+    }
+
+    private void ReleaseInterrupt()
+    {
+        if (_wake is null)
+        {
+            return;
+        }
+
+        if (_ownsWake)
+        {
+            _device.Interrupts.Unsubscribe(InterruptCauses.Fault, _onWake);
+        }
+        else
+        {
+            _device.Interrupts.Release(InterruptCauses.Fault);
+        }
     }
 
     private void Run()
@@ -151,7 +267,7 @@ public sealed partial class FaultService : IDisposable
                     continue;
                 }
 
-                var n = _epoll.Wait(ready, idleMs);
+                var n = _epoll!.Wait(ready, idleMs);
                 for (var i = 0; i < n; i++)
                 {
                     if (ready[i].Token == StopToken)
@@ -159,7 +275,7 @@ public sealed partial class FaultService : IDisposable
                         return;
                     }
 
-                    _wake.TryRead(out _);
+                    _wake!.TryRead(out _);
                 }
             }
         }
@@ -224,7 +340,7 @@ public sealed partial class FaultService : IDisposable
             return 0;
         }
 
-        var records = (FaultRecord*)_ring.Pointer;
+        var records = (FaultRecord*)_ring!.Pointer;
         for (var i = 0u; i < available; i++)
         {
             var record = records[(_head + i) & (_entries - 1)];
@@ -238,9 +354,7 @@ public sealed partial class FaultService : IDisposable
 
     private void Service(in FaultRecord record, uint expectedSequence)
     {
-        var caps = _device.Info.Capabilities;
-        if (record.Sequence != expectedSequence || record.Context >= caps.Contexts || record.Reserved0 != 0 || record.Reserved1 != 0
-            || ((byte)record.Flags & ~3) != 0 || record.Dva >= 1UL << caps.VaBits)
+        if (record.Sequence != expectedSequence || !IsWellFormed(in record))
         {
             // A stale slot, or a record the spec does not allow: its tag cannot be trusted, so it is
             // not answered (answering could release another access's tag).
@@ -255,9 +369,23 @@ public sealed partial class FaultService : IDisposable
         var context = _mmu.Context(record.Context);
         PageTableEntry leaf = default;
         uint region = 0;
-        var outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, out leaf, out region);
+        FaultOutcome outcome;
+        try
+        {
+            outcome = context is null ? FaultOutcome.Abort : context.ServiceFault(record.Dva, write, record.Queue, out leaf, out region);
+        }
+        catch (Exception ex) when (ex is not DeviceLostException)
+        {
+            // One fault that cannot be serviced (its page cannot be pinned or mapped, an eviction's fence timed out):
+            // ServiceFault undid what it did, so answering ABORT ends only that fault's command; the service goes on.
+            // A lost device ends the service (Run), since nothing it could answer would be heard.
+            outcome = FaultOutcome.Abort;
+            Metrics.Failure();
+            LogFailureLimited(record.Context, record.Dva, write, ex);
+        }
 
         var b = _device.Backend;
+        ScheduleHooks.At(SchedulePoint.FaultAnswering);
         if (outcome == FaultOutcome.Abort)
         {
             Metrics.Abort();
@@ -287,6 +415,31 @@ public sealed partial class FaultService : IDisposable
         }
     }
 
+    // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA
+    // inside the device's address space.
+    private bool IsWellFormed(in FaultRecord record)
+    {
+        var caps = _device.Info.Capabilities;
+        return record.Context < caps.Contexts && record.Queue < caps.Queues && record.Reserved0 == 0 && record.Reserved1 == 0
+            && ((byte)record.Flags & ~3) == 0 && record.Dva < _device.VaLimit;
+    }
+
+    // Failures can come in floods (a memlock limit reached with nothing left to evict): one line a second at most,
+    // saying how many were not logged in between.
+    private void LogFailureLimited(byte context, ulong dva, bool write, Exception ex)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (_lastFailureLog != 0 && Stopwatch.GetElapsedTime(_lastFailureLog, now) < TimeSpan.FromSeconds(1))
+        {
+            _unloggedFailures++;
+            return;
+        }
+
+        LogFailure(_logger, context, dva, write, _unloggedFailures, ex);
+        _lastFailureLog = now;
+        _unloggedFailures = 0;
+    }
+
     // Logged once per region (or, for addresses in no region, once per context): aborts can come in floods.
     private void LogAbortOnce(byte context, uint region, ulong dva, bool write)
     {
@@ -312,7 +465,13 @@ public sealed partial class FaultService : IDisposable
     [LoggerMessage(EventId = 54, Level = LogLevel.Critical, Message = "Fault service stopped")]
     private static partial void LogServiceStopped(ILogger logger, Exception ex);
 
-    [LoggerMessage(EventId = 55, Level = LogLevel.Warning, Message = "Fault service thread did not stop within 5 s")]
+    [LoggerMessage(EventId = 56, Level = LogLevel.Error, Message = "Fault in context {Context} at DVA 0x{Dva:X} (write {Write}) could not be serviced and was aborted ({Unlogged} earlier failures not logged)")]
+    private static partial void LogFailure(ILogger logger, byte context, ulong dva, bool write, long unlogged, Exception ex);
+
+    [LoggerMessage(EventId = 57, Level = LogLevel.Error, Message = "Fault service stopped, but its ring could not be detached from the device")]
+    private static partial void LogDetachFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 55, Level = LogLevel.Warning, Message = "Fault service thread did not stop in time; its ring and descriptors are left allocated")]
     private static partial void LogStuck(ILogger logger);
 
     private static void LogBadTail(ILogger logger, uint tail, uint head, uint entries) => LogBadTailCore(logger, tail, tail - head, head, entries);

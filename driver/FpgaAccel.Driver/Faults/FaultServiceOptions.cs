@@ -1,3 +1,5 @@
+using FpgaAccel.FirmwareInterface;
+
 namespace FpgaAccel.Driver.Faults;
 
 /// <summary>How the fault service waits for faults.</summary>
@@ -33,4 +35,28 @@ public sealed record FaultServiceOptions
     /// bound on how long a lost MSI-X message could delay a fault.
     /// </summary>
     public TimeSpan IdlePoll { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Checks every setting; throws <see cref="InvalidDeviceOptionException"/> naming the first one out of range.</summary>
+    public void Validate()
+    {
+        if (!Enum.IsDefined(Mode))
+        {
+            throw new InvalidDeviceOptionException(nameof(Mode), Mode, "the wait mode is Block or Adaptive");
+        }
+
+        if (SpinTime < TimeSpan.Zero || SpinTime > TimeSpan.FromSeconds(1))
+        {
+            throw new InvalidDeviceOptionException(nameof(SpinTime), SpinTime, "the adaptive spin lasts 0 to 1 second (it keeps a core busy)");
+        }
+
+        if (RingLog2 is < RingLimits.FaultRingMinLog2 or > RingLimits.FaultRingMaxLog2)
+        {
+            throw new InvalidDeviceOptionException(nameof(RingLog2), RingLog2, $"the fault ring takes 2^{RingLimits.FaultRingMinLog2} to 2^{RingLimits.FaultRingMaxLog2} entries (spec 4.4)");
+        }
+
+        if (IdlePoll < TimeSpan.FromMilliseconds(1) || IdlePoll > TimeSpan.FromMinutes(1))
+        {
+            throw new InvalidDeviceOptionException(nameof(IdlePoll), IdlePoll, "the idle poll is 1 ms to 1 minute (it bounds how long a lost interrupt delays a fault)");
+        }
+    }
 }

@@ -34,6 +34,19 @@ namespace FpgaAccel.Driver.Mmu;
 /// a removal that started later, and that removal's TLB_INV kills the fault's tag, so the device
 /// ignores the DROPIN and walks the (now cleared) table instead: the GRU kill rule (spec 4.4).
 /// Lock order: context lock, then IOMMU mappings; never a context lock while waiting for a fence.
+///
+/// The fault path never reads the device page table without the lock (issue 11, defect 3): the leaf it drops in is
+/// computed from the mirror entry alone, IOVA = host address + the layout's fixed delta and the permission the entry
+/// records. Claim: that leaf never grants more than the table. Argument: the mirror and the table change only under
+/// the lock and by the same rule (<see cref="DesiredFlags"/>); an addition (pin, install) writes the table first and
+/// the mirror after, so a lock-free reader that sees a permission in the mirror finds the table already granting it;
+/// a removal bumps the start count before it touches either, so a reader that raced it fails
+/// <see cref="ReadRetry"/> and looks again (and a DROPIN sent after that check is killed by the removal's
+/// invalidation, as above). The mirror's own tables are managed arrays that are never freed under a reader.
+///
+/// Failure atomicity (defect 5): pin, register and install change the use counts, the table and the mirror only
+/// after every allocation that can fail has succeeded (<see cref="PageTable.Apply"/> allocates first, then
+/// writes), and undo the counts and the IOMMU mapping if it throws, so a failed call leaves everything as it was.
 /// </remarks>
 public sealed partial class DeviceContext : IDisposable
 {
@@ -43,7 +56,7 @@ public sealed partial class DeviceContext : IDisposable
     private readonly Dictionary<long, PinnedBuffer> _pins = [];
     private readonly Dictionary<uint, OnDemandRegion> _regions = [];
     private readonly Dictionary<ulong, PageUse> _pages = [];
-    private readonly Func<ulong, PteFlags> _desired;
+    private readonly DesiredTranslation _desired;
     private long _invalidationsStarted;
     private int _invalidationsActive;
     private int _presentOnDemand;
@@ -123,12 +136,7 @@ public sealed partial class DeviceContext : IDisposable
     public PinnedBuffer Pin(HostBuffer buffer, DmaAccess access)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        if (buffer.IsDisposed)
-        {
-            throw new PinRejectedException(0, buffer.Length, "the host buffer was already freed (disposed)", "Pin a live buffer.");
-        }
-
-        return Pin(buffer.Address, buffer.Length, access);
+        return buffer.AddUser(buffer.Start, buffer.Length, () => PinCore(buffer.Start, buffer.Length, access, buffer));
     }
 
     /// <summary>
@@ -138,24 +146,41 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public PinnedBuffer Pin(nint address, ulong length, DmaAccess access)
     {
+        var owner = OwningBuffer(address, length);
+        return owner is null
+            ? PinCore(address, length, access, null)
+            : owner.AddUser(address, length, () => PinCore(address, length, access, owner));
+    }
+
+    private PinnedBuffer PinCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
+    {
+        ScheduleHooks.At(SchedulePoint.AddBegun);
         var (first, end) = Validate(address, length, access);
         _mmu.Iommu.Acquire(first, end - first);
+        PinnedBuffer pin;
+        PageTableChange change;
         try
         {
             lock (Lock)
             {
                 ThrowIfDisposed();
                 ThrowIfOverlapsRegion(first, end, address, length);
-                var pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access);
+                pin = new PinnedBuffer(this, _mmu.NextPinId(), address, length, access, owner);
                 ChangeUse(first, end, access, +1, (uint)pin.Id);
-                // Adding removes no translation. A table unlinked by a 2 MiB promotion stays alive (the
-                // walk cache may point at it; its entries are still right) until the next removal's
-                // context-wide fence frees it (EndRemoval).
-                _table.Apply(first, end, _desired);
+                try
+                {
+                    change = _table.Apply(first, end, _desired);
+                }
+                catch
+                {
+                    // Apply changed nothing: undo the counts, and the pin never existed.
+                    ChangeUse(first, end, access, -1, 0);
+                    throw;
+                }
 
+                // The table first, then the mirror: the fault path's lock-free reader never sees more than the table grants.
+                PublishMirror(first, end);
                 _pins.Add(pin.Id, pin);
-                LogPinned(_mmu.Logger, pin.Id, Index, address, length, access);
-                return pin;
             }
         }
         catch
@@ -163,6 +188,14 @@ public sealed partial class DeviceContext : IDisposable
             _mmu.Iommu.Release(first, end - first);
             throw;
         }
+
+        // Adding removes no translation, but a chunk this pin completed became a 2 MiB leaf: the walk cache may keep
+        // the pointer to its level-3 table (kept up to date, so it still translates right); invalidate it so no
+        // cached entry points at a table the root no longer reaches (defect 1).
+        ScheduleHooks.At(SchedulePoint.PinPublished);
+        SettleAddition(change);
+        LogPinned(_mmu.Logger, pin.Id, Index, address, length, access);
+        return pin;
     }
 
     /// <summary>
@@ -180,6 +213,7 @@ public sealed partial class DeviceContext : IDisposable
 
         ulong first, end;
         PageTableChange change;
+        ScheduleHooks.At(SchedulePoint.RemovalBegun);
         lock (Lock)
         {
             if (!_pins.ContainsKey(pin.Id) || !pin.MarkUnpinned())
@@ -191,9 +225,13 @@ public sealed partial class DeviceContext : IDisposable
             (first, end) = Pages(pin.Address, pin.Length);
             BeginRemoval();
             ChangeUse(first, end, pin.Access, -1, 0);
+            PublishMirror(first, end);
+
+            // A removal needs no new table (every chunk with a translation keeps its level-3 table), so this cannot fail.
             change = _table.Apply(first, end, _desired);
         }
 
+        pin.Buffer?.RemoveUser(pin);
         EndRemoval(change);
         _mmu.Iommu.Release(first, end - first);
         LogUnpinned(_mmu.Logger, pin.Id, Index);
@@ -206,7 +244,16 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public OnDemandRegion RegisterOnDemand(nint address, ulong length, DmaAccess access)
     {
-        var (first, end) = Validate(address, length, access, requireMapped: true);
+        var owner = OwningBuffer(address, length);
+        return owner is null
+            ? RegisterCore(address, length, access, null)
+            : owner.AddUser(address, length, () => RegisterCore(address, length, access, owner));
+    }
+
+    private OnDemandRegion RegisterCore(nint address, ulong length, DmaAccess access, HostBuffer? owner)
+    {
+        ScheduleHooks.At(SchedulePoint.AddBegun);
+        var (first, end) = Validate(address, length, access);
         lock (Lock)
         {
             ThrowIfDisposed();
@@ -219,14 +266,29 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
-            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access);
+            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner);
             var flags = MirrorFlags.Valid | MirrorFlags.OnDemand | MirrorFlags.Read | ((access & DmaAccess.DeviceWrite) != 0 ? MirrorFlags.Write : MirrorFlags.None);
-            for (var page = first; page < end; page += PageTableFormat.PageSize)
+            var set = first;
+            try
             {
-                _mirror.Set(page, MirrorEntry.Create(region.Id, flags));
+                for (; set < end; set += PageTableFormat.PageSize)
+                {
+                    _mirror.Set(set, MirrorEntry.Create(region.Id, flags));
+                }
+
+                _regions.Add(region.Id, region);
+            }
+            catch
+            {
+                // Out of memory for a mirror table: the pages set so far go back to nothing.
+                for (var page = first; page < set; page += PageTableFormat.PageSize)
+                {
+                    _mirror.Set(page, default);
+                }
+
+                throw;
             }
 
-            _regions.Add(region.Id, region);
             return region;
         }
     }
@@ -235,12 +297,7 @@ public sealed partial class DeviceContext : IDisposable
     public OnDemandRegion RegisterOnDemand(HostBuffer buffer, DmaAccess access)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        if (buffer.IsDisposed)
-        {
-            throw new PinRejectedException(0, buffer.Length, "the host buffer was already freed (disposed)", "Register a live buffer.");
-        }
-
-        return RegisterOnDemand(buffer.Address, buffer.Length, access);
+        return buffer.AddUser(buffer.Start, buffer.Length, () => RegisterCore(buffer.Start, buffer.Length, access, buffer));
     }
 
     /// <summary>
@@ -257,6 +314,7 @@ public sealed partial class DeviceContext : IDisposable
 
         var present = new List<ulong>();
         PageTableChange change;
+        ScheduleHooks.At(SchedulePoint.RemovalBegun);
         lock (Lock)
         {
             if (!_regions.Remove(region.Id) || !region.MarkUnregistered())
@@ -279,6 +337,7 @@ public sealed partial class DeviceContext : IDisposable
             change = _table.Apply(region.FirstPage, region.EndPage, _desired);
         }
 
+        region.Buffer?.RemoveUser(region);
         EndRemoval(change);
         foreach (var page in present)
         {
@@ -295,6 +354,7 @@ public sealed partial class DeviceContext : IDisposable
     public void Dispose()
     {
         List<(ulong First, ulong End)> release;
+        (HostBuffer? Buffer, IDisposable User)[] buffers;
         int onDemand;
         lock (Lock)
         {
@@ -309,7 +369,12 @@ public sealed partial class DeviceContext : IDisposable
             foreach (var pin in _pins.Values)
             {
                 pin.MarkUnpinned();
-                release.Add(Pages(pin.Address, pin.Length));
+                var (first, end) = Pages(pin.Address, pin.Length);
+                release.Add((first, end));
+                for (var page = first; page < end; page += PageTableFormat.PageSize)
+                {
+                    _mirror.Set(page, default);
+                }
             }
 
             onDemand = 0;
@@ -328,9 +393,15 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
+            buffers = [.. _pins.Values.Select(p => (p.Buffer, (IDisposable)p)), .. _regions.Values.Select(r => (r.Buffer, (IDisposable)r))];
             _pins.Clear();
             _regions.Clear();
             _pages.Clear();
+        }
+
+        foreach (var (buffer, user) in buffers)
+        {
+            buffer?.RemoveUser(user);
         }
 
         try
@@ -405,10 +476,12 @@ public sealed partial class DeviceContext : IDisposable
     /// <summary>
     /// The fault service's path for one fault at <paramref name="dva"/> (spec 4.4). Looks the page up
     /// without a lock; for an on-demand page not present, pins it and installs the leaf under the
-    /// install protocol above. On <see cref="FaultOutcome.Resolved"/>, <paramref name="leaf"/> is the
-    /// entry to drop in. Allocates nothing in steady state.
+    /// install protocol above; <paramref name="queue"/> is the queue whose access faulted (the pager keeps the page its
+    /// stalled access needs). On <see cref="FaultOutcome.Resolved"/>, <paramref name="leaf"/> is the 4 KiB
+    /// entry to drop in for the faulting page, computed from the mirror (see the remarks). Allocates nothing in
+    /// steady state. Throws, having undone everything, when the page cannot be pinned or its table built.
     /// </summary>
-    internal FaultOutcome ServiceFault(ulong dva, bool write, out PageTableEntry leaf, out uint region)
+    internal FaultOutcome ServiceFault(ulong dva, bool write, int queue, out PageTableEntry leaf, out uint region)
     {
         var page = dva & ~(PageTableFormat.PageSize - 1);
         var spin = default(SpinWait);
@@ -418,6 +491,7 @@ public sealed partial class DeviceContext : IDisposable
             var started = ReadBegin(ref spin);
             var entry = _mirror.Lookup(dva);
             region = entry.Region;
+            ScheduleHooks.At(SchedulePoint.FaultLookedUp);
             if (_disposed || !entry.Allows(write))
             {
                 return FaultOutcome.Abort;
@@ -425,10 +499,10 @@ public sealed partial class DeviceContext : IDisposable
 
             if (entry.Present)
             {
-                // Pinned, or faulted in already: the leaf is in the table (a lazily upgraded permission
-                // shows as a stale TLB entry; the walk or the dropin fixes it without invalidation).
-                leaf = _table.Lookup(dva, out _);
-                if (leaf.Valid && (!write || leaf.Writable) && !ReadRetry(started))
+                // Pinned, or faulted in already (a lazily upgraded permission shows as a stale TLB entry; the walk or
+                // the dropin fixes it without invalidation). No table walk here: the leaf follows from the entry.
+                leaf = LeafFor(page, entry);
+                if (!ReadRetry(started))
                 {
                     return FaultOutcome.Resolved;
                 }
@@ -438,10 +512,10 @@ public sealed partial class DeviceContext : IDisposable
             }
 
             // IOPF: make room under the budget, then pin the page (outside the lock: it can be slow).
-            _mmu.Pager.Reserve();
+            _mmu.Pager.Reserve(queue);
             try
             {
-                _mmu.Iommu.Acquire(page, PageTableFormat.PageSize);
+                AcquireOnDemandPage(page, queue);
             }
             catch
             {
@@ -449,21 +523,46 @@ public sealed partial class DeviceContext : IDisposable
                 throw;
             }
 
+            ScheduleHooks.At(SchedulePoint.FaultPagePinned);
             var installed = false;
-            lock (Lock)
+            var present = new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present);
+            PageTableChange change = default;
+            try
             {
-                if (!ReadRetry(started) && _mirror.Replace(page, entry, new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present)))
+                lock (Lock)
                 {
-                    _table.Apply(page, page + PageTableFormat.PageSize, _desired);
-                    leaf = _table.Lookup(dva, out _);
-                    installed = true;
+                    if (!ReadRetry(started) && _mirror.Replace(page, entry, present))
+                    {
+                        // The mirror first here (DesiredFlags reads it): only this thread reads the mirror without the
+                        // lock, and it is the one installing, so no reader sees the entry before the table has it.
+                        try
+                        {
+                            change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
+                        }
+                        catch
+                        {
+                            _mirror.Replace(page, present, entry);
+                            throw;
+                        }
+
+                        installed = true;
+                    }
                 }
+            }
+            catch
+            {
+                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+                _mmu.Pager.Forget();
+                throw;
             }
 
             if (installed)
             {
+                // On-demand pages never join a 2 MiB leaf, so an install neither removes nor promotes; kept for safety.
+                SettleAddition(change);
                 Interlocked.Increment(ref _presentOnDemand);
-                _mmu.Pager.Record(this, page);
+                _mmu.Pager.Record(this, page, queue);
+                leaf = LeafFor(page, present);
                 return FaultOutcome.Resolved;
             }
 
@@ -534,21 +633,37 @@ public sealed partial class DeviceContext : IDisposable
         Interlocked.Increment(ref _invalidationsActive);
     }
 
-    // Outside the lock: invalidate what changed, wait for the fence, free unlinked tables, end the removal.
+    // Pins one on-demand page. When the locked-memory limit (not the budget) is what ran out, gives back the least
+    // recently faulted on-demand pages until the page fits: the limit is a transient cause on this path (defect 2).
+    private void AcquireOnDemandPage(ulong page, int queue)
+    {
+        while (true)
+        {
+            try
+            {
+                _mmu.Iommu.Acquire(page, PageTableFormat.PageSize);
+                return;
+            }
+            catch (PinLimitExceededException)
+            {
+                if (!_mmu.Pager.EvictOne(queue))
+                {
+                    throw; // nothing on demand left to give back: the pins and rings hold the limit
+                }
+            }
+        }
+    }
+
+    // Outside the lock: invalidate what changed, wait for the fence, end the removal.
     private void EndRemoval(PageTableChange change)
     {
+        ScheduleHooks.At(SchedulePoint.RemovalTableChanged);
         try
         {
-            if (change.RemovedSomething || _table.RetiredCount > 0)
+            if (change.NeedsInvalidation)
             {
-                var fence = _table.RetiredCount > 0
-                    ? _mmu.Invalidator.InvalidateContext(Index)
-                    : _mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages);
-                _mmu.Invalidator.Wait(fence);
-                lock (Lock)
-                {
-                    _table.FreeRetired();
-                }
+                _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
+                ScheduleHooks.At(SchedulePoint.RemovalFenced);
             }
         }
         finally
@@ -557,14 +672,40 @@ public sealed partial class DeviceContext : IDisposable
         }
     }
 
-    private (ulong First, ulong End) Validate(nint address, ulong length, DmaAccess access, bool requireMapped = true)
+    // Outside the lock, after a pin or install: a promotion to a 2 MiB leaf leaves the walk cache free to keep the
+    // pointer to the chunk's level-3 table. The table is kept up to date, so translation stays right either way;
+    // the invalidation makes sure no cached entry points at a table the root no longer reaches. A device that does
+    // not fence changes nothing for the caller: the pin is valid, the stale pointer harmless.
+    private void SettleAddition(PageTableChange change)
+    {
+        if (!change.NeedsInvalidation)
+        {
+            return;
+        }
+
+        try
+        {
+            _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
+        }
+        catch (FpgaAccelException ex)
+        {
+            LogPromotionUnfenced(_mmu.Logger, Index, change.FirstDva, ex);
+        }
+    }
+
+    // The 4 KiB leaf a present mirror entry stands for: IOVA = host address + the fixed delta (IovaLayout), R, and W
+    // when the entry has it. DesiredFlags gives the table the same permission from the same state.
+    private PageTableEntry LeafFor(ulong page, MirrorEntry entry) =>
+        PageTableEntry.Create(_mmu.Layout.IovaOf(page), PteFlags.Valid | PteFlags.Read | ((entry.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None));
+
+    private (ulong First, ulong End) Validate(nint address, ulong length, DmaAccess access)
     {
         if (length == 0)
         {
             throw new PinRejectedException(address, length, "the length is zero", "Pin at least one byte.");
         }
 
-        var vaLimit = 1UL << Math.Min(_mmu.Capabilities.VaBits, PageTableFormat.VaBits);
+        var vaLimit = _mmu.VaLimit;
         if ((ulong)address + length < (ulong)address || (ulong)address + length > vaLimit)
         {
             throw new PinRejectedException(address, length, $"the range overflows the device's {_mmu.Capabilities.VaBits}-bit virtual address space", "Pin a range below 0x" + vaLimit.ToString("X", System.Globalization.CultureInfo.InvariantCulture) + ".");
@@ -576,9 +717,9 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         var (first, end) = Pages(address, length);
-        if (requireMapped && !ProcessLimits.IsMapped((nint)first, end - first))
+        if (NotOwnedMemory(first, end) is { } why)
         {
-            throw new PinRejectedException(address, length, "part of the range is not mapped in this process (freed, or never allocated)", "Pin memory the process owns, and unpin before freeing it.");
+            throw new PinRejectedException(address, length, why, "Pin memory the process owns with read and write access (HostBuffer.Allocate), and unpin it before freeing it.");
         }
 
         if (!_mmu.Layout.IsMappable(first, end - first))
@@ -587,6 +728,60 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         return (first, end);
+    }
+
+    // Why [first, end) cannot be pinned, or null: what pin_user_pages would refuse (memory not mapped, or without read and
+    // write: the IOMMU maps DMA memory read-write), and memory its owner freed that is still mapped only because an IOMMU
+    // mapping holds it. Mappings the registry knows (HostBuffer, DmaMemory) answer from their own record; any other
+    // memory is looked up in /proc/self/maps.
+    private static string? NotOwnedMemory(ulong first, ulong end)
+    {
+        for (var at = first; at < end;)
+        {
+            if (MemoryMapping.Find((nint)at) is { } known)
+            {
+                if (known.IsReleasedByOwner)
+                {
+                    return $"the memory at 0x{at:X} was freed (disposed) by its owner; only an IOMMU mapping keeps it mapped";
+                }
+
+                if ((known.Protection & MemoryProtection.ReadWrite) != MemoryProtection.ReadWrite)
+                {
+                    return $"the memory at 0x{at:X} is mapped {known.Protection}, and DMA memory is mapped read-write";
+                }
+
+                at = (ulong)known.Address + known.Length;
+                continue;
+            }
+
+            var next = MemoryMapping.FindNext((nint)at) is { } following ? Math.Min((ulong)following.Address, end) : end;
+            if (!ProcessLimits.IsAccessible((nint)at, next - at, MemoryProtection.ReadWrite))
+            {
+                return $"part of [0x{at:X}, 0x{next:X}) is not mapped in this process with read and write access (freed, never allocated, or read-only)";
+            }
+
+            at = next;
+        }
+
+        return null;
+    }
+
+    // The host buffer a range lies in, or null for memory of another origin. A range across a buffer's edge is refused:
+    // disposing one buffer must be able to release everything over its memory.
+    private static HostBuffer? OwningBuffer(nint address, ulong length)
+    {
+        if (length == 0 || (ulong)address + length < (ulong)address)
+        {
+            return null; // Validate refuses it with the reason
+        }
+
+        var owner = HostBuffer.Owning(address);
+        if (HostBuffer.Owning((nint)((ulong)address + length - 1)) != owner)
+        {
+            throw new PinRejectedException(address, length, "the range spans more than one host buffer, or a host buffer and other memory", "Pin or register each buffer on its own.");
+        }
+
+        return owner;
     }
 
     private void ThrowIfOverlapsRegion(ulong first, ulong end, nint address, ulong length)
@@ -600,41 +795,63 @@ public sealed partial class DeviceContext : IDisposable
         }
     }
 
+    // Use counts only (the mirror follows in PublishMirror). A page keeps the id of the first pin that covered it, so
+    // undoing a failed pin (delta -1 after +1) restores every count exactly.
     private void ChangeUse(ulong first, ulong end, DmaAccess access, int delta, uint id)
     {
         var writes = (access & DmaAccess.DeviceWrite) != 0 ? delta : 0;
         for (var page = first; page < end; page += PageTableFormat.PageSize)
         {
             var vpn = page >> PageTableFormat.PageShift;
-            _pages.TryGetValue(vpn, out var use);
-            use = new PageUse(use.Readers + delta, use.Writers + writes, id != 0 ? id : use.Region);
+            var known = _pages.TryGetValue(vpn, out var use);
+            use = new PageUse(use.Readers + delta, use.Writers + writes, known ? use.Region : id);
             if (use.Readers == 0)
             {
                 _pages.Remove(vpn);
-                _mirror.Set(page, default);
             }
             else
             {
                 _pages[vpn] = use;
+            }
+        }
+    }
+
+    // The mirror entries of pinned pages from their use counts (none left: no entry). Pins and regions never overlap.
+    private void PublishMirror(ulong first, ulong end)
+    {
+        for (var page = first; page < end; page += PageTableFormat.PageSize)
+        {
+            if (_pages.TryGetValue(page >> PageTableFormat.PageShift, out var use))
+            {
                 var flags = MirrorFlags.Valid | MirrorFlags.Present | MirrorFlags.Read | (use.Writers > 0 ? MirrorFlags.Write : MirrorFlags.None);
                 _mirror.Set(page, MirrorEntry.Create(use.Region, flags));
+            }
+            else
+            {
+                _mirror.Set(page, default);
             }
         }
     }
 
     // What the device table should say for a page: pinned pages from their use counts, on-demand
-    // pages from the mirror while present. Called with the lock held.
-    private PteFlags DesiredFlags(ulong dva)
+    // pages from the mirror while present. On-demand pages never join a 2 MiB leaf: their installs and evictions then
+    // never promote or split a chunk, so the fault path needs no invalidation of its own. Called with the lock held.
+    private PteFlags DesiredFlags(ulong dva, out bool mayJoinHugeLeaf)
     {
+        mayJoinHugeLeaf = true;
         if (_pages.TryGetValue(dva >> PageTableFormat.PageShift, out var use))
         {
             return PteFlags.Read | (use.Writers > 0 ? PteFlags.Write : PteFlags.None);
         }
 
         var e = _mirror.Lookup(dva);
-        if (e.OnDemand && e.Present)
+        if (e.OnDemand)
         {
-            return PteFlags.Read | ((e.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None);
+            mayJoinHugeLeaf = false;
+            if (e.Present)
+            {
+                return PteFlags.Read | ((e.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None);
+            }
         }
 
         return PteFlags.None;
@@ -661,4 +878,7 @@ public sealed partial class DeviceContext : IDisposable
 
     [LoggerMessage(EventId = 33, Level = LogLevel.Warning, Message = "Context {Context} disposed without a device fence")]
     private static partial void LogDisposeUnfenced(ILogger logger, int context, Exception ex);
+
+    [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "Context {Context}: the invalidation after a 2 MiB promotion at DVA 0x{Dva:X} did not complete; the pin is valid (the level-3 table stays up to date)")]
+    private static partial void LogPromotionUnfenced(ILogger logger, int context, ulong dva, Exception ex);
 }

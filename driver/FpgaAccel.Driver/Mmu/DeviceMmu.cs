@@ -9,23 +9,24 @@ namespace FpgaAccel.Driver.Mmu;
 /// The driver's side of the device MMU and the platform IOMMU: IOVA layout, pin accounting,
 /// reference-counted IOMMU mappings, TLB invalidation, and the hardware contexts.
 /// </summary>
-internal sealed class DeviceMmu : IDisposable
+internal sealed partial class DeviceMmu : IDisposable
 {
     private readonly DeviceContext?[] _contexts;
     private readonly Lock _lock = new();
     private long _nextPinId;
 
-    public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers)
+    public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers, Func<int, int>? commandsInFlight = null)
     {
         Backend = backend;
         Capabilities = caps;
         Logger = loggers.CreateLogger<DeviceContext>();
-        Layout = IovaLayout.Choose(backend.IovaRanges);
+        VaLimit = 1UL << Math.Clamp(caps.VaBits, 0, PageTableFormat.VaBits);
+        Layout = IovaLayout.Choose(backend.IovaRanges, caps.IovaBits);
         Accountant = new PinAccountant(options.MemlockLimitBytes);
-        Iommu = new IommuMappings(backend, Layout, Accountant);
+        Iommu = new IommuMappings(backend, Layout, Accountant, loggers.CreateLogger<IommuMappings>());
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
-        Pager = new OnDemandPager(options.OnDemandBudgetPages);
+        Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues, commandsInFlight);
     }
 
     /// <summary>The on-demand budget and its eviction order.</summary>
@@ -38,6 +39,9 @@ internal sealed class DeviceMmu : IDisposable
     public ILogger Logger { get; }
 
     public IovaLayout Layout { get; }
+
+    /// <summary>The first DVA a pin may not reach: 2^(CAPS VA bits), at most 2^48 (four levels of table, spec 4.1).</summary>
+    public ulong VaLimit { get; }
 
     public PinAccountant Accountant { get; }
 
@@ -79,6 +83,30 @@ internal sealed class DeviceMmu : IDisposable
             }
         }
     }
+
+    // The budget may not exceed half the locked-memory limit (the rest is for pins, rings and page tables): a budget
+    // above it would only fail on the fault path. The default (4096 pages, 16 MiB) is above a common lab's 8 MiB
+    // RLIMIT_MEMLOCK, so this is the usual case there, and it is logged.
+    private int ClampBudget(int requested)
+    {
+        if (!Accountant.Enforced)
+        {
+            return requested;
+        }
+
+        var allowed = (long)(Accountant.Limit / 2 / PageTableFormat.PageSize);
+        if (requested <= allowed)
+        {
+            return requested;
+        }
+
+        var budget = (int)Math.Max(allowed, OnDemandPager.MinimumBudget);
+        LogBudgetClamped(Logger, requested, budget, Accountant.Limit, Accountant.LimitSource);
+        return budget;
+    }
+
+    [LoggerMessage(EventId = 35, Level = LogLevel.Warning, Message = "On-demand budget clamped from {Requested} to {Budget} pages: half the locked-memory limit of {Limit} bytes ({Source}); raise the limit for a larger budget")]
+    private static partial void LogBudgetClamped(ILogger logger, int requested, int budget, ulong limit, string source);
 
     public void Dispose()
     {

@@ -3,19 +3,32 @@ using FpgaAccel.FirmwareInterface;
 
 namespace FpgaAccel.Driver.Mmu;
 
+/// <summary>
+/// What a page should translate to: its permission (<see cref="PteFlags.None"/> for no translation), and whether it
+/// may share a 2 MiB leaf with its neighbours (<paramref name="mayJoinHugeLeaf"/>).
+/// </summary>
+internal delegate PteFlags DesiredTranslation(ulong dva, out bool mayJoinHugeLeaf);
+
 /// <summary>What a page-table update changed that the device may have cached.</summary>
-/// <param name="RemovedSomething">An entry lost validity or a permission, or a table pointer was replaced:
-/// the TLB or walk cache may hold it, so TLB_INV and its fence must follow (spec 4.1).</param>
-/// <param name="FirstDva">First DVA whose translation was removed or re-pointed.</param>
+/// <param name="Removed">An entry lost validity or a permission: the TLB may hold it, so TLB_INV and its fence must
+/// follow before the pages are released or relied on as read-only (spec 4.1).</param>
+/// <param name="Promoted">A level-2 entry that pointed to a level-3 table became a 2 MiB leaf: the walk cache may
+/// keep the pointer. The table stays linked below the leaf and up to date (so the walk cache still translates right),
+/// but the caller invalidates and fences so that no cached entry points at a table the root no longer reaches.</param>
+/// <param name="FirstDva">First DVA of the chunks that changed so.</param>
 /// <param name="EndDva">One past the last such DVA.</param>
-internal readonly record struct PageTableChange(bool RemovedSomething, ulong FirstDva, ulong EndDva)
+internal readonly record struct PageTableChange(bool Removed, bool Promoted, ulong FirstDva, ulong EndDva)
 {
+    /// <summary>Something the device may have cached changed: invalidate [FirstDva, EndDva) and wait for the fence.</summary>
+    public bool NeedsInvalidation => Removed || Promoted;
+
     public ulong Pages => (EndDva - FirstDva) >> PageTableFormat.PageShift;
 }
 
 /// <summary>
 /// One context's device page table in DMA memory (spec 4.1): 4 levels of 512 8-byte entries.
-/// Writers hold the owning context's lock; the device walks the table concurrently.
+/// Writers hold the owning context's lock; the device walks the table concurrently. No host thread reads it
+/// without that lock (the fault path computes leaves from the address mirror: <see cref="DeviceContext"/>).
 /// </summary>
 /// <remarks>
 /// Ordering rules kept here (spec 4.1):
@@ -23,18 +36,25 @@ internal readonly record struct PageTableChange(bool RemovedSomething, ulong Fir
 ///   device's single 8-byte DMA read sees the old or the new entry, never a torn one;
 /// - a new table is filled completely before the entry pointing to it is published: the fill is plain
 ///   stores, the publish a volatile (release) store, and x86 keeps stores in order, so a walker that
-///   sees the pointer sees the contents;
-/// - a table that is unlinked is not freed until the caller has invalidated and passed the fence,
-///   because the walk cache may still hold the pointer to it (<see cref="FreeRetired"/>).
+///   sees the pointer sees the contents.
+/// Every 2 MiB chunk with a translation has a level-3 table, kept linked in <see cref="Table.Children"/> and
+/// up to date (each page's entry says what the chunk's translation says) even while the level-2 entry is a 2 MiB
+/// leaf. So a promotion (pointer to leaf) or a split (leaf to pointer) only rewrites the level-2 entry: the device's
+/// walk cache, which may still hold the pointer, keeps translating exactly as the table does; removals never
+/// need a new table (they cannot fail); and no table is unlinked or freed before the context is disposed, so no
+/// operation can free a table another may still reach (issue 11, defects 1 and 4). The cost is one 4 KiB table per
+/// 2 MiB chunk mapped with a 2 MiB leaf (0.2%).
+/// Failure atomicity: <see cref="Apply"/> first allocates every table it will need, unpublished (phase 1); if an
+/// allocation fails it frees those and throws, having changed nothing. Phase 2 only stores entries and cannot fail.
 /// Non-leaf entries carry V|R|W; the device decides permission at the leaf (decision D12).
 /// </remarks>
 internal sealed unsafe class PageTable : IDisposable
 {
     private const ulong NonLeafFlags = (ulong)(PteFlags.Valid | PteFlags.Read | PteFlags.Write);
+    private const ulong PermissionBits = (ulong)(PteFlags.Valid | PteFlags.Read | PteFlags.Write);
     private readonly IommuMappings _iommu;
     private readonly bool _huge2M;
     private readonly Table _root;
-    private readonly List<Table> _retired = [];
     private int _tables = 1;
 
     public PageTable(IommuMappings iommu, bool huge2M)
@@ -48,20 +68,102 @@ internal sealed unsafe class PageTable : IDisposable
     public ulong RootIova => _root.Memory.Iova;
 
     /// <summary>Tables allocated now (root included), for tests and reports.</summary>
-    public int TableCount => _tables;
-
-    /// <summary>Tables unlinked and waiting for a fence before they are freed.</summary>
-    public int RetiredCount => _retired.Count;
+    public int TableCount => Volatile.Read(ref _tables);
 
     /// <summary>
-    /// Makes every 4 KiB page of [firstDva, endDva) translate as <paramref name="desired"/> says
-    /// (<see cref="PteFlags.None"/>: no translation). The function is asked about every page of each
-    /// 2 MiB chunk touched, so a chunk whose 512 pages agree becomes one 2 MiB leaf.
+    /// Makes every 4 KiB page of [firstDva, endDva) translate as <paramref name="desired"/> says. The function is
+    /// asked about every page of each 2 MiB chunk touched (twice: once to plan, once to write), so a chunk whose
+    /// 512 pages agree, and all may join one, becomes one 2 MiB leaf. Throws, with nothing changed, when a table it
+    /// needs cannot be allocated. Allocates nothing when it needs no new table (always so when it only removes).
     /// </summary>
-    public PageTableChange Apply(ulong firstDva, ulong endDva, Func<ulong, PteFlags> desired)
+    public PageTableChange Apply(ulong firstDva, ulong endDva, DesiredTranslation desired)
     {
-        var removedFirst = ulong.MaxValue;
-        var removedEnd = 0UL;
+        var pending = Prepare(firstDva, endDva, desired);
+        try
+        {
+            return Write(firstDva, endDva, desired, pending);
+        }
+        finally
+        {
+            // Phase 2 links every table phase 1 made (both ask the same function under the same lock); anything left
+            // would be a planning bug, and is freed rather than leaked.
+            pending?.FreeAll(this);
+        }
+    }
+
+    /// <summary>The leaf translating <paramref name="dva"/> and its level (2 for a 2 MiB page), or an invalid entry. Hold the owner's lock.</summary>
+    public PageTableEntry Lookup(ulong dva, out int level)
+    {
+        var table = _root;
+        for (level = 0; level < PageTableFormat.Levels; level++)
+        {
+            var index = PageTableFormat.Index(dva, level);
+            var entry = new PageTableEntry(Volatile.Read(ref table.Entries[index]));
+            if (!entry.Valid || level == PageTableFormat.Levels - 1 || (level == PageTableFormat.HugeLeafLevel && entry.IsLeafBit))
+            {
+                return entry;
+            }
+
+            table = table.Children![index];
+            if (table is null)
+            {
+                return default;
+            }
+        }
+
+        return default;
+    }
+
+    /// <summary>Frees every table. Only after the context is disabled, invalidated and fenced.</summary>
+    public void Dispose() => FreeTree(_root);
+
+    // Phase 1: every table phase 2 will link, allocated and zeroed but not published. Null when none is needed.
+    private PendingTables? Prepare(ulong firstDva, ulong endDva, DesiredTranslation desired)
+    {
+        PendingTables? pending = null;
+        try
+        {
+            for (var chunk = firstDva & ~(PageTableFormat.HugePageSize - 1); chunk < endDva; chunk += PageTableFormat.HugePageSize)
+            {
+                if (!AnyWanted(chunk, desired))
+                {
+                    continue; // nothing to map here: no table is created
+                }
+
+                var l1 = _root.Children![PageTableFormat.Index(chunk, 0)];
+                if (l1 is null && pending?.Find(1, chunk) is null)
+                {
+                    (pending ??= new PendingTables()).Add(1, chunk, NewTable(1));
+                }
+
+                var l2 = l1?.Children![PageTableFormat.Index(chunk, 1)];
+                if (l2 is null && pending?.Find(2, chunk) is null)
+                {
+                    (pending ??= new PendingTables()).Add(2, chunk, NewTable(2));
+                }
+
+                if (l2?.Children![PageTableFormat.Index(chunk, 2)] is null)
+                {
+                    (pending ??= new PendingTables()).Add(3, chunk, NewTable(3));
+                }
+            }
+
+            return pending;
+        }
+        catch
+        {
+            pending?.FreeAll(this);
+            throw;
+        }
+    }
+
+    // Phase 2: stores only.
+    private PageTableChange Write(ulong firstDva, ulong endDva, DesiredTranslation desired, PendingTables? pending)
+    {
+        var changedFirst = ulong.MaxValue;
+        var changedEnd = 0UL;
+        var removed = false;
+        var promoted = false;
         Span<ulong> want = stackalloc ulong[PageTableFormat.EntriesPerTable];
         for (var chunk = firstDva & ~(PageTableFormat.HugePageSize - 1); chunk < endDva; chunk += PageTableFormat.HugePageSize)
         {
@@ -70,67 +172,46 @@ internal sealed unsafe class PageTable : IDisposable
             for (var i = 0; i < want.Length; i++)
             {
                 var dva = chunk + ((ulong)i << PageTableFormat.PageShift);
-                var flags = desired(dva);
+                var flags = desired(dva, out var mayJoin);
                 want[i] = flags == PteFlags.None ? 0 : PageTableEntry.Create(_iommu.Layout.IovaOf(dva), flags | PteFlags.Valid).Raw;
                 any |= want[i] != 0;
-                uniform &= i == 0 || (want[i] & 0xF) == (want[0] & 0xF);
+                uniform &= mayJoin && (want[i] & PermissionBits) == (want[0] & PermissionBits);
             }
 
-            var l2 = Walk(chunk, create: any);
+            var l2 = WalkToLevel2(chunk, any, pending);
             if (l2 is null)
             {
                 continue; // nothing mapped here and nothing to map
             }
 
-            var idx = PageTableFormat.Index(chunk, PageTableFormat.HugeLeafLevel);
-            if (ApplyChunk(l2, idx, chunk, want, any, uniform && any && _huge2M))
+            var (lost, promotion) = WriteChunk(l2, chunk, want, any, uniform && any && _huge2M, pending);
+            if (lost || promotion)
             {
-                removedFirst = Math.Min(removedFirst, chunk);
-                removedEnd = Math.Max(removedEnd, chunk + PageTableFormat.HugePageSize);
+                removed |= lost;
+                promoted |= promotion;
+                changedFirst = Math.Min(changedFirst, chunk);
+                changedEnd = Math.Max(changedEnd, chunk + PageTableFormat.HugePageSize);
             }
         }
 
-        return removedFirst == ulong.MaxValue ? default : new PageTableChange(true, removedFirst, removedEnd);
+        return changedFirst == ulong.MaxValue ? default : new PageTableChange(removed, promoted, changedFirst, changedEnd);
     }
 
-    /// <summary>The leaf translating <paramref name="dva"/> and its level (2 for a 2 MiB page), or an invalid entry.</summary>
-    public PageTableEntry Lookup(ulong dva, out int level)
+    private static bool AnyWanted(ulong chunk, DesiredTranslation desired)
     {
-        var table = _root;
-        for (level = 0; level < PageTableFormat.Levels; level++)
+        for (var i = 0; i < PageTableFormat.EntriesPerTable; i++)
         {
-            var entry = new PageTableEntry(Volatile.Read(ref table.Entries[PageTableFormat.Index(dva, level)]));
-            if (!entry.Valid || level == PageTableFormat.Levels - 1 || (level == PageTableFormat.HugeLeafLevel && entry.IsLeafBit))
+            if (desired(chunk + ((ulong)i << PageTableFormat.PageShift), out _) != PteFlags.None)
             {
-                return entry;
+                return true;
             }
-
-            table = table.Children![PageTableFormat.Index(dva, level)]!;
         }
 
-        return default;
+        return false;
     }
 
-    /// <summary>Frees unlinked tables. Call only after an invalidation covering them has passed its fence.</summary>
-    public void FreeRetired()
-    {
-        foreach (var t in _retired)
-        {
-            FreeTree(t);
-        }
-
-        _retired.Clear();
-    }
-
-    /// <summary>Frees every table. Only after the context is disabled, invalidated and fenced.</summary>
-    public void Dispose()
-    {
-        FreeRetired();
-        FreeTree(_root);
-    }
-
-    // Returns the level-2 table covering dva, creating levels 1 and 2 when asked.
-    private Table? Walk(ulong dva, bool create)
+    // The level-2 table covering dva; links pending level-1 and level-2 tables when there is something to map.
+    private Table? WalkToLevel2(ulong dva, bool create, PendingTables? pending)
     {
         var table = _root;
         for (var level = 0; level < PageTableFormat.HugeLeafLevel; level++)
@@ -144,7 +225,7 @@ internal sealed unsafe class PageTable : IDisposable
                     return null;
                 }
 
-                child = NewTable(level + 1);
+                child = pending?.Take(level + 1, dva) ?? throw new InvalidOperationException($"Page table: no level-{level + 1} table was planned for DVA 0x{dva:X}.");
                 table.Children[idx] = child;
 
                 // Publish after the (zeroed) table exists: release store (spec 4.1 ordering).
@@ -157,67 +238,70 @@ internal sealed unsafe class PageTable : IDisposable
         return table;
     }
 
-    // Brings one level-2 slot to the wanted state. True when something the device may cache was removed.
-    private bool ApplyChunk(Table l2, int idx, ulong chunk, Span<ulong> want, bool any, bool asHugeLeaf)
+    // Brings one chunk to the wanted state: its level-3 entries first, then its level-2 entry. Returns whether a
+    // translation lost validity or a permission, and whether a pointer to the level-3 table became a 2 MiB leaf.
+    private (bool Lost, bool Promoted) WriteChunk(Table l2, ulong chunk, Span<ulong> want, bool any, bool asHugeLeaf, PendingTables? pending)
     {
+        var idx = PageTableFormat.Index(chunk, PageTableFormat.HugeLeafLevel);
         ref var slot = ref l2.Entries[idx];
         var current = new PageTableEntry(Volatile.Read(ref slot));
         var child = l2.Children![idx];
-
-        // An emptied chunk keeps its level-3 table (its entries are cleared below): faults that come
-        // back to the chunk then reuse it instead of building and DMA-mapping a new one.
-        if (asHugeLeaf || (!any && child is null))
-        {
-            var next = any ? PageTableEntry.Create(_iommu.Layout.IovaOf(chunk), (PteFlags)(want[0] & 0xF) | PteFlags.Leaf).Raw : 0UL;
-            if (current.Raw == next)
-            {
-                return false;
-            }
-
-            Volatile.Write(ref slot, next);
-            if (child is not null)
-            {
-                // The walk cache may hold the pointer and the TLB entries from the old table.
-                l2.Children[idx] = null;
-                _retired.Add(child);
-                return true;
-            }
-
-            // Huge leaf to huge leaf (or to nothing): only a loss of permission or validity needs invalidation.
-            return current.Valid && (next == 0 || (current.Raw & ~next & 0x6) != 0);
-        }
-
         if (child is null)
         {
-            // A new level-3 table, filled completely before the pointer to it is published.
-            child = NewTable(PageTableFormat.Levels - 1);
+            if (!any)
+            {
+                return (false, false); // never mapped: a chunk with a translation always has its level-3 table
+            }
+
+            // A new level-3 table, filled completely before anything points at it.
+            child = pending?.Take(3, chunk) ?? throw new InvalidOperationException($"Page table: no level-3 table was planned for DVA 0x{chunk:X}.");
             for (var i = 0; i < want.Length; i++)
             {
                 child.Entries[i] = want[i];
             }
 
             l2.Children[idx] = child;
-            Volatile.Write(ref slot, (child.Memory.Iova & PageTableEntry.AddressMask) | NonLeafFlags);
+        }
 
-            // Replacing a 2 MiB leaf: pages that lost a permission the leaf gave need invalidation.
-            if (current.Valid)
+        // The level-3 entries first: whatever reaches this table (the level-2 entry, or a walk-cache pointer left from
+        // before a promotion) then translates as the chunk should, before the level-2 entry changes.
+        var lost = UpdateEntries(child, want);
+        var pointer = (child.Memory.Iova & PageTableEntry.AddressMask) | NonLeafFlags;
+        var next = asHugeLeaf
+            ? PageTableEntry.Create(_iommu.Layout.IovaOf(chunk), (PteFlags)(want[0] & PermissionBits) | PteFlags.Leaf).Raw
+            : pointer;
+        if (current.Raw == next)
+        {
+            return (lost, false);
+        }
+
+        Volatile.Write(ref slot, next);
+        var wasHuge = current.Valid && current.IsLeafBit;
+        if (wasHuge)
+        {
+            // A 2 MiB leaf replaced (by another leaf, or split into the table): pages that lost a permission it
+            // gave need invalidation (the TLB may hold the 2 MiB translation).
+            for (var i = 0; i < want.Length; i++)
             {
-                for (var i = 0; i < want.Length; i++)
+                if ((current.Raw & ~want[i] & PermissionBits) != 0)
                 {
-                    if ((current.Raw & ~want[i] & 0x7) != 0)
-                    {
-                        return true;
-                    }
+                    return (true, false);
                 }
             }
 
-            return false;
+            return (lost, false);
         }
 
-        var removed = false;
+        return (lost, current.Raw == pointer && asHugeLeaf);
+    }
+
+    // Stores the wanted entries that differ. True when one lost validity, a permission, or its page.
+    private static bool UpdateEntries(Table table, Span<ulong> want)
+    {
+        var lost = false;
         for (var i = 0; i < want.Length; i++)
         {
-            ref var e = ref child.Entries[i];
+            ref var e = ref table.Entries[i];
             var old = Volatile.Read(ref e);
             if (old == want[i])
             {
@@ -225,16 +309,17 @@ internal sealed unsafe class PageTable : IDisposable
             }
 
             Volatile.Write(ref e, want[i]);
-            removed |= (old & (ulong)PteFlags.Valid) != 0 && (want[i] == 0 || (old & ~want[i] & 0x7) != 0 || (old & PageTableEntry.AddressMask) != (want[i] & PageTableEntry.AddressMask));
+            lost |= (old & (ulong)PteFlags.Valid) != 0
+                && (want[i] == 0 || (old & ~want[i] & PermissionBits) != 0 || (old & PageTableEntry.AddressMask) != (want[i] & PageTableEntry.AddressMask));
         }
 
-        return removed;
+        return lost;
     }
 
     private Table NewTable(int level)
     {
         var t = new Table(DmaMemory.Allocate(_iommu, PageTableFormat.PageSize), level);
-        _tables++;
+        Interlocked.Increment(ref _tables);
         return t;
     }
 
@@ -252,9 +337,10 @@ internal sealed unsafe class PageTable : IDisposable
         }
 
         t.Memory.Dispose();
-        _tables--;
+        Interlocked.Decrement(ref _tables);
     }
 
+    /// <summary>One table: its DMA memory, and the child tables its non-leaf entries point to (or shadow).</summary>
     private sealed class Table
     {
         public Table(DmaMemory memory, int level)
@@ -269,5 +355,56 @@ internal sealed unsafe class PageTable : IDisposable
         public ulong* Entries { get; }
 
         public Table?[]? Children { get; }
+    }
+
+    // Tables phase 1 allocated for phase 2, keyed by level and the DVA bits above that level's span.
+    private sealed class PendingTables
+    {
+        private readonly List<(int Level, ulong Prefix, Table Table)> _tables = [];
+
+        public void Add(int level, ulong dva, Table table) => _tables.Add((level, Prefix(level, dva), table));
+
+        public Table? Find(int level, ulong dva)
+        {
+            var prefix = Prefix(level, dva);
+            foreach (var (l, p, t) in _tables)
+            {
+                if (l == level && p == prefix)
+                {
+                    return t;
+                }
+            }
+
+            return null;
+        }
+
+        public Table? Take(int level, ulong dva)
+        {
+            var prefix = Prefix(level, dva);
+            for (var i = 0; i < _tables.Count; i++)
+            {
+                if (_tables[i].Level == level && _tables[i].Prefix == prefix)
+                {
+                    var t = _tables[i].Table;
+                    _tables.RemoveAt(i);
+                    return t;
+                }
+            }
+
+            return null;
+        }
+
+        public void FreeAll(PageTable owner)
+        {
+            foreach (var (_, _, t) in _tables)
+            {
+                owner.FreeTree(t);
+            }
+
+            _tables.Clear();
+        }
+
+        // A level-n table sits below one entry of level n-1: it is chosen by the DVA bits above level n-1's index.
+        private static ulong Prefix(int level, ulong dva) => dva >> PageTableFormat.LevelShift(level - 1);
     }
 }

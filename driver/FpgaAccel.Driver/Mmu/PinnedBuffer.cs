@@ -11,9 +11,10 @@ public sealed class PinnedBuffer : IDisposable
 {
     private int _state; // 0 pinned, 1 unpinned
 
-    internal PinnedBuffer(DeviceContext context, long id, nint address, ulong length, DmaAccess access)
+    internal PinnedBuffer(DeviceContext context, long id, nint address, ulong length, DmaAccess access, HostBuffer? buffer)
     {
         Context = context;
+        Buffer = buffer;
         Id = id;
         Address = address;
         Length = length;
@@ -37,6 +38,9 @@ public sealed class PinnedBuffer : IDisposable
 
     /// <summary>What the device may do through this pin: read, write or both (a write pin lets it read too: spec 4.1).</summary>
     public DmaAccess Access { get; }
+
+    /// <summary>The host buffer whose memory this pin covers, if it is one (it unpins the pin when disposed).</summary>
+    internal HostBuffer? Buffer { get; }
 
     /// <summary>False once unpinned.</summary>
     public bool IsPinned => Volatile.Read(ref _state) == 0;

@@ -11,9 +11,10 @@ public sealed class OnDemandRegion : IDisposable
 {
     private int _state;
 
-    internal OnDemandRegion(DeviceContext context, uint id, ulong first, ulong end, nint address, ulong length, DmaAccess access)
+    internal OnDemandRegion(DeviceContext context, uint id, ulong first, ulong end, nint address, ulong length, DmaAccess access, HostBuffer? buffer)
     {
         Context = context;
+        Buffer = buffer;
         Id = id;
         FirstPage = first;
         EndPage = end;
@@ -39,6 +40,9 @@ public sealed class OnDemandRegion : IDisposable
 
     /// <summary>False once unregistered: its pages are unmapped and new faults in it are aborted.</summary>
     public bool IsRegistered => Volatile.Read(ref _state) == 0;
+
+    /// <summary>The host buffer whose memory this region covers, if it is one (it unregisters the region when disposed).</summary>
+    internal HostBuffer? Buffer { get; }
 
     internal ulong FirstPage { get; }
 

@@ -55,6 +55,7 @@ internal sealed class TlbInvalidator
     public void Wait(InvalidationFence fence)
     {
         // Timestamps, not a Stopwatch object: the fault path's evictions wait here and allocate nothing.
+        ScheduleHooks.At(SchedulePoint.FenceWaiting);
         var start = Stopwatch.GetTimestamp();
         var spin = default(SpinWait);
         while (ReadDone() < fence.Sequence)
@@ -71,13 +72,17 @@ internal sealed class TlbInvalidator
 
     private InvalidationFence Issue(InvalidationCommand command, ulong dva, ulong pages)
     {
+        InvalidationFence fence;
         lock (_lock)
         {
             _backend.Write64(Fa1Registers.InvAddr, dva & ~(PageTableFormat.PageSize - 1));
             _backend.Write64(Fa1Registers.InvPages, pages);
             _backend.Write64(Fa1Registers.InvCmd, command.Raw);
-            return new InvalidationFence(++_issued);
+            fence = new InvalidationFence(++_issued);
         }
+
+        ScheduleHooks.At(SchedulePoint.InvalidationIssued);
+        return fence;
     }
 
     private ulong ReadDone()

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Dma;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.FirmwareInterface;
@@ -22,6 +23,26 @@ namespace FpgaAccel.Driver.Queues;
 /// lap's phase (1 on lap 0, toggling each lap); the PHASE field is read first with acquire semantics
 /// (the device writes it last), so the rest of the record is complete when it is read.
 /// The harvest path allocates nothing.
+///
+/// The device is not trusted (issue 11, defect 10). A record whose PHASE says "new" but whose tag names no command in
+/// flight is either one the device really wrote with a bad tag, or a slot it never wrote (a PHASE glitch); only CQ_TAIL
+/// tells them apart, so on that rare path the harvest reads it: a record below CQ_TAIL is consumed (counted, logged),
+/// one at or past it is left alone (counted as a glitch) and the harvest stops there, so CQ_HEAD is never written past
+/// CQ_TAIL (the device would then hold its completions for good, decision D22). Records with a live tag are consumed
+/// without that read (the device writes a record before it advances CQ_TAIL, so such a record may be seen first), and
+/// their status and fault count are checked: an unknown status, or FAULT with no fault counted (D18), fails the command
+/// with <see cref="DeviceProtocolException"/>.
+///
+/// Closing (defect 9). Claim: after <see cref="Dispose"/> no thread touches the rings, every submitter ends, and the
+/// device writes nothing more into them. Argument: Dispose sets <see cref="_closing"/> and then takes and releases
+/// <see cref="_submitLock"/>, so a submission that passed its check has finished writing, and every later one sees the
+/// flag and gives its credit back; credit waiters wait on <see cref="_closed"/> too, which Dispose cancels, and end
+/// with <see cref="DisposedResourceException"/>. The harvest checks <see cref="_ringsFreed"/> under
+/// <see cref="_harvestLock"/>, which Dispose sets under that lock before it frees the memory, so a harvest either
+/// finished before or sees the flag (the poller is joined first; the interrupt dispatcher and <see cref="Poll"/> go
+/// through the same check). The device: SQ_LOG2 = 0 stops new commands, and CQ_LOG2 = 0 (a teardown, decision D15)
+/// leaves nowhere to post, so a command still running when the device timeout passed waits instead of writing a
+/// completion into freed memory; a read back orders those writes before the free.
 /// </remarks>
 public sealed partial class CommandQueue : IDisposable
 {
@@ -31,6 +52,7 @@ public sealed partial class CommandQueue : IDisposable
     private readonly DmaMemory _cq;
     private readonly int _log2;
     private readonly int _mask;
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213", Justification = "Never disposed on purpose: a submitter that lost the race with Dispose still gives its credit back (Release), which a disposed semaphore would turn into ObjectDisposedException; its wait handle is never created, so there is nothing to free.")]
     private readonly SemaphoreSlim _credits;
     private readonly Lock _submitLock = new();
     private readonly Lock _harvestLock = new();
@@ -47,7 +69,12 @@ public sealed partial class CommandQueue : IDisposable
     private long _completed;
     private long _badCompletions;
     private long _harvestAllocatedBytes;
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213", Justification = "Never disposed on purpose: a submitter racing Dispose links its wait to this token, and a disposed source throws on Token; it has no timer, so there is nothing to free.")]
+    private readonly CancellationTokenSource _closed = new();
     private volatile bool _closing;
+    private bool _ringsFreed;
+    private long _phaseGlitches;
+    private ulong _lastGlitchLogged = ulong.MaxValue;
     private int _disposed;
 
     internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ILogger logger)
@@ -82,15 +109,33 @@ public sealed partial class CommandQueue : IDisposable
         b.Write64(Reg(Fa1Registers.CqLog2), (ulong)_log2);
         b.Write64(Reg(Fa1Registers.SqLog2), (ulong)_log2); // last: enables the queue
 
-        // Continue from wherever the device's counters stand (0 after a reset).
-        _tail = b.Read64(Reg(Fa1Registers.SqTail));
-        _cqHead = b.Read64(Reg(Fa1Registers.CqHead));
-        if (_tail == Fa1Identity.DeviceLost)
+        // Spec 5 and D15: writing SQ_LOG2 and CQ_LOG2 reset the ring counters, and the harvest's PHASE rule (lap 0
+        // expects PHASE 1 in zeroed memory) starts from there. Anything else is a device not to be trusted.
+        var sqTail = b.Read64(Reg(Fa1Registers.SqTail));
+        var sqHead = b.Read64(Reg(Fa1Registers.SqHead));
+        var cqHead = b.Read64(Reg(Fa1Registers.CqHead));
+        var cqTail = b.Read64(Reg(Fa1Registers.CqTail));
+        if ((sqTail | sqHead | cqHead | cqTail) != 0)
         {
+            try
+            {
+                Detach(b);
+            }
+            catch (FpgaAccelException)
+            {
+                // Gone: nothing to detach from.
+            }
+
             _sq.Dispose();
             _cq.Dispose();
-            throw new DeviceLostException($"while opening queue {index}", b.Description);
+            throw sqTail == Fa1Identity.DeviceLost
+                ? new DeviceLostException($"while opening queue {index}", b.Description)
+                : new DeviceProtocolException($"Queue {index} reads SQ_TAIL {sqTail}, SQ_HEAD {sqHead}, CQ_HEAD {cqHead}, CQ_TAIL {cqTail} right after its rings were sized; " +
+                    "spec 5 (decision D15) resets them to 0. The device cannot be trusted with this queue: reset it.");
         }
+
+        _tail = 0;
+        _cqHead = 0;
 
         if (mode == CompletionMode.Poll)
         {
@@ -128,7 +173,10 @@ public sealed partial class CommandQueue : IDisposable
     /// </summary>
     public long HarvestAllocatedBytes => Interlocked.Read(ref _harvestAllocatedBytes);
 
-    /// <summary>Completion records the device wrote that named no command in flight (ignored).</summary>
+    /// <summary>Slots whose PHASE said "new" although the device had not produced them (CQ_TAIL behind): not consumed.</summary>
+    public long PhaseGlitches => Interlocked.Read(ref _phaseGlitches);
+
+    /// <summary>Completion records the device wrote that named no command in flight (ignored), or with a status spec 5 does not allow (the command failed).</summary>
     public long BadCompletions => Interlocked.Read(ref _badCompletions);
 
     /// <summary>A NOP: no data moved; measures the queue's own round trip, or checks the device still completes.</summary>
@@ -155,23 +203,27 @@ public sealed partial class CommandQueue : IDisposable
     internal ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
     {
         ThrowIfClosing();
-        var credit = _credits.WaitAsync(cancellationToken);
-        if (credit.IsCompletedSuccessfully)
+        if (_credits.Wait(0))
         {
             return Post(ref descriptor);
         }
 
-        return SubmitWhenCreditAsync(credit, descriptor);
+        return SubmitWhenCreditAsync(descriptor, cancellationToken);
     }
 
-    /// <summary>Harvests completions now (any mode). Returns how many were seen.</summary>
-    public int Poll() => Harvest();
+    /// <summary>Harvests completions now (any mode). Returns how many were seen. After dispose: <see cref="DisposedResourceException"/>.</summary>
+    public int Poll()
+    {
+        ThrowIfDisposed();
+        return Harvest();
+    }
 
     /// <summary>
-    /// Stops accepting commands, waits (bounded by the device timeout) for those in flight, disables
-    /// the queue and frees its rings. Commands still in flight after the timeout fail with
-    /// <see cref="DeviceTimeoutException"/>; the rings' IOMMU mappings are removed before the memory is
-    /// freed, so a late device write is refused by the IOMMU, never lands in reused memory.
+    /// Stops accepting commands, releases submitters waiting for a credit (<see cref="DisposedResourceException"/>), waits
+    /// (bounded by the device timeout) for those in flight, detaches and disables the queue, and frees its rings. Commands
+    /// still in flight after the timeout fail with <see cref="DeviceTimeoutException"/>; the rings' IOMMU mappings are
+    /// removed before the memory is freed, so a late device write is refused by the IOMMU, never lands in reused memory.
+    /// See the remarks for the argument.
     /// </summary>
     public void Dispose()
     {
@@ -180,7 +232,14 @@ public sealed partial class CommandQueue : IDisposable
             return;
         }
 
+        // No new submission gets past its check, and one that did has finished writing the ring.
         _closing = true;
+        ScheduleHooks.At(SchedulePoint.QueueClosing);
+        lock (_submitLock)
+        {
+        }
+
+        _closed.Cancel();
         var deadline = DateTime.UtcNow + _device.Options.DeviceTimeout;
         var spin = default(SpinWait);
         while (Outstanding > 0 && DateTime.UtcNow < deadline)
@@ -190,9 +249,16 @@ public sealed partial class CommandQueue : IDisposable
         }
 
         _work.Set();
-        _poller?.Join(TimeSpan.FromSeconds(5));
-        // Spec 5: SQ_LOG2 = 0 disables the queue. CQ_LOG2 stays: 0 there is not a valid ring size.
-        _device.Backend.Write64(Reg(Fa1Registers.SqLog2), 0);
+        var pollerStopped = _poller?.Join(_device.Options.DeviceTimeout + TimeSpan.FromSeconds(5)) ?? true;
+        try
+        {
+            Detach(_device.Backend);
+        }
+        catch (FpgaAccelException ex)
+        {
+            LogDetachFailed(_logger, Index, ex);
+        }
+
         lock (_harvestLock)
         {
             for (var i = 0; i < _slots.Length; i++)
@@ -203,21 +269,27 @@ public sealed partial class CommandQueue : IDisposable
                     source.Fail(new DeviceTimeoutException($"command in queue {Index}", _device.Options.DeviceTimeout, "the queue was disposed while it was in flight"));
                 }
             }
+
+            _ringsFreed = true;
         }
 
         _sq.Dispose();
         _cq.Dispose();
-        _work.Dispose();
-        _credits.Dispose();
+        if (pollerStopped)
+        {
+            _work.Dispose();
+        }
+
+        _device.OnQueueClosed(this);
         LogClosed(_logger, Index, Submitted, Completed);
     }
 
     /// <summary>Called on the interrupt dispatcher when COMPLETION fires.</summary>
     internal void OnCompletionInterrupt()
     {
-        if (!IsDisposed && Mode == CompletionMode.Interrupt)
+        if (Mode == CompletionMode.Interrupt)
         {
-            Harvest();
+            Harvest(); // after dispose it sees the rings freed and does nothing
         }
     }
 
@@ -226,7 +298,9 @@ public sealed partial class CommandQueue : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         if (_device.Mmu.Context(context.Index) != context)
         {
-            throw new DisposedResourceException($"Device context {context.Index} (of this device)");
+            throw context.IsDisposed
+                ? new DisposedResourceException($"Device context {context.Index}")
+                : new InvalidCommandException($"Device context {context.Index} belongs to another device: a queue runs commands in contexts of its own device. Create the context with this device.");
         }
 
         if (opcode != Opcode.Nop)
@@ -236,7 +310,7 @@ public sealed partial class CommandQueue : IDisposable
                 throw new InvalidCommandException($"{opcode} with length 0: the device rejects it (BAD_DESC). Give a length of at least 1 byte.");
             }
 
-            var limit = 1UL << _device.Info.Capabilities.VaBits;
+            var limit = _device.VaLimit;
             var uses = opcode switch { Opcode.Copy => new[] { source, destination }, Opcode.Fill => [destination], _ => [source] };
             foreach (var dva in uses)
             {
@@ -258,9 +332,22 @@ public sealed partial class CommandQueue : IDisposable
         };
     }
 
-    private async ValueTask<CommandResult> SubmitWhenCreditAsync(Task credit, SubmissionDescriptor descriptor)
+    // The ring is full: wait for a credit, or for the queue to close (the caller's token ends the wait too).
+    private async ValueTask<CommandResult> SubmitWhenCreditAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken)
     {
-        await credit.ConfigureAwait(false);
+        ScheduleHooks.At(SchedulePoint.CreditWaiting);
+        using (var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token))
+        {
+            try
+            {
+                await _credits.WaitAsync(either.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                ThrowClosed();
+            }
+        }
+
         return await Post(ref descriptor).ConfigureAwait(false);
     }
 
@@ -285,6 +372,7 @@ public sealed partial class CommandQueue : IDisposable
                 _slots[slot] = source;
             }
 
+            ScheduleHooks.At(SchedulePoint.SubmitPosting);
             descriptor.Tag = (uint)slot | ((uint)_generations[slot] << 16);
             if (Mode == CompletionMode.Interrupt)
             {
@@ -311,10 +399,16 @@ public sealed partial class CommandQueue : IDisposable
 
     private unsafe int Harvest()
     {
+        ScheduleHooks.At(SchedulePoint.HarvestBegun);
         var seen = 0;
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         lock (_harvestLock)
         {
+            if (_ringsFreed)
+            {
+                return 0;
+            }
+
             var records = (CompletionRecord*)_cq.Pointer;
             while (true)
             {
@@ -327,6 +421,20 @@ public sealed partial class CommandQueue : IDisposable
                 }
 
                 var copy = *record;
+                if (!IsLive(copy.Tag))
+                {
+                    if (!ProducedByDevice(_cqHead))
+                    {
+                        break; // a PHASE glitch: not a record the device produced (class remarks)
+                    }
+
+                    // CQ_TAIL passed it, so the device's record is complete in memory now (it writes the record before it
+                    // advances CQ_TAIL, and the register read is ordered after those writes): read it again, since what we
+                    // copied may be the glitch the device has just overwritten with a real completion.
+                    Interlocked.MemoryBarrier();
+                    copy = *record;
+                }
+
                 _cqHead++;
                 seen++;
                 Complete(in copy);
@@ -346,23 +454,64 @@ public sealed partial class CommandQueue : IDisposable
         return seen;
     }
 
+    // With the harvest lock held: the tag names a command in flight (slot in range, occupied, same generation).
+    private bool IsLive(uint tag)
+    {
+        var slot = (int)(tag & 0xFFFF);
+        return slot < _slots.Length && _slots[slot] is not null && _generations[slot] == (ushort)(tag >> 16);
+    }
+
+    // With the harvest lock held, for a record whose tag is not live: did the device produce the record at count
+    // `index` (CQ_TAIL past it), or does its slot only look new? One register read, on this rare path only.
+    private bool ProducedByDevice(ulong index)
+    {
+        var tail = _device.Backend.Read64(Reg(Fa1Registers.CqTail));
+        if (tail != Fa1Identity.DeviceLost && tail > index && tail - index <= (ulong)Entries)
+        {
+            return true;
+        }
+
+        Interlocked.Increment(ref _phaseGlitches);
+        if (_lastGlitchLogged != index)
+        {
+            _lastGlitchLogged = index;
+            LogPhaseGlitch(_logger, Index, index, tail);
+        }
+
+        return false;
+    }
+
     // With the harvest lock held.
     private void Complete(in CompletionRecord record)
     {
-        var slot = (int)(record.Tag & 0xFFFF);
-        var generation = (ushort)(record.Tag >> 16);
-        if (slot >= _slots.Length || _slots[slot] is not { } source || _generations[slot] != generation)
+        if (!IsLive(record.Tag))
         {
             Interlocked.Increment(ref _badCompletions);
             LogBadCompletion(_logger, Index, record.Tag);
             return;
         }
 
+        var slot = (int)(record.Tag & 0xFFFF);
+        var source = _slots[slot]!;
         _slots[slot] = null;
         _freeSlots.Push(slot);
         Interlocked.Decrement(ref _outstanding);
         Interlocked.Increment(ref _completed);
-        source.Complete(new CommandResult(record.Tag, record.Status, record.Faults, record.Result, record.StartCycle, record.EndCycle));
+        if (!Enum.IsDefined(record.Status) || (record.Status == CompletionStatus.Fault && record.Faults == 0))
+        {
+            // Spec 5: status 0..4; decision D18: a FAULT status always counts its fault.
+            Interlocked.Increment(ref _badCompletions);
+            LogBadStatus(_logger, Index, record.Tag, (ushort)record.Status, record.Faults);
+            source.Fail(new DeviceProtocolException($"Queue {Index}: the completion of tag 0x{record.Tag:X8} has status {(ushort)record.Status} with {record.Faults} faults; " +
+                "spec 5 allows statuses 0 to 4, and a FAULT status counts at least one fault (decision D18). The command's outcome is unknown: check the device (fpgaaccel info) and reset it."));
+        }
+        else
+        {
+            source.Complete(new CommandResult(record.Tag, record.Status, record.Faults, record.Result, record.StartCycle, record.EndCycle));
+        }
+
+        ScheduleHooks.At(SchedulePoint.CompletionDelivered);
+
         _credits.Release();
     }
 
@@ -398,9 +547,31 @@ public sealed partial class CommandQueue : IDisposable
         }
     }
 
+    // Spec 5: SQ_LOG2 = 0 disables the queue; D15: CQ_LOG2 = 0 leaves no completion ring (a teardown). The read back
+    // orders the writes before the rings are freed.
+    private void Detach(IDeviceBackend backend)
+    {
+        backend.Write64(Reg(Fa1Registers.SqLog2), 0);
+        backend.Write64(Reg(Fa1Registers.CqLog2), 0);
+        backend.Write64(Reg(Fa1Registers.SqBase), 0);
+        backend.Write64(Reg(Fa1Registers.CqBase), 0);
+        if (backend.Read64(Reg(Fa1Registers.SqLog2)) == Fa1Identity.DeviceLost)
+        {
+            throw new DeviceLostException($"while closing queue {Index}", backend.Description);
+        }
+    }
+
     private void ThrowIfClosing()
     {
         if (_closing)
+        {
+            ThrowClosed();
+        }
+    }
+
+    private void ThrowIfDisposed()
+    {
+        if (IsDisposed)
         {
             ThrowClosed();
         }
@@ -419,4 +590,13 @@ public sealed partial class CommandQueue : IDisposable
 
     [LoggerMessage(EventId = 42, Level = LogLevel.Warning, Message = "Queue {Queue}: completion with tag 0x{Tag:X8} names no command in flight; ignored")]
     private static partial void LogBadCompletion(ILogger logger, int queue, uint tag);
+
+    [LoggerMessage(EventId = 43, Level = LogLevel.Error, Message = "Queue {Queue}: completion slot {Index} shows a new PHASE but CQ_TAIL is {Tail}: not a record the device produced; left unconsumed")]
+    private static partial void LogPhaseGlitch(ILogger logger, int queue, ulong index, ulong tail);
+
+    [LoggerMessage(EventId = 44, Level = LogLevel.Error, Message = "Queue {Queue}: completion of tag 0x{Tag:X8} has status {Status} with {Faults} faults, which spec 5 does not allow; the command fails")]
+    private static partial void LogBadStatus(ILogger logger, int queue, uint tag, ushort status, ushort faults);
+
+    [LoggerMessage(EventId = 45, Level = LogLevel.Error, Message = "Queue {Queue} could not be detached from the device while closing")]
+    private static partial void LogDetachFailed(ILogger logger, int queue, Exception ex);
 }

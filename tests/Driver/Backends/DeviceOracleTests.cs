@@ -51,6 +51,42 @@ public class DeviceOracleTests
     }
 
     [Test]
+    public void ModelBackendAuditsThroughTheSeamAndReportsTheNewCounters()
+    {
+        // A driver bug made by hand: a downgrade to read-only without TLB_INV while the page stays mapped.
+        using var rig = new DmaRig(ClockMode.Virtual);
+        rig.ConfigureQueue(0);
+        rig.EnableContext(0);
+        var buffer = rig.MapBuffer(0, 4096);
+        rig.Run(0, DmaRig.Fill(buffer.Dva, 64, 1, 0));
+        rig.SetLeaf(0, buffer.Dva, PageTableEntry.Create(buffer.Iova, PteFlags.Valid | PteFlags.Read));
+
+        IDeviceOracle oracle = new ModelBackend(rig.Model).Oracle;
+        Assert.That(oracle.Audit(5), Is.Empty, "another context");
+        var found = oracle.Audit(0, buffer.Dva, 4096);
+        Assert.That(found, Has.Count.EqualTo(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(found[0].Kind, Is.EqualTo(DeviceAuditViolationKind.TlbEntryPermissionExceedsTable));
+            Assert.That(found[0].Context, Is.Zero);
+            Assert.That(found[0].Dva, Is.EqualTo(buffer.Dva));
+            Assert.That(found[0].Level, Is.EqualTo(3));
+            Assert.That(found[0].InstalledByDropin, Is.False);
+            Assert.That(found[0].ToString(), Does.Contain($"0x{buffer.Dva:X}"));
+        });
+
+        var report = oracle.Read();
+        var model = rig.Model.Oracle;
+        Assert.Multiple(() =>
+        {
+            Assert.That(report.AuditViolations, Is.EqualTo(1));
+            Assert.That(report.AuditViolations, Is.EqualTo(model.AuditViolations));
+            Assert.That(report.DropinMismatches, Is.EqualTo(model.DropinMismatches));
+            Assert.That(report.FreedMemoryAccesses, Is.EqualTo(model.FreedMemoryAccesses));
+        });
+    }
+
+    [Test]
     public void ModelBackendReportsAFaultLostToAReset()
     {
         using var rig = new DmaRig(ClockMode.Virtual);

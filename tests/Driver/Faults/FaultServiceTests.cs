@@ -52,6 +52,30 @@ public class FaultServiceTests : FaultServiceTestsBase
         await Task.CompletedTask;
     }
 
+    // The model's hostile-record hooks: a garbage record (a context beyond CAPS) and FQ_TAIL jumping past the ring. Both
+    // are counted and skipped; the service keeps its place and services the next real fault.
+    [Test]
+    public async Task GarbageRecordsAndATailJumpFromTheDeviceAreSkipped()
+    {
+        var model = new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual });
+        using var device = FpgaDevice.Open(model, new FpgaDeviceOptions { OnDemandBudgetPages = 64 });
+        var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode, RingLog2 = 6 });
+        using var buffer = HostBuffer.Allocate(4096);
+        using var context = device.CreateContext();
+        using var region = context.RegisterOnDemand(buffer, DmaAccess.ReadWrite);
+        using var queue = device.OpenQueue();
+
+        Assert.That(model.Model.InjectFaultRecord(new FaultRecord { Dva = 0x1000, Tag = 9, Context = 250, Sequence = 0 }), Is.True);
+        Assert.That(() => service.Metrics.BadRecords, Is.EqualTo(1).After(5000, 5));
+        Assert.That(model.Model.InjectFaultTailJump(1000), Is.True);
+        Assert.That(() => service.Metrics.BadRecords, Is.EqualTo(2).After(5000, 5));
+        Assert.That(service.IsRunning, Is.True);
+
+        var fill = await queue.FillAsync(context, (ulong)buffer.Address, 64, 1).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.That(fill.Status, Is.EqualTo(CompletionStatus.Ok));
+        Assert.That(device.Oracle!.Read().BadRingHeadWrites, Is.Zero, "FQ_HEAD was never written past FQ_TAIL");
+    }
+
     /// <summary>
     /// Wraps the model and, on demand, writes a malformed record into the driver's fault ring and
     /// advances the FQ_TAIL the driver sees: a device that cannot be trusted.

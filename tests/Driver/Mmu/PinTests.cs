@@ -71,8 +71,9 @@ public class PinTests
         Assert.That(level, Is.EqualTo(2), "a 2 MiB leaf at level 2");
         Assert.That(pte.IsLeafBit && pte.Writable, Is.True);
         Assert.That(pte.Address, Is.EqualTo((ulong)buffer.Address + _device.Mmu.Layout.Delta));
-        Assert.That(context.PageTableTables, Is.EqualTo(3), "root, level 1, level 2: no level-3 tables for huge leaves");
-        Assert.That(_device.IommuMappedPages - before, Is.EqualTo(1024 + 2), "4 MiB = 1024 IOMMU pages, plus the level-1 and level-2 tables");
+        Assert.That(context.PageTableTables, Is.EqualTo(5),
+            "root, level 1, level 2, and below each 2 MiB leaf its level-3 table, kept up to date so a split or a stale walk-cache pointer never needs a new one");
+        Assert.That(_device.IommuMappedPages - before, Is.EqualTo(1024 + 4), "4 MiB = 1024 IOMMU pages, plus the level-1, level-2 and two level-3 tables");
     }
 
     [Test]
@@ -104,13 +105,39 @@ public class PinTests
         Assert.That(_device.IommuMappedPages, Is.GreaterThanOrEqualTo(2));
     }
 
+    // Issue 11, defect 8: the model's IOMMU is type1v2 (decision D31) and refuses an unmap that splits a mapping.
+    [Test]
+    public void OverlappingPinsWithADowngradeReleaseInUnitsTheKernelAccepts()
+    {
+        using var buffer = HostBuffer.Allocate(4 * 4096);
+        using var context = _device.CreateContext();
+        context.Pin(buffer, DmaAccess.DeviceRead).Dispose(); // the context's page tables now exist (they stay until it is disposed)
+        var pinnedBefore = _device.PinnedBytes;
+        var pagesBefore = _device.IommuMappedPages;
+        var whole = context.Pin(buffer, DmaAccess.ReadWrite);
+        var inner = context.Pin(buffer.Address + 4096, 4096, DmaAccess.DeviceRead);
+        whole.Dispose(); // page 1 keeps its reader: the pages around it must not be unmapped out of the map call that covers them
+        Assert.That(context.Translation((ulong)buffer.Address + 4096, out _).Writable, Is.False, "the downgrade to read-only");
+        Assert.That(_device.Oracle!.Audit(context.Index), Is.Empty, "a cached translation outlived the downgrade");
+        Assert.That(context.Translation((ulong)buffer.Address, out _).Valid, Is.False);
+        inner.Dispose();
+        Assert.That(_device.PinnedBytes, Is.EqualTo(pinnedBefore), "the charge drifted");
+        Assert.That(_device.IommuMappedPages, Is.EqualTo(pagesBefore), "a mapping was left behind");
+        using var again = context.Pin(buffer, DmaAccess.ReadWrite); // a leftover mapping would make this EEXIST
+        Assert.That(_device.PinnedBytes - pinnedBefore, Is.EqualTo(4UL * 4096));
+    }
+
     [Test]
     public void PinChargesPagesOnceAcrossOverlapsAndContexts()
     {
         using var buffer = HostBuffer.Allocate(4 * 4096);
         using var a = _device.CreateContext();
         using var b = _device.CreateContext();
-        const ulong tables = 3 * 4096; // levels 1, 2 and 3 below a context's root: page tables are pinned DMA memory too
+        // Levels 1, 2 and 3 below a context's root: page tables are pinned DMA memory too. One of each, unless
+        // mmap placed the buffer across a 2 MiB (or 1 GiB, 512 GiB) boundary, which takes one more table of that level.
+        var first = (ulong)buffer.Address;
+        var last = first + buffer.Length - 1;
+        var tables = 4096UL * (ulong)((int)((last >> 39) - (first >> 39)) + 1 + (int)((last >> 30) - (first >> 30)) + 1 + (int)((last >> 21) - (first >> 21)) + 1);
         var before = _device.PinnedBytes;
         using var p1 = a.Pin(buffer, DmaAccess.DeviceRead);
         Assert.That(_device.PinnedBytes - before, Is.EqualTo((4UL * 4096) + tables));
@@ -147,7 +174,11 @@ public class PinTests
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(unchecked((nint)0x7FFF_FFFF_F000), 1UL << 48, DmaAccess.DeviceRead))!.Message, Does.Contain("overflows"));
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(buffer.Address, 4096, DmaAccess.None))!.Message, Does.Contain("access None"));
 
+        // Freed between two live neighbours (mmap places them side by side): the 4 KiB hole cannot be taken by
+        // a larger mapping another thread makes meanwhile (a thread stack would otherwise land right there).
+        using var above = HostBuffer.Allocate(4096);
         var freed = HostBuffer.Allocate(4096);
+        using var below = HostBuffer.Allocate(4096);
         var address = freed.Address;
         freed.Dispose();
         Assert.That(Assert.Throws<PinRejectedException>(() => context.Pin(freed, DmaAccess.DeviceRead))!.Message, Does.Contain("already freed"));
