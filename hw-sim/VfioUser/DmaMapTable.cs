@@ -428,6 +428,10 @@ internal sealed class DmaMapTable
     }
 
     // Outside _lock: the IOMMU unmap waits for in-flight device accesses, which never wait for this table.
+    // The model's IOMMU holds the server's view of the client's file for as long as it maps a piece of it (D32, as
+    // pin_user_pages holds guest pages): the view is disposed only after its pieces are unmapped, and should a hold
+    // still be taken (the model disposed first unmapped them already), the munmap waits for it rather than pull the
+    // memory from under the device.
     private void Release(ClientMapping mapping)
     {
         UnmapPieces(mapping);

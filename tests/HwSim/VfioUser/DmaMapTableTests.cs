@@ -33,6 +33,31 @@ public class DmaMapTableTests : VfioUserFixture
     }
 
     [Test]
+    public void TheIommuHoldsTheServersMappingOfClientMemoryExactlyWhileItMapsIt()
+    {
+        // The model's IOMMU pins as type1v2 does (D32): it holds the server's own mmap of the client's file for as long
+        // as it maps it, and the table unmaps that view from this process only once the IOMMU gave it back.
+        var (fd, _) = SharedFile(64 << 10);
+        Assert.That(Client.DmaMap(Iova, 32 << 10, fd: fd).Failed, Is.False);
+        EnableBusMaster();
+        Assert.That(Model.Iommu.TryPeek(Iova, out var page), Is.True);
+        var serverView = MemoryMapping.Find(page.Host);
+        Assert.That(serverView, Is.Not.Null, "the server's view is in the process's mapping registry");
+        Assert.That(serverView!.Holds, Is.EqualTo(1), "one IOMMU mapping, one hold");
+
+        Client.WriteConfig16(PciConfigRegisters.Command, PciConfigRegisters.CommandMemory);
+        Assert.That(serverView.Holds, Is.Zero, "bus master off: the IOMMU gave it back");
+        Assert.That(serverView.IsReleasedByOwner, Is.False, "the table still maps it for the client");
+        EnableBusMaster();
+        Assert.That(serverView.Holds, Is.EqualTo(1));
+
+        Assert.That(Client.DmaUnmap(Iova, 32 << 10).Failed, Is.False);
+        Assert.That(serverView.Holds, Is.Zero);
+        Assert.That(serverView.IsReleasedByOwner, Is.True, "the table let go of it once the client unmapped it");
+        Assert.That(MemoryMapping.Find(page.Host), Is.Not.SameAs(serverView), "no hold left: unlisted, so munmapped (the registry's invariant)");
+    }
+
+    [Test]
     public void TheDeviceCopiesThroughClientMemoryAndStopsWhenBusMasteringIsOff()
     {
         const ulong size = 8 << 20;
