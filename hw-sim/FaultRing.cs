@@ -147,6 +147,9 @@ internal sealed class FaultRing : DeviceBlock
         Interlocked.Increment(ref _answered);
     }
 
+    /// <summary>A fault held for room (raised, never recorded) ends without a record: the ring went away under it.</summary>
+    public void AbortHeld() => Interlocked.Increment(ref _answered);
+
     /// <summary>
     /// Writes <paramref name="fault"/>'s record if the ring has room: slot FQ_TAIL mod entries, then
     /// FQ_TAIL advances, IRQ_STATUS.FAULT latches and vector 0 fires. False while the ring is full

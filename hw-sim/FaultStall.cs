@@ -91,7 +91,21 @@ internal sealed class FaultStall
                         return FaultAnswer.Abandon;
                     }
 
-                    if (fault.Recorded || _faultRing.TryWriteRecord(fault))
+                    if (fault.Recorded)
+                    {
+                        break;
+                    }
+
+                    // D25: with no ring a fault ends its command at once. A fault still held for room when the
+                    // driver detaches the ring (FQ_LOG2 = 0) is such a fault: it aborts, and no record goes to the
+                    // detached ring (its base maps nothing: a write there would be FATAL).
+                    if (!_faultRing.IsConfigured)
+                    {
+                        _faultRing.AbortHeld();
+                        return FaultAnswer.Abort;
+                    }
+
+                    if (_faultRing.TryWriteRecord(fault))
                     {
                         break;
                     }

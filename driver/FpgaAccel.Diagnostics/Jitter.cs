@@ -186,20 +186,27 @@ public static class Jitter
         var workingPages = options.WorkingSetPages > 0 ? options.WorkingSetPages : Math.Max(2 * budget, 4 * commandPages);
         var slots = Math.Max(1, workingPages / Math.Max(1, commandPages) / (options.Operation == JitterOperation.Copy ? 2 : 1));
         var stride = (ulong)commandPages * PageTableFormat.PageSize;
-        using var source = HostBuffer.Allocate(stride * (ulong)slots);
-        using var destination = HostBuffer.Allocate(stride * (ulong)slots);
-        new Random(1).NextBytes(source.Span);
+        var bytes = stride * (ulong)slots;
+
+        // Both buffers start on a 2 MiB boundary (HostBuffer aligns a buffer of 2 MiB or more), and the stream uses
+        // their first `bytes`: so where its pages fall in 2 MiB chunks, TLB sets and invalidation ranges does not
+        // depend on where mmap put them, and on the virtual clock the same options give the same device timestamps
+        // run after run (spec 7). Only the used prefix is pinned or registered.
+        var allocation = Math.Max(bytes, PageTableFormat.HugePageSize);
+        using var source = HostBuffer.Allocate(allocation);
+        using var destination = HostBuffer.Allocate(allocation);
+        new Random(1).NextBytes(source.Span[..(int)bytes]);
         using var context = device.CreateContext(new ContextOptions { NoFault = mode == BufferMode.Pinned });
         IDisposable a, b;
         if (mode == BufferMode.Pinned)
         {
-            a = context.Pin(source, DmaAccess.DeviceRead);
-            b = context.Pin(destination, DmaAccess.ReadWrite);
+            a = context.Pin(source.Address, bytes, DmaAccess.DeviceRead);
+            b = context.Pin(destination.Address, bytes, DmaAccess.ReadWrite);
         }
         else
         {
-            a = context.RegisterOnDemand(source, DmaAccess.DeviceRead);
-            b = context.RegisterOnDemand(destination, DmaAccess.ReadWrite);
+            a = context.RegisterOnDemand(source.Address, bytes, DmaAccess.DeviceRead);
+            b = context.RegisterOnDemand(destination.Address, bytes, DmaAccess.ReadWrite);
         }
 
         try

@@ -169,6 +169,37 @@ public class FaultRingTests
     }
 
     [Test]
+    public void HeldFaultAbortsWhenTheRingIsDetached()
+    {
+        // D25: no ring means a fault ends its command at once. A fault held for room (never recorded) when the driver
+        // detaches the ring (FQ_LOG2 = 0, as a stopping fault service does) is such a fault: it aborts its command, and
+        // the device writes no record to the detached ring's base (which would be FATAL: nothing is mapped there).
+        using var rig = NewRig();
+        rig.MapBuffer(Ctx, 4096, PteFlags.Read);
+        const ulong dva = 0x4400_0000_0000;
+        rig.Submit(Queue, DmaRig.Crc(dva, 64, Ctx));
+        for (var seq = 0u; seq < 64; seq++)
+        {
+            rig.Respond(rig.WaitFaultRecord(seq), FaultResponseCode.Retry);
+        }
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (rig.Read(Fa1Registers.FqStalls) == 0)
+        {
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "the 65th fault never stalled");
+            Thread.Sleep(1);
+        }
+
+        rig.Model.Write64(Fa1Registers.FqLog2, 0);
+        rig.Model.Write64(Fa1Registers.FqBase, 0);
+        var c = rig.NextCompletion(Queue);
+        Assert.That(c.Status, Is.EqualTo(CompletionStatus.Fault), "the held fault aborted its command");
+        Assert.That(c.Faults, Is.EqualTo(65));
+        Assert.That(rig.Read(Fa1Registers.Status) & (ulong)StatusBits.Fatal, Is.Zero, "no record went to the detached ring");
+        Assert.That(rig.Model.Oracle.LostFaults, Is.Zero);
+    }
+
+    [Test]
     public void NoFaultContextAbortsWithoutRecord()
     {
         using var rig = NewRig();

@@ -15,7 +15,8 @@ internal delegate PteFlags DesiredTranslation(ulong dva, out bool mayJoinHugeLea
 /// <param name="Promoted">A level-2 entry that pointed to a level-3 table became a 2 MiB leaf: the walk cache may
 /// keep the pointer. The table stays linked below the leaf and up to date (so the walk cache still translates right),
 /// but the caller invalidates and fences so that no cached entry points at a table the root no longer reaches.</param>
-/// <param name="FirstDva">First DVA of the chunks that changed so.</param>
+/// <param name="FirstDva">First DVA whose cached translation may be wrong now: the first page that lost something, or the
+/// start of a chunk whose level-2 entry changed.</param>
 /// <param name="EndDva">One past the last such DVA.</param>
 internal readonly record struct PageTableChange(bool Removed, bool Promoted, ulong FirstDva, ulong EndDva)
 {
@@ -184,13 +185,18 @@ internal sealed unsafe class PageTable : IDisposable
                 continue; // nothing mapped here and nothing to map
             }
 
-            var (lost, promotion) = WriteChunk(l2, chunk, want, any, uniform && any && _huge2M, pending);
-            if (lost || promotion)
+            var (lostFirst, lostEnd, promotion) = WriteChunk(l2, chunk, want, any, uniform && any && _huge2M, pending);
+            if (lostFirst < lostEnd || promotion)
             {
-                removed |= lost;
+                // Only the pages that changed are invalidated, unless the level-2 entry itself changed (a 2 MiB leaf
+                // replaced or made): then the TLB may hold a 2 MiB translation and the walk cache the pointer, so the
+                // whole chunk. A narrow range keeps a removal from dropping its neighbours' cached translations.
+                var first = promotion ? chunk : chunk + ((ulong)lostFirst << PageTableFormat.PageShift);
+                var end = promotion ? chunk + PageTableFormat.HugePageSize : chunk + ((ulong)lostEnd << PageTableFormat.PageShift);
+                removed |= lostFirst < lostEnd;
                 promoted |= promotion;
-                changedFirst = Math.Min(changedFirst, chunk);
-                changedEnd = Math.Max(changedEnd, chunk + PageTableFormat.HugePageSize);
+                changedFirst = Math.Min(changedFirst, first);
+                changedEnd = Math.Max(changedEnd, end);
             }
         }
 
@@ -238,9 +244,10 @@ internal sealed unsafe class PageTable : IDisposable
         return table;
     }
 
-    // Brings one chunk to the wanted state: its level-3 entries first, then its level-2 entry. Returns whether a
-    // translation lost validity or a permission, and whether a pointer to the level-3 table became a 2 MiB leaf.
-    private (bool Lost, bool Promoted) WriteChunk(Table l2, ulong chunk, Span<ulong> want, bool any, bool asHugeLeaf, PendingTables? pending)
+    // Brings one chunk to the wanted state: its level-3 entries first, then its level-2 entry. Returns the pages
+    // (indexes in the chunk, [LostFirst, LostEnd), empty when none) whose translation lost validity, a permission or
+    // its page, and whether a pointer to the level-3 table became a 2 MiB leaf.
+    private (int LostFirst, int LostEnd, bool Promoted) WriteChunk(Table l2, ulong chunk, Span<ulong> want, bool any, bool asHugeLeaf, PendingTables? pending)
     {
         var idx = PageTableFormat.Index(chunk, PageTableFormat.HugeLeafLevel);
         ref var slot = ref l2.Entries[idx];
@@ -250,7 +257,7 @@ internal sealed unsafe class PageTable : IDisposable
         {
             if (!any)
             {
-                return (false, false); // never mapped: a chunk with a translation always has its level-3 table
+                return (0, 0, false); // never mapped: a chunk with a translation always has its level-3 table
             }
 
             // A new level-3 table, filled completely before anything points at it.
@@ -265,40 +272,42 @@ internal sealed unsafe class PageTable : IDisposable
 
         // The level-3 entries first: whatever reaches this table (the level-2 entry, or a walk-cache pointer left from
         // before a promotion) then translates as the chunk should, before the level-2 entry changes.
-        var lost = UpdateEntries(child, want);
+        var (lostFirst, lostEnd) = UpdateEntries(child, want);
         var pointer = (child.Memory.Iova & PageTableEntry.AddressMask) | NonLeafFlags;
         var next = asHugeLeaf
             ? PageTableEntry.Create(_iommu.Layout.IovaOf(chunk), (PteFlags)(want[0] & PermissionBits) | PteFlags.Leaf).Raw
             : pointer;
         if (current.Raw == next)
         {
-            return (lost, false);
+            return (lostFirst, lostEnd, false);
         }
 
         Volatile.Write(ref slot, next);
         var wasHuge = current.Valid && current.IsLeafBit;
         if (wasHuge)
         {
-            // A 2 MiB leaf replaced (by another leaf, or split into the table): pages that lost a permission it
-            // gave need invalidation (the TLB may hold the 2 MiB translation).
+            // A 2 MiB leaf replaced (by another leaf, or split into the table): the TLB may hold the 2 MiB
+            // translation, so if any page lost a permission it gave, the whole chunk is invalidated.
             for (var i = 0; i < want.Length; i++)
             {
                 if ((current.Raw & ~want[i] & PermissionBits) != 0)
                 {
-                    return (true, false);
+                    return (0, want.Length, false);
                 }
             }
 
-            return (lost, false);
+            return (lostFirst, lostEnd, false);
         }
 
-        return (lost, current.Raw == pointer && asHugeLeaf);
+        return (lostFirst, lostEnd, current.Raw == pointer && asHugeLeaf);
     }
 
-    // Stores the wanted entries that differ. True when one lost validity, a permission, or its page.
-    private static bool UpdateEntries(Table table, Span<ulong> want)
+    // Stores the wanted entries that differ. Returns the index range [First, End) of the entries that lost validity,
+    // a permission, or their page (empty when none did).
+    private static (int First, int End) UpdateEntries(Table table, Span<ulong> want)
     {
-        var lost = false;
+        var first = want.Length;
+        var end = 0;
         for (var i = 0; i < want.Length; i++)
         {
             ref var e = ref table.Entries[i];
@@ -309,11 +318,15 @@ internal sealed unsafe class PageTable : IDisposable
             }
 
             Volatile.Write(ref e, want[i]);
-            lost |= (old & (ulong)PteFlags.Valid) != 0
-                && (want[i] == 0 || (old & ~want[i] & PermissionBits) != 0 || (old & PageTableEntry.AddressMask) != (want[i] & PageTableEntry.AddressMask));
+            if ((old & (ulong)PteFlags.Valid) != 0
+                && (want[i] == 0 || (old & ~want[i] & PermissionBits) != 0 || (old & PageTableEntry.AddressMask) != (want[i] & PageTableEntry.AddressMask)))
+            {
+                first = Math.Min(first, i);
+                end = i + 1;
+            }
         }
 
-        return lost;
+        return first < end ? (first, end) : (0, 0);
     }
 
     private Table NewTable(int level)

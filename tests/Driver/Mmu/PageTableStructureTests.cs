@@ -68,6 +68,26 @@ public class PageTableStructureTests
             Is.EqualTo((ulong)Crc32C.Compute(buffer.Span)));
     }
 
+    // A removal invalidates the pages whose translation changed, not their whole 2 MiB chunk: dropping the cached
+    // translations of unrelated neighbours made the device's work depend on where buffers happened to lie (jitter on the
+    // virtual clock differed from run to run) and costs a walk per neighbour after every eviction.
+    [Test]
+    public void RemovalInvalidatesOnlyThePagesThatChanged()
+    {
+        var backend = new InvalidationRecorder(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }));
+        using var device = FpgaDevice.Open(backend);
+        using var buffer = HostBuffer.Allocate(8 * PageTableFormat.PageSize);
+        using var context = device.CreateContext();
+        using var kept = context.Pin(buffer.Address, 4 * PageTableFormat.PageSize, DmaAccess.ReadWrite);
+        var removed = context.Pin(buffer.Address + (nint)(5 * PageTableFormat.PageSize), PageTableFormat.PageSize, DmaAccess.ReadWrite);
+        backend.Ranges.Clear();
+
+        context.Unpin(removed);
+
+        Assert.That(backend.Ranges, Is.EqualTo(new[] { ((ulong)buffer.Address + (5 * PageTableFormat.PageSize), 1UL) }),
+            "one invalidation, of the one page unpinned");
+    }
+
     // Defect 4: a removal frees only what it unlinked itself. A pin promotes a chunk (unlinking its level-3
     // table, which the walk cache holds) while an unpin elsewhere waits for its own fence: that fence was issued
     // before the unlink, so the unpin must not free the table; the device walks through it until the pin's own
@@ -169,6 +189,27 @@ public class PageTableStructureTests
             {
                 _held.Set();
                 _release.Wait(TimeSpan.FromSeconds(30));
+            }
+
+            base.Write64(offset, value);
+        }
+    }
+
+    // Records the range of every INV_CMD: INV_ADDR and INV_PAGES as they were when the command was written.
+    private sealed class InvalidationRecorder(IDeviceBackend inner) : DelegatingBackend(inner)
+    {
+        private ulong _addr;
+        private ulong _pages;
+
+        public List<(ulong Address, ulong Pages)> Ranges { get; } = [];
+
+        public override void Write64(uint offset, ulong value)
+        {
+            switch (offset)
+            {
+                case Fa1Registers.InvAddr: _addr = value; break;
+                case Fa1Registers.InvPages: _pages = value; break;
+                case Fa1Registers.InvCmd: lock (Ranges) { Ranges.Add((_addr, _pages)); } break;
             }
 
             base.Write64(offset, value);
