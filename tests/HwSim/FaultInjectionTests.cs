@@ -223,6 +223,10 @@ public class FaultInjectionTests
             Assert.That(rig.Bytes(dst.Iova, length)[8192..].ToArray(), Is.All.EqualTo(0));
             Assert.That(rig.Read(Fa1Registers.Queue(0, Fa1Registers.CqTail)), Is.Zero);
         });
+
+        // R4: the hung lane holds no fence ticket, so a driver's invalidation still completes.
+        rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand(0, InvalidationScope.Context).Raw);
+        Assert.That(WaitInvDone(rig.Model, 1), Is.EqualTo(1UL));
     }
 
     [Test]
