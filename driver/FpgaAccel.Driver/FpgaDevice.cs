@@ -136,6 +136,12 @@ public sealed partial class FpgaDevice : IDisposable
 
     internal DeviceHealth Health => _health ?? throw new DisposedResourceException("The FA-1 device");
 
+    /// <summary>
+    /// The backend's fault injection when it has one (the model: removal and return, a hung engine, lost MSI-X,
+    /// a stuck INV_DONE, FATAL, garbage records), for test harnesses and the stress run; null on a board.
+    /// </summary>
+    public IDeviceFaultInjection? FaultInjection => Backend.FaultInjection;
+
     /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
     public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
 

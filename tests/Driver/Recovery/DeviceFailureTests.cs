@@ -60,7 +60,7 @@ public class DeviceFailureTests(CompletionMode mode)
 
             var mappedWithPin = device.IommuMappedPages;
             var watch = Stopwatch.StartNew();
-            backend.Device.SurpriseRemove();
+            backend.Device.Inject.RemoveFromBus();
             var all = inFlight.Concat(waiting).Append(held).ToArray();
             var released = Task.WhenAll(all.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)).Append(unpin.ContinueWith(_ => { }, TaskScheduler.Default)));
             Assert.That(await Task.WhenAny(released, Task.Delay(s_bound)), Is.SameAs(released), "a waiter was not released after the removal");
@@ -98,7 +98,7 @@ public class DeviceFailureTests(CompletionMode mode)
         using var context = device.CreateContext();
         var queue = device.OpenQueue(0, 8, mode);
         Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
-        backend.Device.SurpriseRemove();
+        backend.Device.Inject.RemoveFromBus();
         var late = queue.NopAsync(context).AsTask();
         var ended = await Task.WhenAny(late, Task.Delay(s_bound));
         Assert.That(ended, Is.SameAs(late), "a command submitted to a removed device never ended");
@@ -134,11 +134,11 @@ public class DeviceFailureTests(CompletionMode mode)
                 states.Add(e.State);
             }
         };
-        backend.Device.SurpriseRemove();
+        backend.Device.Inject.RemoveFromBus();
         Assert.That(async () => await lost.WaitAsync(s_bound), Throws.TypeOf<DeviceLostException>());
         Assert.That(device.Recover, Throws.TypeOf<DeviceLostException>().With.Message.Contains("did not come back"), "Recover waits, bounded, for the device");
 
-        backend.Device.Reinsert();
+        backend.Device.Inject.ReturnToBus();
         Assert.That(device.Recover(), Is.True);
         Assert.That(device.State, Is.EqualTo(DeviceState.Ready));
         Assert.That(device.Recoveries, Is.EqualTo(1));
@@ -205,7 +205,7 @@ public class DeviceFailureTests(CompletionMode mode)
         using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { DeviceTimeout = s_longTimeout });
         using var context = device.CreateContext();
         using var queue = device.OpenQueue(0, 4, mode);
-        backend.Device.RaiseInterrupt(InterruptCauses.Error);
+        backend.Device.Inject.RaiseSpuriousError();
         Assert.That(() => device.SpuriousErrorInterrupts, Is.EqualTo(1).After(5000, 5));
         Assert.That(device.State, Is.EqualTo(DeviceState.Ready));
         Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
@@ -291,10 +291,10 @@ public class DeviceFailureDetailTests
         backend.SwallowDoorbells = true;
         var lost = queue.NopAsync(context).AsTask();
         backend.SwallowDoorbells = false;
-        backend.Device.SurpriseRemove();
+        backend.Device.Inject.RemoveFromBus();
         Assert.That(async () => await lost.WaitAsync(s_bound), Throws.TypeOf<DeviceLostException>());
         await Task.Delay(100);
-        backend.Device.Reinsert();
+        backend.Device.Inject.ReturnToBus();
         Assert.That(() => device.State, Is.EqualTo(DeviceState.Ready).After(10_000, 10));
         Assert.That(device.Recoveries, Is.EqualTo(1));
         Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
