@@ -47,30 +47,30 @@ internal static class StressCommand
         command.SetAction(result => result.GetValue(inject) is { } kinds
             ? RunInjections(result, common, io, RecoveryStressOptions.ParseKinds(kinds), result.GetValue(seconds), result.GetValue(seed))
             : CliRunner.Run(result, common, io, options => options with
-        {
-            OnDemandBudgetPages = result.GetValue(budget),
-            Model = options.Model with { Seed = result.GetValue(seed) },
-        }, (device, json, output) =>
-        {
-            var stress = new StressOptions
             {
-                Duration = TimeSpan.FromSeconds(result.GetValue(seconds)),
-                Seed = result.GetValue(seed),
-                Threads = result.GetValue(threads),
-                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
-            };
-            var report = StressTest.RunAsync(device, stress, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
-            if (json)
+                OnDemandBudgetPages = result.GetValue(budget),
+                Model = options.Model with { Seed = result.GetValue(seed) },
+            }, (device, json, output) =>
             {
-                WriteJson(report, output);
-            }
-            else
-            {
-                WriteText(report, output);
-            }
+                var stress = new StressOptions
+                {
+                    Duration = TimeSpan.FromSeconds(result.GetValue(seconds)),
+                    Seed = result.GetValue(seed),
+                    Threads = result.GetValue(threads),
+                    FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+                };
+                var report = StressTest.RunAsync(device, stress, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
+                if (json)
+                {
+                    WriteJson(report, output);
+                }
+                else
+                {
+                    WriteText(report, output);
+                }
 
-            return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
-        }));
+                return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
+            }));
         return command;
     }
 
