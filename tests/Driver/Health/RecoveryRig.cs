@@ -4,7 +4,7 @@ using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
 using FpgaAccel.Tests.Support;
 
-namespace FpgaAccel.Tests.Driver.Recovery;
+namespace FpgaAccel.Tests.Driver.Health;
 
 /// <summary>
 /// The model behind a backend that can hold work back, so that waiters are really outstanding when the device fails:

@@ -8,7 +8,7 @@ using FpgaAccel.Interop;
 using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
-namespace FpgaAccel.Tests.Driver.Recovery;
+namespace FpgaAccel.Tests.Driver.Health;
 
 /// <summary>
 /// Issue 12: a device that falls off the bus, goes FATAL or hangs releases every waiter with a typed exception (commands
@@ -165,6 +165,31 @@ public class DeviceFailureTests(CompletionMode mode)
             }
         }, Is.EqualTo(new[] { DeviceState.Lost, DeviceState.Recovering, DeviceState.Lost, DeviceState.Recovering, DeviceState.Ready }).After(5000, 5));
         Assert.That(device.FatalError, Is.Null);
+    }
+
+    // While Recover() waits for the device to come back, other threads still read it (the interrupt dispatcher reads
+    // IRQ_STATUS when woken, the health check STATUS) and see all ones: that verdict belongs to the recovery, which must
+    // then succeed once the device is back instead of being failed from outside (the stress run's unexpected loss).
+    [Test]
+    public async Task AnotherThreadSeeingAllOnesDoesNotFailARecoveryInProgress()
+    {
+        var backend = HoldingBackend.Create();
+        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { DeviceTimeout = s_longTimeout, RecoverTimeout = TimeSpan.FromSeconds(10) });
+        using var context = device.CreateContext();
+        using var queue = device.OpenQueue(0, 8, mode);
+        backend.Device.Inject.RemoveFromBus();
+        Assert.That(device.Health.ReportAllOnes("in STATUS (the test)"), Is.True);
+        Assert.That(device.State, Is.EqualTo(DeviceState.Lost));
+
+        var recovery = Task.Run(device.Recover);
+        Assert.That(() => device.State, Is.EqualTo(DeviceState.Recovering).After(5000, 1));
+        Assert.That(await Task.Run(() => device.Health.ReportAllOnes("in IRQ_STATUS (another thread)")), Is.True, "the device does read all ones");
+        Assert.That(device.State, Is.EqualTo(DeviceState.Recovering), "only the recovery moves the state while it runs");
+
+        backend.Device.Inject.ReturnToBus();
+        Assert.That(await recovery.WaitAsync(s_bound), Is.True);
+        Assert.That(device.State, Is.EqualTo(DeviceState.Ready));
+        Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
     }
 
     [TestCase(FatalCause.UnmappedIova)]
