@@ -53,6 +53,10 @@ internal sealed partial class DeviceHealth : IDisposable
     private long _sweeps;
     private int _draining;
     private int _autoAttempts;
+
+    // The managed thread running the recovery (set before the move into Recovering, by the caller of BeginRecovery, which
+    // holds FpgaDevice's recovery lock, so one recovery at a time): the only thread that may fail the device while Recovering.
+    private int _recoveryThread;
     private TimeSpan _backoff;
     private volatile bool _stopping;
 
@@ -124,6 +128,16 @@ internal sealed partial class DeviceHealth : IDisposable
     public bool Fail(DeviceState state, string cause, FpgaAccelException error)
     {
         Debug.Assert(state is DeviceState.Lost or DeviceState.Fatal or DeviceState.Hung);
+
+        // While Recovering, the recovery owns the verdict: it is waiting for the device (which reads all ones until it is
+        // back) or resetting it (which clears a FATAL), and checks the registers itself when done. A verdict from another
+        // thread then (the interrupt dispatcher reading IRQ_STATUS, the health check) would fail a recovery that is going
+        // to succeed; its waiters were released when the device failed, and new commands wait for Ready.
+        if (State == DeviceState.Recovering && Volatile.Read(ref _recoveryThread) != Environment.CurrentManagedThreadId)
+        {
+            return false;
+        }
+
         if (!Move(state, cause, error))
         {
             return false;
@@ -135,7 +149,11 @@ internal sealed partial class DeviceHealth : IDisposable
     }
 
     /// <summary>From a failed state to Recovering. False when the device is Ready or recovering already.</summary>
-    public bool BeginRecovery(string cause) => Move(DeviceState.Recovering, cause, Failure);
+    public bool BeginRecovery(string cause)
+    {
+        Volatile.Write(ref _recoveryThread, Environment.CurrentManagedThreadId);
+        return Move(DeviceState.Recovering, cause, Failure);
+    }
 
     /// <summary>Recovering to Ready: commands are accepted again.</summary>
     public bool EndRecovery(string cause)
