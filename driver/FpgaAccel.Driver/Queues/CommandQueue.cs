@@ -86,6 +86,9 @@ public sealed partial class CommandQueue : IDisposable
     private ulong _lastGlitchLogged = ulong.MaxValue;
     private int _disposed;
     private readonly long[] _submittedAt;
+
+    // Stopwatch timestamp of the last harvest that completed anything (the health check's progress signal).
+    private long _lastCompletionAt;
     private volatile FpgaAccelException? _failure;
 
     internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ILogger logger)
@@ -380,10 +383,19 @@ public sealed partial class CommandQueue : IDisposable
     /// <summary>On the health thread: in interrupt mode, harvests what a lost COMPLETION message left in the ring.</summary>
     internal int HealthHarvest() => Mode == CompletionMode.Interrupt && !_closing && Outstanding > 0 ? Harvest() : 0;
 
+    /// <summary>A command this many deadlines old is overdue even while its queue completes others.</summary>
+    internal const int HardLimitFactor = 4;
+
     /// <summary>
     /// On the health thread: the oldest command in flight longer than <paramref name="limit"/> (Stopwatch ticks), if
     /// any. A closing queue is left to its own bound (Dispose waits the device timeout, then fails what is left).
     /// </summary>
+    /// <remarks>
+    /// Hung means no progress, not slow progress: a command past <paramref name="limit"/> counts only while its queue has
+    /// also completed nothing for <paramref name="limit"/> (an engine that stopped consuming completes nothing; a loaded
+    /// host that delays the device's or the driver's threads delays a command but not every completion), and in any case
+    /// once it is past <see cref="HardLimitFactor"/> times the limit (a single command stuck behind progressing ones).
+    /// </remarks>
     internal bool FindOverdue(long now, long limit, out uint tag, out TimeSpan age)
     {
         tag = 0;
@@ -407,6 +419,12 @@ public sealed partial class CommandQueue : IDisposable
             if (oldest < 0)
             {
                 return false;
+            }
+
+            var quietFor = now - Math.Max(Volatile.Read(ref _lastCompletionAt), _submittedAt[oldest]);
+            if (quietFor <= limit && now - _submittedAt[oldest] <= HardLimitFactor * limit)
+            {
+                return false; // the queue completes work: slow, not hung
             }
 
             tag = (uint)oldest | ((uint)_generations[oldest] << 16);
@@ -594,6 +612,7 @@ public sealed partial class CommandQueue : IDisposable
             if (seen > 0)
             {
                 _device.Backend.Write64(Reg(Fa1Registers.CqHead), _cqHead);
+                Volatile.Write(ref _lastCompletionAt, Stopwatch.GetTimestamp());
             }
         }
 
