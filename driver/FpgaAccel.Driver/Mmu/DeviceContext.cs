@@ -232,8 +232,15 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         pin.Buffer?.RemoveUser(pin);
-        EndRemoval(change);
-        _mmu.Iommu.Release(first, end - first);
+        if (EndRemoval(change))
+        {
+            _mmu.Iommu.Release(first, end - first);
+        }
+        else
+        {
+            _mmu.Quarantine(first, end - first);
+        }
+
         LogUnpinned(_mmu.Logger, pin.Id, Index);
     }
 
@@ -338,10 +345,18 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         region.Buffer?.RemoveUser(region);
-        EndRemoval(change);
+        var fenced = EndRemoval(change);
         foreach (var page in present)
         {
-            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            if (fenced)
+            {
+                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            }
+            else
+            {
+                _mmu.Quarantine(page, PageTableFormat.PageSize);
+            }
+
             _mmu.Pager.Forget();
         }
 
@@ -592,8 +607,15 @@ public sealed partial class DeviceContext : IDisposable
             change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
         }
 
-        EndRemoval(change);
-        _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+        if (EndRemoval(change))
+        {
+            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+        }
+        else
+        {
+            _mmu.Quarantine(page, PageTableFormat.PageSize);
+        }
+
         Interlocked.Decrement(ref _presentOnDemand);
         return true;
     }
@@ -654,8 +676,11 @@ public sealed partial class DeviceContext : IDisposable
         }
     }
 
-    // Outside the lock: invalidate what changed, wait for the fence, end the removal.
-    private void EndRemoval(PageTableChange change)
+    // Outside the lock: invalidate what changed, wait for the fence, end the removal. False when the fence failed (the
+    // device lost, FATAL or hung: issue 12): the caller then keeps the pages mapped (DeviceMmu.Quarantine) until the
+    // device is known gone or reset, since it may still reach them through the old translation; the handle is gone
+    // either way, and the device's state tells the application what happened.
+    private bool EndRemoval(PageTableChange change)
     {
         ScheduleHooks.At(SchedulePoint.RemovalTableChanged);
         try
@@ -665,10 +690,35 @@ public sealed partial class DeviceContext : IDisposable
                 _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
                 ScheduleHooks.At(SchedulePoint.RemovalFenced);
             }
+
+            return true;
+        }
+        catch (FpgaAccelException ex)
+        {
+            LogRemovalUnfenced(_mmu.Logger, Index, change.FirstDva, ex);
+            return false;
         }
         finally
         {
             Interlocked.Decrement(ref _invalidationsActive);
+        }
+    }
+
+    /// <summary>After a reset (issue 12 recovery): CTX_ROOT and CTX_CTRL written again; the table itself lives in host memory.</summary>
+    internal bool Restore()
+    {
+        lock (Lock)
+        {
+            if (_disposed)
+            {
+                return false;
+            }
+
+            var backend = _mmu.Backend;
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxRoot), ContextRoot.Create(_table.RootIova, valid: true).Raw);
+            var ctrl = ContextControl.Enable | (NoFault ? ContextControl.NoFault : ContextControl.None);
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxCtrl), (ulong)ctrl);
+            return true;
         }
     }
 
@@ -875,6 +925,9 @@ public sealed partial class DeviceContext : IDisposable
 
     [LoggerMessage(EventId = 32, Level = LogLevel.Debug, Message = "Unpinned #{Id} in context {Context}")]
     private static partial void LogUnpinned(ILogger logger, long id, int context);
+
+    [LoggerMessage(EventId = 37, Level = LogLevel.Warning, Message = "Context {Context}: the fence of a removal at DVA 0x{Dva:X} failed; its pages stay mapped until the device is known gone or reset")]
+    private static partial void LogRemovalUnfenced(ILogger logger, int context, ulong dva, Exception ex);
 
     [LoggerMessage(EventId = 33, Level = LogLevel.Warning, Message = "Context {Context} disposed without a device fence")]
     private static partial void LogDisposeUnfenced(ILogger logger, int context, Exception ex);
