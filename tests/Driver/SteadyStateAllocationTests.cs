@@ -71,7 +71,7 @@ public class SteadyStateAllocationTests
     [Test]
     public async Task FaultServiceThreadAllocatesNothingPerFault()
     {
-        using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 8 });
+        using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 8, FaultAroundPages = 1 }); // one page per fault: this test counts faults page by page (fault-around has its own tests)
         var service = device.StartFaultService();
         using var buffer = HostBuffer.Allocate(32 * 4096);
         using var context = device.CreateContext();

@@ -258,6 +258,7 @@ public sealed partial class FaultService : IDisposable
             {
                 if (Drain() > 0)
                 {
+                    ReclaimAfterBatch();
                     Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
                     continue;
                 }
