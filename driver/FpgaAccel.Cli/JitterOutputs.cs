@@ -46,6 +46,17 @@ internal static class JitterOutputs
         w.WriteNumber("budget_pages", report.Budget);
         w.WriteString("service", report.Service);
         w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
+        var paging = report.Modes.Select(m => m.Paging).FirstOrDefault(p => p is not null);
+        if (paging is not null || report.Options.FaultAroundPages is not null)
+        {
+            w.WriteNumber("fault_around_pages", paging?.FaultAroundPages ?? report.Options.FaultAroundPages!.Value);
+        }
+        else
+        {
+            w.WriteNull("fault_around_pages");
+        }
+
+        w.WriteBoolean("prefetch", report.Options.Prefetch);
         w.WriteNumber("clock_hz", report.Device.Info.ClockHz);
         w.WriteEndObject();
         w.WriteStartObject("machine");
@@ -62,11 +73,26 @@ internal static class JitterOutputs
             w.WriteStartObject(ModeName(m.Mode));
             WriteStats(w, m.Host);
             w.WriteNumber("faults", m.Faults);
+            w.WriteNumber("faults_per_command", Math.Round(m.FaultsPerCommand, 4));
             w.WriteNumber("evictions", m.Evictions);
             w.WriteNumber("not_ok", m.NonOk);
             w.WriteStartObject("device");
             WriteStats(w, m.Device);
             w.WriteEndObject();
+            if (m.Paging is { } p)
+            {
+                w.WriteStartObject("paging");
+                w.WriteNumber("fault_around_pages", p.FaultAroundPages);
+                w.WriteBoolean("prefetch", p.Prefetch);
+                w.WriteNumber("fault_around_mapped", p.FaultAroundMapped);
+                w.WriteNumber("prefetched_pages", p.PrefetchedPages);
+                w.WriteNumber("eviction_batches", p.EvictionBatches);
+                w.WriteNumber("eviction_fences", p.EvictionFences);
+                w.WriteNumber("evictions_per_fence", p.EvictionFences == 0 ? 0 : Math.Round((double)m.Evictions / p.EvictionFences, 3));
+                w.WriteNumber("direct_reclaims", p.DirectReclaims);
+                w.WriteEndObject();
+            }
+
             if (m.FaultService is { } fs)
             {
                 w.WriteStartObject("fault_service");
