@@ -40,6 +40,7 @@ internal static class JitterCommand
                 r.AddError($"--fault-around {v} is not a power of two from 1 to 64 pages; use 1 to turn fault-around off.");
             }
         });
+        var stages = new Option<bool>("--fault-stages") { Description = "Time every step of each fault's service (wake-up, ring, lookup, reserve, pin, install, record, respond, reclaim) and print where the time goes." };
         var prefetch = new Option<bool>("--prefetch") { Description = "On demand: prefetch each command's ranges (OnDemandRegion.Prefetch) right before submitting it; the latency includes the prefetch." };
         var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." }.FilePath();
         var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." }.FilePath();
@@ -47,7 +48,7 @@ internal static class JitterCommand
 
         var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
         common.AddTo(command, withJson: false);
-        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, json, csv, svg })
+        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, stages, json, csv, svg })
         {
             command.Options.Add(o);
         }
@@ -61,7 +62,7 @@ internal static class JitterCommand
                 Count = result.GetValue(count),
                 Warmup = result.GetValue(warmup),
                 Completion = result.GetValue(completion) == "poll" ? CompletionMode.Poll : CompletionMode.Interrupt,
-                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block, TraceStages = result.GetValue(stages) },
                 FaultAroundPages = result.GetValue(faultAround),
                 Prefetch = result.GetValue(prefetch),
             };
@@ -162,7 +163,9 @@ internal static class JitterCommand
                 }
             });
 
-        var report = new JitterRunReport(device, options, budget, service, results);
+        // The wake-up floor of this machine, now: the fault service's time is read against it (issue 15).
+        var floor = results.Any(r => r.FaultService is not null) ? WakeupFloor.Measure() : null;
+        var report = new JitterRunReport(device, options, budget, service, results) { WakeupFloor = floor, StageTimes = device.Faults?.StageTimes ?? [] };
         Render(console, report);
         return report;
     }
@@ -190,6 +193,26 @@ internal static class JitterCommand
         if (report.TailRatio is { } ratio)
         {
             console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"tail ratio, on-demand p99.9 / pinned p99.9: {ratio:0.00}")));
+            var p50 = report.Modes.First(m => m.Mode == BufferMode.OnDemand).Host.P50 / Math.Max(1, report.Modes.First(m => m.Mode == BufferMode.Pinned).Host.P50);
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"p50 ratio, on-demand / pinned: {p50:0.00}")));
+        }
+
+        if (report.StageTimes.Count > 0)
+        {
+            var table = new Table().Title("where the fault service time goes (per fault; reclaim per batch)").AddColumns("step", "count", "p50", "p99", "mean");
+            foreach (var s in report.StageTimes)
+            {
+                table.AddRow(s.Stage.ToString().ToLowerInvariant(), s.Count.ToString(CultureInfo.InvariantCulture), JitterOutputs.FormatMicroseconds(s.P50Microseconds),
+                    JitterOutputs.FormatMicroseconds(s.P99Microseconds), JitterOutputs.FormatMicroseconds(s.MeanMicroseconds));
+            }
+
+            console.Write(table);
+        }
+
+        if (report.WakeupFloor is { } floor)
+        {
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"eventfd wake-up floor (write to epoll_wait return on another thread), {floor.Count} wake-ups: p50 {Us(floor.P50)}, p99 {Us(floor.P99)}; fault service p50 / floor p50: {report.ServiceToFloor:0.00}")));
         }
 
         foreach (var m in report.Modes)

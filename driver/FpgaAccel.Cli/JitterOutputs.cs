@@ -10,6 +10,16 @@ namespace FpgaAccel.Cli;
 /// <summary>What one jitter run measured, with its parameters, for the writers.</summary>
 internal sealed record JitterRunReport(FpgaDevice Device, JitterOptions Options, int Budget, string Service, IReadOnlyList<JitterModeResult> Modes)
 {
+    /// <summary>Where the fault service time went, step by step (with --fault-stages).</summary>
+    public IReadOnlyList<FpgaAccel.Driver.Faults.FaultStageTime> StageTimes { get; init; } = [];
+
+    /// <summary>The eventfd wake-up floor measured in the same run (ns), when faults were serviced.</summary>
+    public LatencyStats? WakeupFloor { get; init; }
+
+    /// <summary>Fault service time p50 over the wake-up floor's p50, when both were measured.</summary>
+    public double? ServiceToFloor =>
+        WakeupFloor is { P50: > 0 } floor && Modes.FirstOrDefault(m => m.FaultService is not null)?.FaultService is { } fs ? fs.P50 / floor.P50 : null;
+
     /// <summary>On-demand p99.9 over pinned p99.9 of host latency, when both ran.</summary>
     public double? TailRatio
     {
@@ -111,6 +121,37 @@ internal static class JitterOutputs
         }
 
         w.WriteEndObject();
+        if (report.StageTimes.Count > 0)
+        {
+            w.WriteStartObject("fault_stages_us");
+            foreach (var s in report.StageTimes)
+            {
+                w.WriteStartObject(s.Stage.ToString().ToLowerInvariant());
+                w.WriteNumber("count", s.Count);
+                w.WriteNumber("p50", Math.Round(s.P50Microseconds, 3));
+                w.WriteNumber("p99", Math.Round(s.P99Microseconds, 3));
+                w.WriteNumber("mean", Math.Round(s.MeanMicroseconds, 3));
+                w.WriteEndObject();
+            }
+
+            w.WriteEndObject();
+        }
+
+        if (report.WakeupFloor is { } floor)
+        {
+            w.WriteStartObject("wakeup_floor");
+            WriteStats(w, floor);
+            w.WriteEndObject();
+            w.WriteNumber("fault_service_to_floor_p50", Math.Round(report.ServiceToFloor ?? 0, 3));
+        }
+
+        var pinnedMode = report.Modes.FirstOrDefault(m => m.Mode == BufferMode.Pinned);
+        var onDemandMode = report.Modes.FirstOrDefault(m => m.Mode == BufferMode.OnDemand);
+        if (pinnedMode is { Host.P50: > 0 } && onDemandMode is not null)
+        {
+            w.WriteNumber("p50_ratio", Math.Round(onDemandMode.Host.P50 / pinnedMode.Host.P50, 3));
+        }
+
         if (report.TailRatio is { } ratio)
         {
             w.WriteNumber("tail_ratio_p999", Math.Round(ratio, 3));

@@ -13,11 +13,23 @@ public sealed partial class FaultService
     /// and left: the faults were answered, and the next fault that finds the budget full reclaims on its own path. A lost
     /// device ends the service as everywhere else.
     /// </summary>
+    private readonly FaultStageTrace? _trace;
+
+    /// <summary>
+    /// Where the service time went, step by step (median, p99, mean over the last 16384 faults of each step), when
+    /// started with <see cref="FaultServiceOptions.TraceStages"/>; empty otherwise.
+    /// </summary>
+    public IReadOnlyList<FaultStageTime> StageTimes => _trace?.Summary() ?? [];
+
     private void ReclaimAfterBatch()
     {
         try
         {
-            _mmu.Pager.ReclaimAboveHighWatermark();
+            _trace?.Restart();
+            if (_mmu.Pager.ReclaimAboveHighWatermark() > 0)
+            {
+                _trace?.Mark(FaultStage.Reclaim);
+            }
         }
         catch (FpgaAccelException ex) when (ex is not DeviceLostException)
         {

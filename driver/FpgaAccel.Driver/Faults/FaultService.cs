@@ -56,6 +56,7 @@ public sealed partial class FaultService : IDisposable
         _entries = 1u << options.RingLog2;
         _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
         _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
+        _trace = options.TraceStages ? new FaultStageTrace(device.Backend, device.Info.ClockHz) : null;
         Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages, () => _mmu.Pager.LimitEvictions);
         _onWake = () => _wake!.Signal();
         EventFd? claimed = null;
@@ -249,6 +250,8 @@ public sealed partial class FaultService : IDisposable
 
     private void Run()
     {
+        _trace?.Own();
+        _mmu.FaultTrace = _trace;
         Span<EpollReady> ready = stackalloc EpollReady[2];
         var idleMs = (int)Math.Clamp(_options.IdlePoll.TotalMilliseconds, 1, int.MaxValue);
         var allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
@@ -291,6 +294,10 @@ public sealed partial class FaultService : IDisposable
         finally
         {
             _running = false;
+            if (_trace is not null)
+            {
+                _mmu.FaultTrace = null;
+            }
         }
     }
 
@@ -331,6 +338,8 @@ public sealed partial class FaultService : IDisposable
             return 0;
         }
 
+        _trace?.BeginBatch();
+
         if (available > _entries)
         {
             // The device claims more records than the ring holds: not a state the spec allows.
@@ -365,6 +374,8 @@ public sealed partial class FaultService : IDisposable
         }
 
         Metrics.Fault();
+        _trace?.Wake(record.Cycle);
+        _trace?.Mark(FaultStage.Ring);
         var invalidationsBefore = _mmu.Invalidator.Issued;
         var write = (record.Flags & FaultRecordFlags.Write) != 0;
         var context = _mmu.Context(record.Context);
@@ -414,6 +425,8 @@ public sealed partial class FaultService : IDisposable
         {
             Metrics.ServiceTime((now - record.Cycle) * _microsecondsPerCycle);
         }
+
+        _trace?.Mark(FaultStage.Respond);
     }
 
     // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA

@@ -36,6 +36,12 @@ public sealed record FaultServiceOptions
     /// </summary>
     public TimeSpan IdlePoll { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Time each step of every fault's service (<see cref="FaultService.StageTimes"/>): where the service time goes. Off by
+    /// default (a timestamp per step, and one CYCLES read per drain).
+    /// </summary>
+    public bool TraceStages { get; init; }
+
     /// <summary>Checks every setting; throws <see cref="InvalidDeviceOptionException"/> naming the first one out of range.</summary>
     public void Validate()
     {

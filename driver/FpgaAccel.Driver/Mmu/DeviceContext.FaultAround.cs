@@ -70,6 +70,7 @@ public sealed partial class DeviceContext
 
         // Places within the budget: the faulting page's always; neighbours forward first, as far as there is room.
         var granted = (ulong)_mmu.Pager.Reserve(queue, (int)(forward + backward));
+        _mmu.FaultTrace?.Mark(FaultStage.Reserve);
         forward = Math.Min(forward, granted);
         backward = Math.Min(backward, granted - forward);
         var first = page - (backward * PageTableFormat.PageSize);
@@ -90,12 +91,15 @@ public sealed partial class DeviceContext
         }
 
         ScheduleHooks.At(SchedulePoint.FaultPagePinned);
+        _mmu.FaultTrace?.Mark(FaultStage.Pin);
         Span<ulong> installed = stackalloc ulong[(MaxFaultAroundPages + 63) / 64];
         installed.Clear();
         if (!InstallRun(first, end, absent, started, installed))
         {
             return false;
         }
+
+        _mmu.FaultTrace?.Mark(FaultStage.Install);
 
         // Neighbours first, then the faulting page: the page an access needs is the youngest, and the only one the pager
         // protects for the queue (a neighbour is not needed by a stalled access).
@@ -126,6 +130,7 @@ public sealed partial class DeviceContext
         }
 
         _mmu.Pager.Record(this, page, queue);
+        _mmu.FaultTrace?.Mark(FaultStage.Record);
         leaf = LeafFor(page, new MirrorEntry(absent.Raw | (ulong)MirrorFlags.Present));
         return true;
     }

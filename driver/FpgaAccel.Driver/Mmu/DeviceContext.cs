@@ -492,6 +492,7 @@ public sealed partial class DeviceContext : IDisposable
             var entry = _mirror.Lookup(dva);
             region = entry.Region;
             ScheduleHooks.At(SchedulePoint.FaultLookedUp);
+            _mmu.FaultTrace?.Mark(FaultStage.Lookup);
             if (_disposed || !entry.Allows(write))
             {
                 return FaultOutcome.Abort;

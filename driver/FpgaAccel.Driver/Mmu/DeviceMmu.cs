@@ -36,6 +36,9 @@ internal sealed partial class DeviceMmu : IDisposable
     /// <summary>log2 of the fault-around window new on-demand regions start with (<see cref="FpgaDeviceOptions.FaultAroundPages"/>).</summary>
     public int FaultAroundLog2 { get; }
 
+    /// <summary>The running fault service's step timer, when it traces (<see cref="Faults.FaultServiceOptions.TraceStages"/>).</summary>
+    public Faults.FaultStageTrace? FaultTrace { get; set; }
+
     /// <summary>The paging instruments (meter <c>FpgaAccel.Driver</c>).</summary>
     public PagingMetrics PagingMetrics { get; }
 
