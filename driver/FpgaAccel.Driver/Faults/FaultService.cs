@@ -261,7 +261,11 @@ public sealed partial class FaultService : IDisposable
             {
                 if (Drain() > 0)
                 {
-                    ReclaimAfterBatch();
+                    if (!_options.ReclaimBeforeAnswer)
+                    {
+                        ReclaimAfterBatch();
+                    }
+
                     Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
                     continue;
                 }
@@ -394,6 +398,11 @@ public sealed partial class FaultService : IDisposable
             outcome = FaultOutcome.Abort;
             Metrics.Failure();
             LogFailureLimited(record.Context, record.Dva, write, ex);
+        }
+
+        if (_options.ReclaimBeforeAnswer)
+        {
+            ReclaimAfterBatch(); // the access is stalled: the batch meets the device at a point its own clock fixes
         }
 
         var b = _device.Backend;
