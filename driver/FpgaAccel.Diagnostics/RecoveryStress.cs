@@ -154,7 +154,7 @@ public static class RecoveryStress
     public static readonly TimeSpan ReleaseBound = TimeSpan.FromMilliseconds(100);
 
     // How long a lost-irq or garbage injection must leave the device Ready, after every queue progressed, to count as handled.
-    private static readonly TimeSpan SettleTime = TimeSpan.FromMilliseconds(30);
+    private static readonly TimeSpan s_settleTime = TimeSpan.FromMilliseconds(30);
 
     private const int BufferBytes = 16 * 1024;
 
@@ -322,7 +322,7 @@ public static class RecoveryStress
                     {
                         // Settle: a garbage tail jump fails the device when the fault service reads FQ_TAIL, which may
                         // come after every queue progressed; that failure is this injection's, not an unexpected one.
-                        await Task.Delay(SettleTime).ConfigureAwait(false);
+                        await Task.Delay(s_settleTime).ConfigureAwait(false);
                         progressed = device.State == DeviceState.Ready;
                     }
 

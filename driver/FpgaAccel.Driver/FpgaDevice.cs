@@ -303,6 +303,9 @@ public sealed partial class FpgaDevice : IDisposable
     /// <summary>Pages pinned on demand now, and the budget.</summary>
     public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
 
+    /// <summary>The on-demand pager's counters now: watermarks, eviction batches and fences, fault-around, prefetch (issue 15).</summary>
+    public OnDemandStatistics OnDemandStatistics => OnDemandStatistics.Read(Mmu);
+
     /// <summary>Reads CYCLES, the device's free-running cycle counter.</summary>
     public ulong ReadCycles() => ReadChecked(Fa1Registers.Cycles, "reading CYCLES");
 

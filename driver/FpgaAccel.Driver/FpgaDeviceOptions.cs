@@ -80,6 +80,13 @@ public sealed record FpgaDeviceOptions
     /// </summary>
     public int OnDemandBudgetPages { get; init; } = 4096;
 
+    /// <summary>
+    /// Pages a fault in an on-demand region maps at once, unless the region says otherwise
+    /// (<see cref="Mmu.OnDemandRegion.FaultAroundPages"/>): a power of two from 1 (fault-around off) to 64. The default,
+    /// 16 pages (64 KiB), is the kernel's fault_around_bytes (issue 15, decision F1).
+    /// </summary>
+    public int FaultAroundPages { get; init; } = 16;
+
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
     public Fa1Version RequiredVersion { get; init; } = Fa1Version.MinimumSupported;
 
@@ -132,6 +139,12 @@ public sealed record FpgaDeviceOptions
             throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages,
                 $"it must be {Mmu.OnDemandPager.MinimumBudget} to 16777216 pages: a COPY stalled on a fault needs its source and its destination page at once, " +
                 $"so each open queue needs {Mmu.OnDemandPager.MinimumBudget}");
+        }
+
+        if (FaultAroundPages < 1 || FaultAroundPages > Mmu.DeviceContext.MaxFaultAroundPages || (FaultAroundPages & (FaultAroundPages - 1)) != 0)
+        {
+            throw new InvalidDeviceOptionException(nameof(FaultAroundPages), FaultAroundPages,
+                $"fault-around is a power of two from 1 (off) to {Mmu.DeviceContext.MaxFaultAroundPages} pages; to map more ahead of a DMA, use OnDemandRegion.Prefetch");
         }
 
         if (!Enum.IsDefined(Backend))

@@ -62,6 +62,7 @@ public sealed partial class FaultService : IDisposable
         _entries = 1u << options.RingLog2;
         _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
         _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
+        _trace = options.TraceStages ? new FaultStageTrace(device.Backend, device.Info.ClockHz) : null;
         Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages, () => _mmu.Pager.LimitEvictions);
         _onWake = () => _wake!.Signal();
         EventFd? claimed = null;
@@ -255,6 +256,8 @@ public sealed partial class FaultService : IDisposable
 
     private void Run()
     {
+        _trace?.Own();
+        _mmu.FaultTrace = _trace;
         Span<EpollReady> ready = stackalloc EpollReady[2];
         var idleMs = (int)Math.Clamp(_options.IdlePoll.TotalMilliseconds, 1, int.MaxValue);
         var allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
@@ -268,6 +271,11 @@ public sealed partial class FaultService : IDisposable
                 {
                     if (ready0 && Drain() > 0)
                     {
+                        if (!_options.ReclaimBeforeAnswer)
+                        {
+                            ReclaimAfterBatch();
+                        }
+
                         Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
                         continue;
                     }
@@ -307,6 +315,10 @@ public sealed partial class FaultService : IDisposable
         finally
         {
             _running = false;
+            if (_trace is not null)
+            {
+                _mmu.FaultTrace = null;
+            }
         }
     }
 
@@ -403,6 +415,8 @@ public sealed partial class FaultService : IDisposable
             return 0;
         }
 
+        _trace?.BeginBatch();
+
         if (available > _entries)
         {
             // The device claims more records than the ring holds: records were overwritten before they were read, and the
@@ -439,6 +453,8 @@ public sealed partial class FaultService : IDisposable
         }
 
         Metrics.Fault();
+        _trace?.Wake(record.Cycle);
+        _trace?.Mark(FaultStage.Ring);
         var invalidationsBefore = _mmu.Invalidator.Issued;
         var write = (record.Flags & FaultRecordFlags.Write) != 0;
         var context = _mmu.Context(record.Context);
@@ -457,6 +473,11 @@ public sealed partial class FaultService : IDisposable
             outcome = FaultOutcome.Abort;
             Metrics.Failure();
             LogFailureLimited(record.Context, record.Dva, write, ex);
+        }
+
+        if (_options.ReclaimBeforeAnswer)
+        {
+            ReclaimAfterBatch(); // the access is stalled: the batch meets the device at a point its own clock fixes
         }
 
         var b = _device.Backend;
@@ -488,6 +509,8 @@ public sealed partial class FaultService : IDisposable
         {
             Metrics.ServiceTime((now - record.Cycle) * _microsecondsPerCycle);
         }
+
+        _trace?.Mark(FaultStage.Respond);
     }
 
     // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA

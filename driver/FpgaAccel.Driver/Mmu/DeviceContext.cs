@@ -273,14 +273,14 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
-            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner);
-            var flags = MirrorFlags.Valid | MirrorFlags.OnDemand | MirrorFlags.Read | ((access & DmaAccess.DeviceWrite) != 0 ? MirrorFlags.Write : MirrorFlags.None);
+            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner, _mmu.FaultAroundLog2);
+            var absent = region.AbsentEntry;
             var set = first;
             try
             {
                 for (; set < end; set += PageTableFormat.PageSize)
                 {
-                    _mirror.Set(set, MirrorEntry.Create(region.Id, flags));
+                    _mirror.Set(set, absent);
                 }
 
                 _regions.Add(region.Id, region);
@@ -507,6 +507,7 @@ public sealed partial class DeviceContext : IDisposable
             var entry = _mirror.Lookup(dva);
             region = entry.Region;
             ScheduleHooks.At(SchedulePoint.FaultLookedUp);
+            _mmu.FaultTrace?.Mark(FaultStage.Lookup);
             if (_disposed || !entry.Allows(write))
             {
                 return FaultOutcome.Abort;
@@ -526,64 +527,14 @@ public sealed partial class DeviceContext : IDisposable
                 continue;
             }
 
-            // IOPF: make room under the budget, then pin the page (outside the lock: it can be slow).
-            _mmu.Pager.Reserve(queue);
-            try
+            // IOPF: pin the page and the absent pages around it (fault-around, within the budget), install them in one
+            // page-table update, and drop in the faulting page's leaf (DeviceContext.FaultAround.cs).
+            if (InstallAround(page, entry, queue, started, out leaf))
             {
-                AcquireOnDemandPage(page, queue);
-            }
-            catch
-            {
-                _mmu.Pager.Forget();
-                throw;
-            }
-
-            ScheduleHooks.At(SchedulePoint.FaultPagePinned);
-            var installed = false;
-            var present = new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present);
-            PageTableChange change = default;
-            try
-            {
-                lock (Lock)
-                {
-                    if (!ReadRetry(started) && _mirror.Replace(page, entry, present))
-                    {
-                        // The mirror first here (DesiredFlags reads it): only this thread reads the mirror without the
-                        // lock, and it is the one installing, so no reader sees the entry before the table has it.
-                        try
-                        {
-                            change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
-                        }
-                        catch
-                        {
-                            _mirror.Replace(page, present, entry);
-                            throw;
-                        }
-
-                        installed = true;
-                    }
-                }
-            }
-            catch
-            {
-                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
-                _mmu.Pager.Forget();
-                throw;
-            }
-
-            if (installed)
-            {
-                // On-demand pages never join a 2 MiB leaf, so an install neither removes nor promotes; kept for safety.
-                SettleAddition(change);
-                Interlocked.Increment(ref _presentOnDemand);
-                _mmu.Pager.Record(this, page, queue);
-                leaf = LeafFor(page, present);
                 return FaultOutcome.Resolved;
             }
 
-            // A removal started (or the entry changed) since the lookup: undo and look again.
-            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
-            _mmu.Pager.Forget();
+            // A removal started (or the entry changed) since the lookup: everything was undone; look again.
         }
     }
 
@@ -898,8 +849,9 @@ public sealed partial class DeviceContext : IDisposable
         if (e.OnDemand)
         {
             mayJoinHugeLeaf = false;
-            if (e.Present)
+            if (e.Present || (dva - _installFirst < _installEnd - _installFirst && e.Raw == _installAbsent))
             {
+                // Present, or about to be: an install writes the table before it publishes the mirror (InstallRun).
                 return PteFlags.Read | ((e.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None);
             }
         }

@@ -14,6 +14,8 @@ internal sealed partial class DeviceMmu : IDisposable
     private readonly DeviceContext?[] _contexts;
     private readonly Lock _lock = new();
     private long _nextPinId;
+    private long _faultAroundRetired;
+    private long _prefetchedRetired;
 
     // Ranges whose removal fence failed (issue 12): still mapped, since the device might reach them, until it is known
     // gone or reset. Guarded by _lock.
@@ -32,7 +34,18 @@ internal sealed partial class DeviceMmu : IDisposable
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
         Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues, commandsInFlight);
+        FaultAroundLog2 = System.Numerics.BitOperations.Log2((uint)options.FaultAroundPages);
+        PagingMetrics = new PagingMetrics(this);
     }
+
+    /// <summary>log2 of the fault-around window new on-demand regions start with (<see cref="FpgaDeviceOptions.FaultAroundPages"/>).</summary>
+    public int FaultAroundLog2 { get; }
+
+    /// <summary>The running fault service's step timer, when it traces (<see cref="Faults.FaultServiceOptions.TraceStages"/>).</summary>
+    public Faults.FaultStageTrace? FaultTrace { get; set; }
+
+    /// <summary>The paging instruments (meter <c>FpgaAccel.Driver</c>).</summary>
+    public PagingMetrics PagingMetrics { get; }
 
     /// <summary>The on-demand budget and its eviction order.</summary>
     public OnDemandPager Pager { get; }
@@ -128,6 +141,23 @@ internal sealed partial class DeviceMmu : IDisposable
         return restored;
     }
 
+    /// <summary>Pages mapped by fault-around in every live context, plus those of contexts already disposed.</summary>
+    public long FaultAroundTotal => Interlocked.Read(ref _faultAroundRetired) + Live().Sum(c => c.FaultAroundPages);
+
+    /// <summary>Pages prefetched in every live context, plus those of contexts already disposed.</summary>
+    public long PrefetchedTotal => Interlocked.Read(ref _prefetchedRetired) + Live().Sum(c => c.PrefetchedPages);
+
+    private IEnumerable<DeviceContext> Live()
+    {
+        for (var i = 0; i < _contexts.Length; i++)
+        {
+            if (Volatile.Read(ref _contexts[i]) is { } c)
+            {
+                yield return c;
+            }
+        }
+    }
+
     public DeviceContext CreateContext(ContextOptions options)
     {
         lock (_lock)
@@ -156,6 +186,8 @@ internal sealed partial class DeviceMmu : IDisposable
         {
             if (_contexts[context.Index] == context)
             {
+                Interlocked.Add(ref _faultAroundRetired, context.FaultAroundPages);
+                Interlocked.Add(ref _prefetchedRetired, context.PrefetchedPages);
                 Volatile.Write(ref _contexts[context.Index], null);
             }
         }
@@ -190,6 +222,7 @@ internal sealed partial class DeviceMmu : IDisposable
 
     public void Dispose()
     {
+        PagingMetrics.Dispose();
         DeviceContext?[] live;
         lock (_lock)
         {
