@@ -138,7 +138,7 @@ internal sealed class CommandExecutor
             // One piece, retried after each fault the driver answers with RETRY or DROPIN (spec 4.4).
             while (true)
             {
-                if (worker.StopRequested)
+                if (worker.StopRequested || !_engine.WaitWhileHung(worker))
                 {
                     return null;
                 }
@@ -173,6 +173,13 @@ internal sealed class CommandExecutor
                             || (writesDestination && !TryIommu(ctx, dst, n, write: true, dstTranslation, out dstHost))))
                     {
                         result = AccessResult.DmaError;
+                    }
+
+                    // R3: a lane stopped meanwhile (the device left the bus, or was reset) moves no byte. Checked inside
+                    // the access scope, after the test hook ran, so a removal from the hook itself is honoured too.
+                    if (result == AccessResult.Proceed && worker.StopRequested)
+                    {
+                        result = AccessResult.Abandon;
                     }
 
                     if (result == AccessResult.Proceed)

@@ -39,6 +39,12 @@ internal sealed class CompletionWriter
         timeline.Spend(_engine.Options.DmaWriteCycles);
         while (true)
         {
+            // R4: a hung engine posts nothing until a reset stops this lane.
+            if (!_engine.WaitWhileHung(worker))
+            {
+                return false;
+            }
+
             lock (model.RegisterLock)
             {
                 // Decision D10: a FATAL device posts nothing more.

@@ -51,6 +51,7 @@ public sealed partial class Fa1Model : IDisposable
         AddBlock(_mmu);
         _queues = new QueueBlock(this, _mmu, _faultRing);
         AddBlock(_queues);
+        Inject = new ModelFaultInjection(this);
     }
 
     /// <summary>The settings this model was built with.</summary>
@@ -62,8 +63,14 @@ public sealed partial class Fa1Model : IDisposable
     /// <summary>The platform IOMMU every device access goes through (spec 6).</summary>
     public ModelIommu Iommu { get; }
 
-    /// <summary>False after <see cref="SurpriseRemove"/>: every read returns all ones (spec 2).</summary>
+    /// <summary>False while the device is off the bus (<see cref="ModelFaultInjection.RemoveFromBus"/>): every read returns all ones (spec 2).</summary>
     internal bool IsPresent => _present;
+
+    /// <summary>
+    /// Fault injection: surprise removal and return, a hung engine, lost MSI-X messages, a stuck INV_DONE, FATAL,
+    /// a spurious ERROR interrupt, garbage in the rings. Each acts as the device would at that moment.
+    /// </summary>
+    public ModelFaultInjection Inject { get; }
 
     /// <summary>Counters of what the model saw.</summary>
     internal ModelCounters Counters => new(
@@ -211,21 +218,6 @@ public sealed partial class Fa1Model : IDisposable
         }
     }
 
-    /// <summary>The device drops off the bus: every read returns all ones, writes vanish (spec 2).</summary>
-    internal void SurpriseRemove() => _present = false;
-
-    /// <summary>The device comes back as after a cold reset (the BMC's RESET, spec 8).</summary>
-    internal void Reinsert()
-    {
-        lock (_lock)
-        {
-            _present = true;
-            StartReset();
-        }
-
-        JoinRetiredEngines();
-    }
-
     /// <summary>
     /// Stops the device: every engine thread is stopped and joined (bounded: an engine notices a stop
     /// within one page of work), interrupts are disconnected, and the device reads as gone. Then the
@@ -247,9 +239,15 @@ public sealed partial class Fa1Model : IDisposable
             _queues.StopAll();
         }
 
+        // A pending return (RemoveFromBus with returnAfter) is cancelled, and a return running now is waited for
+        // (bounded), so no timer callback outlives the model.
+        Inject.Dispose();
         JoinRetiredEngines();
         Iommu.Clear();
     }
+
+    /// <summary>MSI-X messages lost by fault injection (R5).</summary>
+    internal long LostInterruptMessages => _interrupts.Lost;
 
     /// <summary>Engine threads alive now (started and not yet joined): for leak checks.</summary>
     internal int EngineThreads
@@ -350,7 +348,7 @@ public sealed partial class Fa1Model : IDisposable
     // Joins stopped engine threads, without the register lock. A thread that does not end within the
     // bound (a test hook holding it), or that is the caller itself (a hook writing a register), stays
     // listed and is joined by a later call.
-    private void JoinRetiredEngines()
+    internal void JoinRetiredEngines()
     {
         if (_retiredCount == 0)
         {
@@ -395,7 +393,8 @@ public sealed partial class Fa1Model : IDisposable
     /// <summary>Called by blocks with the lock held: the device stops and reports <paramref name="error"/> (spec 3).</summary>
     internal void EnterFatal(ErrorRegister error)
     {
-        if (_fatal)
+        // A device off the bus has no state the host can see; what it was doing is lost with it (R2).
+        if (_fatal || !_present)
         {
             return;
         }
@@ -480,7 +479,7 @@ public sealed partial class Fa1Model : IDisposable
 
     // Spec 3: a reset clears TLB, walk cache, contexts, queues, rings and counters; RESET self-clears
     // when done. The state is cleared at once and the device reports RESETTING for ResetCycles.
-    private void StartReset()
+    private void StartReset(bool coldReset = false)
     {
         Interlocked.Increment(ref _resets);
         _registers.ResetStorage();
@@ -492,7 +491,7 @@ public sealed partial class Fa1Model : IDisposable
             block.Reset();
         }
 
-        if (Options.InjectDropOffBusOnReset)
+        if (Options.InjectDropOffBusOnReset && !coldReset)
         {
             _present = false;
         }

@@ -99,6 +99,12 @@ internal sealed class FaultRing : DeviceBlock
     // nothing is overwritten and held faults wait for a sane FQ_HEAD.
     private bool IsFull => IsConfigured && _tail - _head >= Entries;
 
+    /// <summary>Fault injection: the ring is configured and has room for one more record.</summary>
+    public bool CanTakeRecord => IsConfigured && !IsFull;
+
+    /// <summary>FQ_TAIL now.</summary>
+    public uint Tail => _tail;
+
     public override ulong StatusBits => IsFull ? (ulong)FirmwareInterface.StatusBits.FaultQueueFull : 0;
 
     public override void Declare(RegisterTable table)

@@ -12,6 +12,8 @@ internal sealed class InterruptController
     private readonly int _grantedByHost;
     private EventFd?[] _vectors = [];
     private long _messages;
+    private long _lost;
+    private int _toLose;
 
     public InterruptController(int grantedByHost) => _grantedByHost = grantedByHost;
 
@@ -22,6 +24,15 @@ internal sealed class InterruptController
     public ulong Mask { get; set; }
 
     public long Messages => Interlocked.Read(ref _messages);
+
+    /// <summary>Messages lost on the way to the host by fault injection (R5).</summary>
+    public long Lost => Interlocked.Read(ref _lost);
+
+    /// <summary>Fault injection (R5): the next <paramref name="count"/> messages sent to a connected vector are lost.</summary>
+    public void LoseNext(int count) => _toLose = count;
+
+    /// <summary>A cold reset (R1): messages still to be lost are forgotten with the link.</summary>
+    public void ForgetLostMessages() => _toLose = 0;
 
     /// <summary>Vectors connected now (0 when none).</summary>
     public int Connected => _vectors.Length;
@@ -91,6 +102,15 @@ internal sealed class InterruptController
             var fd = _vectors[vector];
             if (fd is null)
             {
+                continue;
+            }
+
+            if (_toLose > 0)
+            {
+                // R5: a lost MSI-X message is a posted write that never reached the host; the cause stays
+                // latched in IRQ_STATUS, so a driver that polls it (or the rings) still finds the work.
+                _toLose--;
+                Interlocked.Increment(ref _lost);
                 continue;
             }
 

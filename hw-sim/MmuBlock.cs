@@ -96,6 +96,7 @@ internal sealed class MmuBlock : DeviceBlock
     private ulong _invPages;
     private long _invIssued;
     private long _invDone;
+    private bool _invalidationsStuck;
     private long _hits;
     private long _misses;
     private long _walks;
@@ -166,6 +167,7 @@ internal sealed class MmuBlock : DeviceBlock
             _tlb.Clear();
             _walkCache.Clear();
             _pending.Clear();
+            _invalidationsStuck = false;
             _inFlight = new InFlightAccesses();
             _epoch++;
             _invAddr = 0;
@@ -398,10 +400,34 @@ internal sealed class MmuBlock : DeviceBlock
         }
     }
 
+    /// <summary>
+    /// Fault injection (R6), register lock held: INV_DONE stops advancing; INV_CMD is still accepted (entries are
+    /// dropped and outstanding faults killed at issue, as before) but no invalidation completes until reset.
+    /// False when already stuck.
+    /// </summary>
+    public bool StickInvalidations()
+    {
+        lock (_lock)
+        {
+            if (_invalidationsStuck)
+            {
+                return false;
+            }
+
+            _invalidationsStuck = true;
+            return true;
+        }
+    }
+
     private ulong ReadInvalidationsDone()
     {
         lock (_lock)
         {
+            if (_invalidationsStuck)
+            {
+                return (ulong)Interlocked.Read(ref _invDone);
+            }
+
             var now = _clock.Now;
             var oldest = _inFlight.OldestEpoch;
             while (_pending.TryPeek(out var next) && oldest >= next.Epoch && now >= next.ReadyAt)

@@ -48,6 +48,7 @@ internal sealed class QueueEngine
     private int _busy;
     private ulong _lastStart;
     private ulong _lastEnd;
+    private bool _hung;
 
     public QueueEngine(Fa1Model model, MmuBlock mmu, FaultRing faultRing, int queue)
     {
@@ -81,11 +82,31 @@ internal sealed class QueueEngine
     /// <summary>The queue's registers (for fault injection and the oracle's counts).</summary>
     public QueueRegisters Registers => _registers;
 
-    /// <summary>Register lock held. Spec 3: a reset clears the queue and stops its lanes.</summary>
+    /// <summary>Register lock held: the engine is hung by fault injection (R4).</summary>
+    public bool IsHung => _hung;
+
+    /// <summary>Register lock held. Spec 3: a reset clears the queue (and an injected hang, R4) and stops its lanes.</summary>
     public void Reset()
     {
         StopWorker();
         _registers.Reset();
+        _hung = false;
+    }
+
+    /// <summary>
+    /// Register lock held. Fault injection (R4): the engine stops consuming descriptors, and the commands it has
+    /// started move no more data and post nothing; doorbells still latch SQ_TAIL. Only a reset ends it. False when
+    /// already hung.
+    /// </summary>
+    public bool Hang()
+    {
+        if (_hung)
+        {
+            return false;
+        }
+
+        _hung = true;
+        return true;
     }
 
     /// <summary>Register lock held: stops every lane; the model joins them once the lock is released.</summary>
@@ -212,7 +233,7 @@ internal sealed class QueueEngine
         ulong fetchAt;
         lock (Model.RegisterLock)
         {
-            if (!IsCurrent(worker) || _fetcher is not null || !Model.IsRunnableLocked || !_registers.HasSubmissions)
+            if (!IsCurrent(worker) || _fetcher is not null || _hung || !Model.IsRunnableLocked || !_registers.HasSubmissions)
             {
                 return false;
             }
@@ -266,9 +287,10 @@ internal sealed class QueueEngine
                     return false;
                 }
 
-                if (!Model.IsRunnableLocked)
+                if (!Model.IsRunnableLocked || _hung)
                 {
-                    // D10 and spec 3: a FATAL or disabled device starts nothing; the descriptor is read again later.
+                    // D10 and spec 3: a FATAL or disabled device (or a hung engine, R4) starts nothing; the
+                    // descriptor is read again later.
                     _fetcher = null;
                     _busy--;
                     return false;
@@ -327,6 +349,32 @@ internal sealed class QueueEngine
         }
 
         return _completions.Post(worker, timeline, descriptor, outcome.Value, start, command);
+    }
+
+    /// <summary>
+    /// Fault injection (R4), on a lane with no lock held: while the engine is hung the lane waits here, moving no data
+    /// and posting nothing. True to go on; false when the lane was stopped (reset, removal, dispose), which ends the
+    /// wait: stopping a lane sets its event.
+    /// </summary>
+    public bool WaitWhileHung(EngineWorker worker)
+    {
+        while (true)
+        {
+            lock (Model.RegisterLock)
+            {
+                if (!IsCurrent(worker) || worker.StopRequested)
+                {
+                    return false;
+                }
+
+                if (!_hung)
+                {
+                    return true;
+                }
+            }
+
+            worker.Wake.WaitOne();
+        }
     }
 
     private void GiveUpFetch(EngineWorker worker)

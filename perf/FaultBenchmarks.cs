@@ -27,8 +27,9 @@ public class FaultBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        // Budget 1: every touch of a new page evicts the previous one, so each FILL faults once.
-        _device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 1 });
+        // Budget 2 (the least one queue may have): every touch of a new page evicts an older one, and fault-around is
+        // off, so each FILL faults once.
+        _device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 2, FaultAroundPages = 1 });
         _device.StartFaultService();
         _onDemand = HostBuffer.Allocate(64 * 4096);
         _pinned = HostBuffer.Allocate(4096);

@@ -32,13 +32,23 @@ internal static class JitterCommand
         service.AcceptOnlyFromAmong("block", "adaptive");
         var completion = new Option<string>("--completion") { Description = "Completion by interrupt (eventfd) or by polling the PHASE bit.", DefaultValueFactory = _ => "interrupt" };
         completion.AcceptOnlyFromAmong("interrupt", "poll");
+        var faultAround = new Option<int?>("--fault-around") { Description = "On-demand fault-around window in pages: a power of two, 1 (off) to 64 (default: the device's, 16 = 64 KiB)." };
+        faultAround.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is { } v && (v < 1 || v > 64 || (v & (v - 1)) != 0))
+            {
+                r.AddError($"--fault-around {v} is not a power of two from 1 to 64 pages; use 1 to turn fault-around off.");
+            }
+        });
+        var stages = new Option<bool>("--fault-stages") { Description = "Time every step of each fault's service (wake-up, ring, lookup, reserve, pin, install, record, respond, reclaim) and print where the time goes." };
+        var prefetch = new Option<bool>("--prefetch") { Description = "On demand: prefetch each command's ranges (OnDemandRegion.Prefetch) right before submitting it; the latency includes the prefetch." };
         var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." }.FilePath();
         var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." }.FilePath();
         var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG tail plot of both modes' latency distributions." }.FilePath();
 
         var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
         common.AddTo(command, withJson: false);
-        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, json, csv, svg })
+        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, stages, json, csv, svg })
         {
             command.Options.Add(o);
         }
@@ -52,7 +62,15 @@ internal static class JitterCommand
                 Count = result.GetValue(count),
                 Warmup = result.GetValue(warmup),
                 Completion = result.GetValue(completion) == "poll" ? CompletionMode.Poll : CompletionMode.Interrupt,
-                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+                // On the virtual clock a run is meant to be reproducible (D34): reclaim before answering (F3).
+                FaultService = new FaultServiceOptions
+                {
+                    Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block,
+                    TraceStages = result.GetValue(stages),
+                    ReclaimBeforeAnswer = result.GetValue(common.Clock) == "virtual",
+                },
+                FaultAroundPages = result.GetValue(faultAround),
+                Prefetch = result.GetValue(prefetch),
             };
             var budgetPages = result.GetValue(budget);
 
@@ -151,7 +169,9 @@ internal static class JitterCommand
                 }
             });
 
-        var report = new JitterRunReport(device, options, budget, service, results);
+        // The wake-up floor of this machine, now: the fault service's time is read against it (issue 15).
+        var floor = results.Any(r => r.FaultService is not null) ? WakeupFloor.Measure() : null;
+        var report = new JitterRunReport(device, options, budget, service, results) { WakeupFloor = floor, StageTimes = device.Faults?.StageTimes ?? [] };
         Render(console, report);
         return report;
     }
@@ -165,12 +185,12 @@ internal static class JitterCommand
 
         foreach (var (title, pick) in new (string, Func<JitterModeResult, LatencyStats>)[] { ("host latency (submit to completion seen)", m => m.Host), ("device time (end - start cycle)", m => m.Device) })
         {
-            var table = new Table().Title(title).AddColumns("mode", "count", "min", "p50", "p90", "p99", "p99.9", "max", "stddev", "faults", "evictions");
+            var table = new Table().Title(title).AddColumns("mode", "count", "min", "p50", "p90", "p99", "p99.9", "max", "stddev", "faults", "faults/cmd", "evictions");
             foreach (var m in report.Modes)
             {
                 var s = pick(m);
                 table.AddRow(JitterOutputs.ModeName(m.Mode), s.Count.ToString(CultureInfo.InvariantCulture), Us(s.Min), Us(s.P50), Us(s.P90), Us(s.P99), Us(s.P999), Us(s.Max), Us(s.StdDev),
-                    m.Faults.ToString(CultureInfo.InvariantCulture), m.Evictions.ToString(CultureInfo.InvariantCulture));
+                    m.Faults.ToString(CultureInfo.InvariantCulture), m.FaultsPerCommand.ToString("0.##", CultureInfo.InvariantCulture), m.Evictions.ToString(CultureInfo.InvariantCulture));
             }
 
             console.Write(table);
@@ -179,6 +199,26 @@ internal static class JitterCommand
         if (report.TailRatio is { } ratio)
         {
             console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"tail ratio, on-demand p99.9 / pinned p99.9: {ratio:0.00}")));
+            var p50 = report.Modes.First(m => m.Mode == BufferMode.OnDemand).Host.P50 / Math.Max(1, report.Modes.First(m => m.Mode == BufferMode.Pinned).Host.P50);
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"p50 ratio, on-demand / pinned: {p50:0.00}")));
+        }
+
+        if (report.StageTimes.Count > 0)
+        {
+            var table = new Table().Title("where the fault service time goes (per fault; reclaim per batch)").AddColumns("step", "count", "p50", "p99", "mean");
+            foreach (var s in report.StageTimes)
+            {
+                table.AddRow(s.Stage.ToString().ToLowerInvariant(), s.Count.ToString(CultureInfo.InvariantCulture), JitterOutputs.FormatMicroseconds(s.P50Microseconds),
+                    JitterOutputs.FormatMicroseconds(s.P99Microseconds), JitterOutputs.FormatMicroseconds(s.MeanMicroseconds));
+            }
+
+            console.Write(table);
+        }
+
+        if (report.WakeupFloor is { } floor)
+        {
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"eventfd wake-up floor (write to epoll_wait return on another thread), {floor.Count} wake-ups: p50 {Us(floor.P50)}, p99 {Us(floor.P99)}; fault service p50 / floor p50: {report.ServiceToFloor:0.00}")));
         }
 
         foreach (var m in report.Modes)
@@ -190,6 +230,13 @@ internal static class JitterCommand
                 console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                     $"{JitterOutputs.ModeName(m.Mode)}: fault service time (record's device cycle to response), {fs.Count} faults: p50 {Us(fs.P50)}, p99 {Us(fs.P99)}, p99.9 {Us(fs.P999)}, max {Us(fs.Max)}; " +
                     $"{m.ServiceBytesPerFault:0.##} bytes allocated per fault on the service thread")));
+            }
+
+            if (m.Paging is { } p)
+            {
+                console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"{JitterOutputs.ModeName(m.Mode)}: fault-around {p.FaultAroundPages} pages ({p.FaultAroundMapped} mapped around faults), prefetch {(p.Prefetch ? "on" : "off")} ({p.PrefetchedPages} pages); " +
+                    $"{m.Evictions} evictions in {p.EvictionBatches} batches with {p.EvictionFences} fences ({(p.EvictionFences == 0 ? 0 : (double)m.Evictions / p.EvictionFences):0.#} pages per fence), {p.DirectReclaims} on a fault's path")));
             }
 
             console.Write(Histogram(m));

@@ -10,6 +10,16 @@ namespace FpgaAccel.Cli;
 /// <summary>What one jitter run measured, with its parameters, for the writers.</summary>
 internal sealed record JitterRunReport(FpgaDevice Device, JitterOptions Options, int Budget, string Service, IReadOnlyList<JitterModeResult> Modes)
 {
+    /// <summary>Where the fault service time went, step by step (with --fault-stages).</summary>
+    public IReadOnlyList<FpgaAccel.Driver.Faults.FaultStageTime> StageTimes { get; init; } = [];
+
+    /// <summary>The eventfd wake-up floor measured in the same run (ns), when faults were serviced.</summary>
+    public LatencyStats? WakeupFloor { get; init; }
+
+    /// <summary>Fault service time p50 over the wake-up floor's p50, when both were measured.</summary>
+    public double? ServiceToFloor =>
+        WakeupFloor is { P50: > 0 } floor && Modes.FirstOrDefault(m => m.FaultService is not null)?.FaultService is { } fs ? fs.P50 / floor.P50 : null;
+
     /// <summary>On-demand p99.9 over pinned p99.9 of host latency, when both ran.</summary>
     public double? TailRatio
     {
@@ -46,6 +56,17 @@ internal static class JitterOutputs
         w.WriteNumber("budget_pages", report.Budget);
         w.WriteString("service", report.Service);
         w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
+        var paging = report.Modes.Select(m => m.Paging).FirstOrDefault(p => p is not null);
+        if (paging is not null || report.Options.FaultAroundPages is not null)
+        {
+            w.WriteNumber("fault_around_pages", paging?.FaultAroundPages ?? report.Options.FaultAroundPages!.Value);
+        }
+        else
+        {
+            w.WriteNull("fault_around_pages");
+        }
+
+        w.WriteBoolean("prefetch", report.Options.Prefetch);
         w.WriteNumber("clock_hz", report.Device.Info.ClockHz);
         w.WriteEndObject();
         w.WriteStartObject("machine");
@@ -62,11 +83,26 @@ internal static class JitterOutputs
             w.WriteStartObject(ModeName(m.Mode));
             WriteStats(w, m.Host);
             w.WriteNumber("faults", m.Faults);
+            w.WriteNumber("faults_per_command", Math.Round(m.FaultsPerCommand, 4));
             w.WriteNumber("evictions", m.Evictions);
             w.WriteNumber("not_ok", m.NonOk);
             w.WriteStartObject("device");
             WriteStats(w, m.Device);
             w.WriteEndObject();
+            if (m.Paging is { } p)
+            {
+                w.WriteStartObject("paging");
+                w.WriteNumber("fault_around_pages", p.FaultAroundPages);
+                w.WriteBoolean("prefetch", p.Prefetch);
+                w.WriteNumber("fault_around_mapped", p.FaultAroundMapped);
+                w.WriteNumber("prefetched_pages", p.PrefetchedPages);
+                w.WriteNumber("eviction_batches", p.EvictionBatches);
+                w.WriteNumber("eviction_fences", p.EvictionFences);
+                w.WriteNumber("evictions_per_fence", p.EvictionFences == 0 ? 0 : Math.Round((double)m.Evictions / p.EvictionFences, 3));
+                w.WriteNumber("direct_reclaims", p.DirectReclaims);
+                w.WriteEndObject();
+            }
+
             if (m.FaultService is { } fs)
             {
                 w.WriteStartObject("fault_service");
@@ -85,6 +121,37 @@ internal static class JitterOutputs
         }
 
         w.WriteEndObject();
+        if (report.StageTimes.Count > 0)
+        {
+            w.WriteStartObject("fault_stages_us");
+            foreach (var s in report.StageTimes)
+            {
+                w.WriteStartObject(s.Stage.ToString().ToLowerInvariant());
+                w.WriteNumber("count", s.Count);
+                w.WriteNumber("p50", Math.Round(s.P50Microseconds, 3));
+                w.WriteNumber("p99", Math.Round(s.P99Microseconds, 3));
+                w.WriteNumber("mean", Math.Round(s.MeanMicroseconds, 3));
+                w.WriteEndObject();
+            }
+
+            w.WriteEndObject();
+        }
+
+        if (report.WakeupFloor is { } floor)
+        {
+            w.WriteStartObject("wakeup_floor");
+            WriteStats(w, floor);
+            w.WriteEndObject();
+            w.WriteNumber("fault_service_to_floor_p50", Math.Round(report.ServiceToFloor ?? 0, 3));
+        }
+
+        var pinnedMode = report.Modes.FirstOrDefault(m => m.Mode == BufferMode.Pinned);
+        var onDemandMode = report.Modes.FirstOrDefault(m => m.Mode == BufferMode.OnDemand);
+        if (pinnedMode is { Host.P50: > 0 } && onDemandMode is not null)
+        {
+            w.WriteNumber("p50_ratio", Math.Round(onDemandMode.Host.P50 / pinnedMode.Host.P50, 3));
+        }
+
         if (report.TailRatio is { } ratio)
         {
             w.WriteNumber("tail_ratio_p999", Math.Round(ratio, 3));

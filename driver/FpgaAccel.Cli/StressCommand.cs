@@ -18,6 +18,23 @@ internal static class StressCommand
             .InRange(2, 1 << 24, "the on-demand budget in pages (2 per queue at least)");
         var service = new Option<string>("--service") { Description = "Fault service wait: block or adaptive.", DefaultValueFactory = _ => "block" };
         service.AcceptOnlyFromAmong("block", "adaptive");
+        var inject = new Option<string?>("--inject")
+        {
+            Description = "Issue 12: inject device failures (comma-separated: loss, hang, lost-irq, fatal, garbage) on a seeded schedule under traffic, " +
+                "recover after each, verify every byte; reports injections, recoveries and the time to release every waiter. Needs --backend model.",
+        };
+        inject.Validators.Add(r =>
+        {
+            var value = r.Tokens.Count > 0 ? r.Tokens[^1].Value : null;
+            try
+            {
+                RecoveryStressOptions.ParseKinds(value);
+            }
+            catch (InvalidInjectionException ex)
+            {
+                r.AddError(ex.Message);
+            }
+        });
         var command = new Command("stress", "Threads register, unregister, pin and unpin regions while queues copy through them and faults are serviced; " +
             "prints operations, faults, aborts, evictions and the model's oracle counters. Exits 1 if any invariant failed.");
         common.AddTo(command);
@@ -26,32 +43,103 @@ internal static class StressCommand
         command.Options.Add(threads);
         command.Options.Add(budget);
         command.Options.Add(service);
-        command.SetAction(result => CliRunner.Run(result, common, io, options => options with
-        {
-            OnDemandBudgetPages = result.GetValue(budget),
-            Model = options.Model with { Seed = result.GetValue(seed) },
-        }, (device, json, output) =>
-        {
-            var stress = new StressOptions
+        command.Options.Add(inject);
+        command.SetAction(result => result.GetValue(inject) is { } kinds
+            ? RunInjections(result, common, io, RecoveryStressOptions.ParseKinds(kinds), result.GetValue(seconds), result.GetValue(seed))
+            : CliRunner.Run(result, common, io, options => options with
             {
-                Duration = TimeSpan.FromSeconds(result.GetValue(seconds)),
-                Seed = result.GetValue(seed),
-                Threads = result.GetValue(threads),
-                FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
-            };
-            var report = StressTest.RunAsync(device, stress, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
+                OnDemandBudgetPages = result.GetValue(budget),
+                Model = options.Model with { Seed = result.GetValue(seed) },
+            }, (device, json, output) =>
+            {
+                var stress = new StressOptions
+                {
+                    Duration = TimeSpan.FromSeconds(result.GetValue(seconds)),
+                    Seed = result.GetValue(seed),
+                    Threads = result.GetValue(threads),
+                    FaultService = new FaultServiceOptions { Mode = result.GetValue(service) == "adaptive" ? FaultWaitMode.Adaptive : FaultWaitMode.Block },
+                };
+                var report = StressTest.RunAsync(device, stress, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
+                if (json)
+                {
+                    WriteJson(report, output);
+                }
+                else
+                {
+                    WriteText(report, output);
+                }
+
+                return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
+            }));
+        return command;
+    }
+
+    private static int RunInjections(System.CommandLine.ParseResult result, CommonOptions common, CliIo io, IReadOnlyList<InjectionKind> kinds, double seconds, int seed) =>
+        CliRunner.Run(result, common, io, options => RecoveryStress.Configure(options with { Model = options.Model with { Seed = seed } }), (device, json, output) =>
+        {
+            var report = RecoveryStress.RunAsync(device, new RecoveryStressOptions { Duration = TimeSpan.FromSeconds(seconds), Seed = seed, Kinds = kinds },
+                json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
             if (json)
             {
                 WriteJson(report, output);
             }
             else
             {
-                WriteText(report, output);
+                output.WriteLine($"injections        {report.Injections} ({string.Join(", ", report.InjectionsByKind.Select(k => $"{k.Key} {k.Value}"))})");
+                output.WriteLine($"recoveries        {report.Recoveries} ({report.Resets} by reset)");
+                output.WriteLine($"commands          {report.Commands} verified ({report.BytesVerified} bytes), {report.DataErrors} data errors");
+                output.WriteLine($"failed commands   {string.Join(", ", report.FailedCommands.Select(k => $"{k.Key} {k.Value}"))}");
+                output.WriteLine($"release           p50 {report.ReleaseP50Ms:0.0} ms, max {report.ReleaseMaxMs:0.0} ms ({report.ReleaseMaxKind})");
+                output.WriteLine($"health check      {report.CompletionsFoundByHealthCheck} completions found (lost interrupts); {report.UnexpectedFailures} unexpected failures");
+                output.WriteLine(report.Passed ? "PASS" : "FAIL: " + string.Join("; ", report.Failures));
             }
 
             return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
-        }));
-        return command;
+        });
+
+    private static void WriteJson(RecoveryStressReport r, TextWriter output)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("passed", r.Passed);
+            w.WriteNumber("injections", r.Injections);
+            w.WriteStartObject("injections_by_kind");
+            foreach (var (kind, count) in r.InjectionsByKind)
+            {
+                w.WriteNumber(kind, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteNumber("recoveries", r.Recoveries);
+            w.WriteNumber("resets", r.Resets);
+            w.WriteNumber("commands_verified", r.Commands);
+            w.WriteNumber("bytes_verified", r.BytesVerified);
+            w.WriteNumber("data_errors", r.DataErrors);
+            w.WriteStartObject("failed_commands");
+            foreach (var (kind, count) in r.FailedCommands)
+            {
+                w.WriteNumber(kind, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteNumber("release_p50_ms", Math.Round(r.ReleaseP50Ms, 2));
+            w.WriteNumber("release_max_ms", Math.Round(r.ReleaseMaxMs, 2));
+            w.WriteString("release_max_kind", r.ReleaseMaxKind);
+            w.WriteNumber("completions_found_by_health_check", r.CompletionsFoundByHealthCheck);
+            w.WriteNumber("unexpected_failures", r.UnexpectedFailures);
+            w.WriteStartArray("failures");
+            foreach (var f in r.Failures)
+            {
+                w.WriteStringValue(f);
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
     }
 
     private static void WriteText(StressReport r, TextWriter output)

@@ -83,8 +83,27 @@ public sealed partial class DeviceInterrupts
     /// <summary>Vectors the host granted: 3, or 1 (all causes on vector 0).</summary>
     public int GrantedVectors { get; }
 
-    /// <summary>True once IRQ_STATUS read all ones: the device is gone.</summary>
+    /// <summary>True once IRQ_STATUS read all ones: the device is gone (until a recovery reconnects the vectors).</summary>
     public bool DeviceLost => _deviceLost;
+
+    /// <summary>Told when IRQ_STATUS reads all ones (the device health confirms with ID and declares the loss).</summary>
+    internal Func<string, bool>? AllOnes { get; set; }
+
+    /// <summary>
+    /// Connects the same eventfds again after a recovery (issue 12): a cold reset or FLR clears the MSI-X enable
+    /// (spec 1), so VFIO_DEVICE_SET_IRQS must be issued again; the dispatcher thread and the claims are unchanged.
+    /// </summary>
+    internal void Reconnect()
+    {
+        _backend.DisconnectInterrupts();
+        var granted = _backend.ConnectInterrupts(_vectors);
+        if (granted != GrantedVectors)
+        {
+            throw new DeviceProtocolException($"After the recovery the host granted {granted} interrupt vectors, where it granted {GrantedVectors} at open. Dispose the device and open it again.");
+        }
+
+        _deviceLost = false;
+    }
 
     /// <summary>How many times <paramref name="cause"/> was dispatched.</summary>
     public long Count(InterruptCauses cause) => Interlocked.Read(ref _counts[CauseIndex(cause)]);
@@ -213,15 +232,30 @@ public sealed partial class DeviceInterrupts
         }
     }
 
-    // Reads IRQ_STATUS, acknowledges what it read, runs handlers. False when the device is gone.
+    // Reads IRQ_STATUS, acknowledges what it read, runs handlers. A device that reads all ones is reported (issue 12:
+    // loss is declared, not only logged) and the dispatcher keeps waiting: a gone device sends no message, so the wait
+    // blocks, and a recovered one uses the same vectors.
     private bool Dispatch()
     {
         var status = _backend.Read64(Fa1Registers.IrqStatus);
         if (status == Fa1Identity.DeviceLost)
         {
-            _deviceLost = true;
-            LogDeviceLost(_logger);
-            return false;
+            if (!_deviceLost)
+            {
+                _deviceLost = true;
+                LogDeviceLost(_logger);
+            }
+
+            try
+            {
+                AllOnes?.Invoke("in IRQ_STATUS");
+            }
+            catch (Exception ex)
+            {
+                LogHandlerFailed(_logger, InterruptCauses.All, ex);
+            }
+
+            return true;
         }
 
         // A claimed cause is acknowledged by its own consumer, never here.
@@ -259,7 +293,7 @@ public sealed partial class DeviceInterrupts
     [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Interrupt dispatcher stopped on an error")]
     private static partial void LogDispatcherFailed(ILogger logger, Exception ex);
 
-    [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "IRQ_STATUS reads all ones: the device has dropped off the bus; interrupt dispatch stops")]
+    [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "IRQ_STATUS reads all ones: the device may have dropped off the bus")]
     private static partial void LogDeviceLost(ILogger logger);
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "Interrupt dispatcher did not stop within 5 s")]

@@ -133,14 +133,57 @@ public sealed class DeviceFatalException : FpgaAccelException
 {
     /// <summary>The device is FATAL with the cause and detail in <paramref name="error"/>.</summary>
     public DeviceFatalException(ErrorRegister error)
-        : base($"The FA-1 is in a fatal state: cause {error.Cause} ({(uint)error.Cause}), detail 0x{error.Detail:X8}. " +
-               "Reset the device (dispose and open it again) after fixing the cause.")
+        : base($"The FA-1 is in a fatal state: cause {error.Cause} ({(uint)error.Cause}), detail 0x{error.Detail:X8}{Explain(error)}. " +
+               "Fix the cause, then call FpgaDevice.Recover() (or open the device with AutoRecover) and resubmit.")
     {
         Error = error;
     }
 
     /// <summary>The ERROR register the device reported: cause and detail (spec 3).</summary>
     public ErrorRegister Error { get; }
+
+    /// <summary>ERROR[31:0]: why the device went FATAL.</summary>
+    public FatalCause Cause => Error.Cause;
+
+    /// <summary>ERROR[63:32]: for an unmapped IOVA, its page number (IOVA &gt;&gt; 12, low 32 bits).</summary>
+    public uint Detail => Error.Detail;
+
+    private static string Explain(ErrorRegister error) => error.Cause switch
+    {
+        FatalCause.UnmappedIova => $" (the device read a ring or page table at IOVA page 0x{error.Detail:X}, which the IOMMU does not map)",
+        FatalCause.BadRingConfiguration => " (a ring was configured with a base or size the device refuses)",
+        FatalCause.Internal => " (an internal error of the device)",
+        _ => string.Empty,
+    };
+}
+
+/// <summary>
+/// The device stopped making progress (issue 12): a command, a TLB fence or a reset passed its deadline, or the
+/// device overwrote fault records before they were read. The device is declared <see cref="DeviceState.Hung"/>.
+/// </summary>
+public sealed class DeviceHungException : FpgaAccelException
+{
+    /// <summary><paramref name="what"/> did not finish within <paramref name="timeout"/>; <paramref name="state"/> says what the device showed.</summary>
+    public DeviceHungException(string what, TimeSpan timeout, string state)
+        : base($"The FA-1 is hung: the {what} did not finish within {timeout.TotalMilliseconds:0.#} ms ({state}). " +
+               "Every waiter was released; call FpgaDevice.Recover() (or open the device with AutoRecover) and resubmit; raise FpgaDeviceOptions.DeviceTimeout if the device is only slow.")
+    {
+        What = what;
+        Timeout = timeout;
+    }
+
+    /// <summary>The device lost track of work it owes an answer for (<paramref name="what"/>): <paramref name="detail"/>.</summary>
+    public DeviceHungException(string what, string detail)
+        : base($"The FA-1 is hung: {what} ({detail}). Every waiter was released; call FpgaDevice.Recover() (or open the device with AutoRecover) and resubmit.")
+    {
+        What = what;
+    }
+
+    /// <summary>What timed out: a command (its queue and tag), a TLB fence, a reset, or the fault ring.</summary>
+    public string What { get; }
+
+    /// <summary>The deadline it passed.</summary>
+    public TimeSpan Timeout { get; }
 }
 
 /// <summary>The platform IOMMU refused to map or unmap a DMA range (VFIO_IOMMU_MAP_DMA on the board, the model's IOMMU in CI).</summary>

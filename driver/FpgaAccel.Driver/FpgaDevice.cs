@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Faults;
+using FpgaAccel.Driver.Health;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
@@ -41,6 +42,13 @@ public sealed partial class FpgaDevice : IDisposable
     private readonly List<CommandQueue> _queues = [];
     private readonly Lock _queueLock = new();
     private CommandQueue?[] _openQueues = [];
+
+    // Copy-on-write under _queueLock: the health check and the release path read it without a lock.
+    private volatile CommandQueue[] _queueArray = [];
+    private readonly Lock _recoverLock = new();
+    private DeviceHealth? _health;
+    private long _healthHarvested;
+    private long _spuriousErrors;
     private OnDemandPager? _pager;
     private DeviceInterrupts? _interrupts;
     private DeviceMmu? _mmu;
@@ -84,6 +92,55 @@ public sealed partial class FpgaDevice : IDisposable
     /// as the stress run; null on a board. It observes the device and changes nothing.
     /// </summary>
     public IDeviceOracle? Oracle => Backend.Oracle;
+
+    /// <summary>
+    /// What the driver knows of the device: Ready, or Lost, Fatal or Hung (every waiter released with
+    /// <see cref="DeviceLostException"/>, <see cref="DeviceFatalException"/> or <see cref="DeviceHungException"/>, new
+    /// commands refused with it) until <see cref="Recover"/> (or AutoRecover) brings it back.
+    /// </summary>
+    public DeviceState State => Health.State;
+
+    /// <summary>
+    /// Raised after each state change (lost, fatal, hung, recovering, back to ready), on the thread pool, in order. A
+    /// handler may call <see cref="Recover"/>.
+    /// </summary>
+    public event EventHandler<DeviceStateChangedEventArgs>? StateChanged
+    {
+        add => Health.StateChanged += value;
+        remove => Health.StateChanged -= value;
+    }
+
+    /// <summary>The exception waiters were released with while the device is not Ready; null while it is.</summary>
+    public FpgaAccelException? Failure => Health.Failure;
+
+    /// <summary>Times the device went Lost, Fatal or Hung since it was opened.</summary>
+    public long Failures => Health.Failures;
+
+    /// <summary>Recoveries completed since the device was opened.</summary>
+    public long Recoveries => Health.Recoveries;
+
+    /// <summary>Health checks run (they run only while something waits on the device).</summary>
+    public long HealthChecks => Health.Sweeps;
+
+    /// <summary>
+    /// Completions the health check harvested from interrupt-mode queues: a lost (or not yet delivered) COMPLETION
+    /// message would otherwise have left them pending.
+    /// </summary>
+    public long CompletionsFoundByHealthCheck => Interlocked.Read(ref _healthHarvested);
+
+    /// <summary>ERROR interrupts with STATUS.FATAL clear: ignored (a glitch, not a failure).</summary>
+    public long SpuriousErrorInterrupts => Interlocked.Read(ref _spuriousErrors);
+
+    /// <summary>Pages whose TLB fence failed while the device was hung: kept mapped (pinned) until the device is known gone or reset.</summary>
+    public int PagesAwaitingFence => Mmu.QuarantinedPages;
+
+    internal DeviceHealth Health => _health ?? throw new DisposedResourceException("The FA-1 device");
+
+    /// <summary>
+    /// The backend's fault injection when it has one (the model: removal and return, a hung engine, lost MSI-X,
+    /// a stuck INV_DONE, FATAL, garbage records), for test harnesses and the stress run; null on a board.
+    /// </summary>
+    public IDeviceFaultInjection? FaultInjection => Backend.FaultInjection;
 
     /// <summary>The fatal error the device reported, if any (spec 3 ERROR).</summary>
     public ErrorRegister? FatalError => _hasFatal ? ErrorRegister.FromRaw(Interlocked.Read(ref _fatalRaw)) : null;
@@ -139,6 +196,11 @@ public sealed partial class FpgaDevice : IDisposable
             throw new InvalidDeviceOptionException("mode", mode, "a queue completes by Interrupt or by Poll");
         }
 
+        if (Health.Failure is { } failure)
+        {
+            throw failure;
+        }
+
         lock (_queueLock)
         {
             if (_queues.Any(q => q.Index == index && !q.IsDisposed))
@@ -157,6 +219,7 @@ public sealed partial class FpgaDevice : IDisposable
             var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
             _queues.RemoveAll(q => q.IsDisposed);
             _queues.Add(queue);
+            _queueArray = [.. _queues];
             Volatile.Write(ref _openQueues[index], queue);
             return queue;
         }
@@ -190,6 +253,11 @@ public sealed partial class FpgaDevice : IDisposable
     internal void OnQueueClosed(CommandQueue queue)
     {
         Interlocked.CompareExchange(ref _openQueues[queue.Index], null, queue);
+        lock (_queueLock)
+        {
+            _queueArray = [.. _queues.Where(q => q != queue && !q.IsDisposed)];
+        }
+
         Volatile.Read(ref _pager)?.ForgetQueue(queue.Index);
     }
 
@@ -234,6 +302,9 @@ public sealed partial class FpgaDevice : IDisposable
 
     /// <summary>Pages pinned on demand now, and the budget.</summary>
     public (int Pinned, int Budget, long Evictions) OnDemand => (Mmu.Pager.PinnedPages, Mmu.Pager.Budget, Mmu.Pager.Evictions);
+
+    /// <summary>The on-demand pager's counters now: watermarks, eviction batches and fences, fault-around, prefetch (issue 15).</summary>
+    public OnDemandStatistics OnDemandStatistics => OnDemandStatistics.Read(Mmu);
 
     /// <summary>Reads CYCLES, the device's free-running cycle counter.</summary>
     public ulong ReadCycles() => ReadChecked(Fa1Registers.Cycles, "reading CYCLES");
@@ -310,11 +381,26 @@ public sealed partial class FpgaDevice : IDisposable
 
         try
         {
+            // A device lost before anything noticed: find out now, so every waiter is released at once and the
+            // queues below have nothing to wait for (issue 12: dispose of a lost device is not a timeout per queue).
+            if (_health is { IsReady: true } && _mmu is not null)
+            {
+                try
+                {
+                    CheckRegisters("while the device was being disposed");
+                }
+                catch (FpgaAccelException ex)
+                {
+                    LogDisposeCheckFailed(_logger, ex);
+                }
+            }
+
             CommandQueue[] queues;
             lock (_queueLock)
             {
                 queues = [.. _queues];
                 _queues.Clear();
+                _queueArray = [];
             }
 
             foreach (var q in queues)
@@ -324,6 +410,7 @@ public sealed partial class FpgaDevice : IDisposable
 
             _faults?.Dispose();
             _faults = null;
+            _health?.Dispose();
             _mmu?.Dispose();
             _mmu = null;
             _interrupts?.Dispose();
@@ -360,11 +447,15 @@ public sealed partial class FpgaDevice : IDisposable
         CheckCapabilities(caps, clockHz);
         VaLimit = 1UL << caps.VaBits; // 32..48: checked above
         _interrupts = new DeviceInterrupts(Backend, _options.LoggerFactory.CreateLogger<DeviceInterrupts>());
+        _health = new DeviceHealth(this, _options, _options.LoggerFactory.CreateLogger<DeviceHealth>());
+        _interrupts.AllOnes = when => Health.ReportAllOnes(when);
         _interrupts.Subscribe(InterruptCauses.Error, OnErrorInterrupt);
         _interrupts.Subscribe(InterruptCauses.Completion, OnCompletionInterrupt);
         _openQueues = new CommandQueue?[caps.Queues];
         _mmu = new DeviceMmu(Backend, caps, _options, _options.LoggerFactory, CommandsInFlight);
         _pager = _mmu.Pager;
+        _mmu.Invalidator.Health = _health;
+        _mmu.DeviceGone = () => _health.State == DeviceState.Lost;
         Backend.Write64(Fa1Registers.IrqMask, 0);
         Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
         Info = new DeviceInfo(Backend.Kind, Backend.Description, id, version, caps, clockHz, _interrupts.GrantedVectors);
@@ -414,13 +505,242 @@ public sealed partial class FpgaDevice : IDisposable
         }
     }
 
+    // Spec 3: entering FATAL latches ERROR and sends vector 2. STATUS tells a real FATAL from a glitch: an ERROR
+    // message with STATUS.FATAL clear is counted and ignored (issue 12: it must not take a working device down).
     private void OnErrorInterrupt()
     {
-        var error = ErrorRegister.FromRaw(Backend.Read64(Fa1Registers.Error));
+        var status = Backend.Read64(Fa1Registers.Status);
+        if (status == Fa1Identity.DeviceLost)
+        {
+            Health.ReportAllOnes("in STATUS after an ERROR interrupt");
+            return;
+        }
+
+        if ((status & (ulong)StatusBits.Fatal) == 0)
+        {
+            Interlocked.Increment(ref _spuriousErrors);
+            LogSpuriousError(_logger, status);
+            return;
+        }
+
+        DeclareFatal("after an ERROR interrupt");
+    }
+
+    private void DeclareFatal(string when)
+    {
+        var raw = Backend.Read64(Fa1Registers.Error);
+        if (raw == Fa1Identity.DeviceLost && Health.ReportAllOnes("in ERROR " + when))
+        {
+            return;
+        }
+
+        var error = ErrorRegister.FromRaw(raw);
+
         // Raw first, then the flag: a reader that sees the flag sees the value (volatile write is a release).
         Interlocked.Exchange(ref _fatalRaw, error.Raw);
         _hasFatal = true;
         LogFatal(_logger, error.Cause, error.Detail);
+        Health.Fail(DeviceState.Fatal, $"STATUS.FATAL {when}: ERROR cause {error.Cause} ({(uint)error.Cause}), detail 0x{error.Detail:X8}", new DeviceFatalException(error));
+    }
+
+    // Reads STATUS (and ID when it reads all ones): true when the device looks healthy; otherwise declares it lost or
+    // FATAL and returns false.
+    private bool CheckRegisters(string when)
+    {
+        var status = Backend.Read64(Fa1Registers.Status);
+        if (status == Fa1Identity.DeviceLost)
+        {
+            return !Health.ReportAllOnes("in STATUS " + when);
+        }
+
+        if ((status & (ulong)StatusBits.Fatal) != 0)
+        {
+            DeclareFatal(when);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>True while anything waits on the device: commands in flight (and so credit waiters and held faults), fence waiters.</summary>
+    internal bool AnythingWaits()
+    {
+        foreach (var q in _queueArray)
+        {
+            if (q.Outstanding > 0)
+            {
+                return true;
+            }
+        }
+
+        return Volatile.Read(ref _mmu) is { } mmu && mmu.Invalidator.Waiters > 0;
+    }
+
+    /// <summary>
+    /// One health check, on the health thread (issue 12): ID and STATUS; completion rings harvested in case an MSI-X
+    /// message was lost (as NVMe drivers poll for lost interrupts); the fault service woken when FQ_TAIL moved; command
+    /// deadlines.
+    /// </summary>
+    internal void HealthSweep()
+    {
+        if (!Health.IsReady || !CheckRegisters("during the health check"))
+        {
+            return;
+        }
+
+        var limit = (long)(_options.DeviceTimeout.TotalSeconds * Stopwatch.Frequency);
+        foreach (var q in _queueArray)
+        {
+            var found = q.HealthHarvest();
+            if (found > 0)
+            {
+                Interlocked.Add(ref _healthHarvested, found);
+            }
+
+            if (q.FindOverdue(Stopwatch.GetTimestamp(), limit, out var tag, out var age))
+            {
+                var what = $"command tag 0x{tag:X8} in queue {q.Index}";
+                var registers = q.DescribeProgress();
+                Health.Fail(DeviceState.Hung, $"{what} in flight for {age.TotalMilliseconds:0} ms, past the {_options.DeviceTimeout.TotalMilliseconds:0} ms deadline ({registers})",
+                    new DeviceHungException(what, _options.DeviceTimeout, registers));
+                return;
+            }
+        }
+
+        Volatile.Read(ref _faults)?.HealthSweep();
+    }
+
+    /// <summary>
+    /// Releases every waiter with <paramref name="error"/> (issue 12): commands in flight, submitters waiting for ring
+    /// space; fence waiters see the failure on their next look. Pages whose fence failed are released when the device is
+    /// known gone. Called by <see cref="DeviceHealth"/> after each move into a failed state; idempotent.
+    /// </summary>
+    internal void ReleaseWaiters(FpgaAccelException error, DeviceState state)
+    {
+        foreach (var q in _queueArray)
+        {
+            q.Fail(error);
+        }
+
+        if (state == DeviceState.Lost)
+        {
+            // Off the bus the device can reach no memory, and a device that comes back is unconfigured (spec 8).
+            Volatile.Read(ref _mmu)?.ReleaseQuarantined();
+        }
+    }
+
+    /// <summary>
+    /// Brings a lost, FATAL or hung device back without restarting the process (issue 12): waits (at most
+    /// <see cref="FpgaDeviceOptions.RecoverTimeout"/>) for the device to answer again, resets it, and restores the
+    /// driver's state on it: every context with its page table (pins and regions stay valid handles: their IOMMU
+    /// mappings live in the host), every open queue with fresh rings, the fault ring and its service, the interrupt
+    /// masks, ENABLE. Commands that were in flight already failed with the loss exception; resubmit them. Returns false
+    /// when the device was Ready (nothing to do), true when it recovered; throws the failure when it could not.
+    /// </summary>
+    public bool Recover() => RecoverCore(_options.RecoverTimeout, automatic: false);
+
+    internal bool RecoverCore(TimeSpan wait, bool automatic)
+    {
+        lock (_recoverLock)
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new DisposedResourceException("The FA-1 device");
+            }
+
+            var health = Health;
+            if (health.IsReady && CheckRegisters("when Recover() looked") && health.IsReady)
+            {
+                return false;
+            }
+
+            if (!health.BeginRecovery(automatic ? "automatic recovery started" : "Recover() called"))
+            {
+                return false;
+            }
+
+            try
+            {
+                WaitForDevice(wait);
+                Reset();
+                Interrupts.Reconnect();
+                var mmu = Mmu;
+                mmu.Invalidator.Resync();
+                var contexts = mmu.RestoreContexts();
+
+                // The reset dropped every translation and stopped every access: no page whose fence failed can be reached.
+                mmu.ReleaseQuarantined();
+                var queues = _queueArray;
+                foreach (var q in queues)
+                {
+                    q.Reattach();
+                }
+
+                var faults = Volatile.Read(ref _faults);
+                faults?.Reattach();
+                Backend.Write64(Fa1Registers.IrqMask, 0);
+                Backend.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
+                _hasFatal = false;
+                if (!CheckRegisters("right after recovery"))
+                {
+                    throw Health.Failure ?? new DeviceLostException("right after recovery", Backend.Description);
+                }
+
+                health.EndRecovery($"reset; {contexts} context(s), {queues.Length} queue(s){(faults is null ? string.Empty : ", the fault ring")} restored");
+                return true;
+            }
+            catch (DeviceLostException ex)
+            {
+                health.Fail(DeviceState.Lost, "while recovering: " + ex.When, ex);
+                throw;
+            }
+            catch (DeviceResetTimeoutException ex)
+            {
+                var hung = new DeviceHungException("reset", ex.Timeout, $"STATUS 0x{ex.Status:X}");
+                health.Fail(DeviceState.Hung, "while recovering: the reset did not complete", hung);
+                throw hung;
+            }
+            catch (FpgaAccelException ex)
+            {
+                if (health.State == DeviceState.Recovering)
+                {
+                    health.Fail(DeviceState.Hung, "while recovering: " + ex.Message, ex as DeviceHungException ?? new DeviceHungException("recovery", ex.Message));
+                }
+
+                throw;
+            }
+        }
+    }
+
+    // Spec 8: a management reset drops the device for about a second. ID reads the FA-1's value again when it is back.
+    private void WaitForDevice(TimeSpan wait)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var id = Backend.Read64(Fa1Registers.Id);
+            if (id == Fa1Identity.IdValue)
+            {
+                return;
+            }
+
+            if (id != Fa1Identity.DeviceLost)
+            {
+                throw new UnexpectedDeviceIdException(id, Backend.Description);
+            }
+
+            if (clock.Elapsed >= wait)
+            {
+                throw new DeviceLostException($"and did not come back within {wait.TotalMilliseconds:0} ms of the recovery", Backend.Description);
+            }
+
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new DisposedResourceException("The FA-1 device");
+            }
+
+            Thread.Sleep(5);
+        }
     }
 
     private ulong ReadChecked(uint offset, string when)
@@ -442,4 +762,10 @@ public sealed partial class FpgaDevice : IDisposable
 
     [LoggerMessage(EventId = 22, Level = LogLevel.Critical, Message = "FA-1 fatal error: cause {Cause}, detail 0x{Detail:X8}")]
     private static partial void LogFatal(ILogger logger, FatalCause cause, uint detail);
+
+    [LoggerMessage(EventId = 23, Level = LogLevel.Warning, Message = "ERROR interrupt with STATUS 0x{Status:X} (FATAL clear): ignored")]
+    private static partial void LogSpuriousError(ILogger logger, ulong status);
+
+    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "The device could not be checked before dispose")]
+    private static partial void LogDisposeCheckFailed(ILogger logger, Exception ex);
 }

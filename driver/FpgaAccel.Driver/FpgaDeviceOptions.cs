@@ -40,6 +40,33 @@ public sealed record FpgaDeviceOptions
     public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// How often the health check runs while anything waits on the device (commands in flight, submitters waiting for
+    /// ring space, fence waiters): it reads ID and STATUS, harvests completion rings whose interrupt was lost, wakes the
+    /// fault service when FQ_TAIL moved, and checks command deadlines. It does not run while the device is idle.
+    /// Loss is detected within about one interval.
+    /// </summary>
+    public TimeSpan HealthCheckInterval { get; init; } = TimeSpan.FromMilliseconds(25);
+
+    /// <summary>
+    /// When the device is lost, FATAL or hung, recover it without being asked (<see cref="FpgaDevice.Recover"/>), retrying
+    /// with a backoff from <see cref="RecoverBackoff"/> doubling up to <see cref="RecoverBackoffMax"/>, at most
+    /// <see cref="AutoRecoverAttempts"/> times; the device then stays in its failed state.
+    /// </summary>
+    public bool AutoRecover { get; init; }
+
+    /// <summary>How long <see cref="FpgaDevice.Recover"/> waits for a lost device to come back (spec 8: a management reset drops it for about a second).</summary>
+    public TimeSpan RecoverTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>First wait between automatic recovery attempts.</summary>
+    public TimeSpan RecoverBackoff { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Longest wait between automatic recovery attempts.</summary>
+    public TimeSpan RecoverBackoffMax { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Automatic recovery attempts after one failure before the driver gives up (the device stays failed; Recover() may still be called).</summary>
+    public int AutoRecoverAttempts { get; init; } = 10;
+
+    /// <summary>
     /// The pinned-bytes limit. Null: RLIMIT_MEMLOCK, not enforced for a process with CAP_IPC_LOCK or
     /// an unlimited limit, exactly as VFIO type1 does. Set it to enforce a limit of your own: it stands in for
     /// RLIMIT_MEMLOCK, so it is compared with what the whole process pins through every device it has open.
@@ -52,6 +79,13 @@ public sealed record FpgaDeviceOptions
     /// value is clamped, with a warning).
     /// </summary>
     public int OnDemandBudgetPages { get; init; } = 4096;
+
+    /// <summary>
+    /// Pages a fault in an on-demand region maps at once, unless the region says otherwise
+    /// (<see cref="Mmu.OnDemandRegion.FaultAroundPages"/>): a power of two from 1 (fault-around off) to 64. The default,
+    /// 16 pages (64 KiB), is the kernel's fault_around_bytes (issue 15, decision F1).
+    /// </summary>
+    public int FaultAroundPages { get; init; } = 16;
 
     /// <summary>The register interface this driver needs (spec 3 rule: same major, minor at least this).</summary>
     public Fa1Version RequiredVersion { get; init; } = Fa1Version.MinimumSupported;
@@ -80,11 +114,37 @@ public sealed record FpgaDeviceOptions
             throw new InvalidDeviceOptionException(nameof(DeviceTimeout), DeviceTimeout, "it must be above zero and at most 10 minutes");
         }
 
+        if (HealthCheckInterval < TimeSpan.FromMilliseconds(1) || HealthCheckInterval > TimeSpan.FromSeconds(10))
+        {
+            throw new InvalidDeviceOptionException(nameof(HealthCheckInterval), HealthCheckInterval, "it must be 1 ms to 10 s (loss is detected within about one interval)");
+        }
+
+        if (RecoverTimeout <= TimeSpan.Zero || RecoverTimeout > TimeSpan.FromMinutes(5))
+        {
+            throw new InvalidDeviceOptionException(nameof(RecoverTimeout), RecoverTimeout, "it must be above zero and at most 5 minutes");
+        }
+
+        if (RecoverBackoff < TimeSpan.FromMilliseconds(1) || RecoverBackoffMax < RecoverBackoff || RecoverBackoffMax > TimeSpan.FromMinutes(5))
+        {
+            throw new InvalidDeviceOptionException(nameof(RecoverBackoff), $"{RecoverBackoff}..{RecoverBackoffMax}", "the backoff starts at 1 ms or more and RecoverBackoffMax is at least RecoverBackoff and at most 5 minutes");
+        }
+
+        if (AutoRecoverAttempts is < 1 or > 1000)
+        {
+            throw new InvalidDeviceOptionException(nameof(AutoRecoverAttempts), AutoRecoverAttempts, "it must be 1 to 1000");
+        }
+
         if (OnDemandBudgetPages is < Mmu.OnDemandPager.MinimumBudget or > 1 << 24)
         {
             throw new InvalidDeviceOptionException(nameof(OnDemandBudgetPages), OnDemandBudgetPages,
                 $"it must be {Mmu.OnDemandPager.MinimumBudget} to 16777216 pages: a COPY stalled on a fault needs its source and its destination page at once, " +
                 $"so each open queue needs {Mmu.OnDemandPager.MinimumBudget}");
+        }
+
+        if (FaultAroundPages < 1 || FaultAroundPages > Mmu.DeviceContext.MaxFaultAroundPages || (FaultAroundPages & (FaultAroundPages - 1)) != 0)
+        {
+            throw new InvalidDeviceOptionException(nameof(FaultAroundPages), FaultAroundPages,
+                $"fault-around is a power of two from 1 (off) to {Mmu.DeviceContext.MaxFaultAroundPages} pages; to map more ahead of a DMA, use OnDemandRegion.Prefetch");
         }
 
         if (!Enum.IsDefined(Backend))

@@ -11,7 +11,7 @@ namespace FpgaAccel.HwSim.Bmc;
 /// </summary>
 /// <remarks>
 /// Concurrency: requests from any number of sessions and the reset timer run under <see cref="_lock"/>. The FPGA's
-/// power calls run outside it (<see cref="Fa1Model.Reinsert"/> takes the model's own lock and joins engine threads),
+/// power calls run outside it (<see cref="ModelFaultInjection.ReturnToBus"/> takes the model's own lock and joins engine threads),
 /// ordered by a generation count: a timer whose reset is no longer the current one does nothing.
 /// </remarks>
 public sealed class BmcModel : IDisposable

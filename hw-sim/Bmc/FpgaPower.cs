@@ -22,8 +22,8 @@ public static class FpgaPower
 
     private sealed class ModelPower(Fa1Model model) : IFpgaPower
     {
-        public void DropOffBus() => model.SurpriseRemove();
+        public void DropOffBus() => model.Inject.RemoveFromBus();
 
-        public void ReturnToBus() => model.Reinsert();
+        public void ReturnToBus() => model.Inject.ReturnToBus();
     }
 }

@@ -47,6 +47,10 @@ public class BadUsageTests
 
         yield return Case("stress: seed not a number", ["stress", .. s_model, "--seconds", "1", "--seed", "x"]);
         yield return Case("stress: unknown service", ["stress", .. s_model, "--seconds", "1", "--service", "fast"]);
+        foreach (var inject in new[] { "", "boom", "loss,,fatal", "loss,loss", "hang,nope" })
+        {
+            yield return Case($"stress: --inject '{inject}'", ["stress", .. s_model, "--seconds", "1", "--inject", inject]);
+        }
 
         yield return Case("jitter: unknown mode", ["jitter", .. s_model, "--mode", "x"]);
         yield return Case("jitter: unknown op", ["jitter", .. s_model, "--op", "x"]);

@@ -54,7 +54,10 @@ public class JitterTests
         async Task<JitterSample[]> Run()
         {
             using var device = Open(budget: 8);
-            var result = await Jitter.RunAsync(device, BufferMode.OnDemand, new JitterOptions { Count = 40, Warmup = 4, Size = 8192 });
+            // Reclaiming before the answer is what makes a virtual-clock run reproducible (F3), and what the CLI's
+            // --clock virtual selects.
+            var options = new JitterOptions { Count = 40, Warmup = 4, Size = 8192, FaultService = new() { ReclaimBeforeAnswer = true } };
+            var result = await Jitter.RunAsync(device, BufferMode.OnDemand, options);
             return result.Samples;
         }
 

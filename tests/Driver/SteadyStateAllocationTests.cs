@@ -47,6 +47,40 @@ public class SteadyStateAllocationTests
         Assert.That(driverBytes, Is.Zero, $"the driver allocated {driverBytes} bytes over 2000 faults (the model: {backend.Bytes})");
     }
 
+    // Issue 15: fault-around (16 pages a fault) and the reclaim batches the fault service runs after answering (one
+    // invalidation, one fence) allocate nothing in the driver either.
+    [Test]
+    public void FaultAroundAndBatchedReclaimAllocateNothingInTheDriver()
+    {
+        var backend = new AllocationCountingBackend(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }));
+        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { OnDemandBudgetPages = 64 });
+        using var buffer = HostBuffer.Allocate(512 * 4096);
+        using var context = device.CreateContext();
+        using var region = context.RegisterOnDemand(buffer, DmaAccess.ReadWrite);
+        var mmu = device.Mmu;
+        void Faults(int n)
+        {
+            for (var i = 0; i < n; i++)
+            {
+                // One fault per 64 KiB window over 2 MiB through a budget of 64 pages: each maps 16, reclaim batches evict.
+                context.ServiceFault((ulong)buffer.Address + ((ulong)(i % 32) * 16 * 4096), write: true, queue: 0, out _, out _);
+                mmu.Pager.ReclaimAboveHighWatermark();
+            }
+        }
+
+        Faults(200);
+        var stats = device.OnDemandStatistics;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        backend.Bytes = 0;
+        Faults(400);
+        var driverBytes = GC.GetAllocatedBytesForCurrentThread() - before - backend.Bytes;
+        var after = device.OnDemandStatistics;
+        Assert.That(after.FaultAroundPages - stats.FaultAroundPages, Is.GreaterThanOrEqualTo(400 * 15), "every fault mapped its window");
+        Assert.That(after.EvictionBatches - stats.EvictionBatches, Is.GreaterThan(50), "the measured faults were reclaimed in batches");
+        Assert.That(after.DirectReclaims, Is.Zero, "the reclaim after each fault kept the faults off the fence");
+        Assert.That(driverBytes, Is.Zero, $"the driver allocated {driverBytes} bytes over 400 faults (the model: {backend.Bytes})");
+    }
+
     [TestCase(CompletionMode.Interrupt)]
     [TestCase(CompletionMode.Poll)]
     public async Task CompletionHarvestAllocatesNothing(CompletionMode mode)
@@ -71,7 +105,7 @@ public class SteadyStateAllocationTests
     [Test]
     public async Task FaultServiceThreadAllocatesNothingPerFault()
     {
-        using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 8 });
+        using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 8, FaultAroundPages = 1 }); // one page per fault: this test counts faults page by page (fault-around has its own tests)
         var service = device.StartFaultService();
         using var buffer = HostBuffer.Allocate(32 * 4096);
         using var context = device.CreateContext();

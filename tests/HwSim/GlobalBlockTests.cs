@@ -196,12 +196,12 @@ public class GlobalBlockTests
     {
         using var model = NewModel();
         model.Write64(Fa1Registers.Scratch, 5);
-        model.SurpriseRemove();
+        model.Inject.RemoveFromBus();
         Assert.That(model.Read64(Fa1Registers.Id), Is.EqualTo(ulong.MaxValue));
         Assert.That(model.Read64(Fa1Registers.Scratch), Is.EqualTo(ulong.MaxValue));
         Assert.That(model.Read64(0xF000), Is.EqualTo(ulong.MaxValue), "even unimplemented offsets read all ones");
         model.Write64(Fa1Registers.Scratch, 6);
-        model.Reinsert();
+        model.Inject.ReturnToBus();
         Assert.That(model.Read64(Fa1Registers.Id), Is.EqualTo(Fa1Identity.IdValue));
         Assert.That(model.Read64(Fa1Registers.Scratch), Is.Zero, "it comes back reset");
     }

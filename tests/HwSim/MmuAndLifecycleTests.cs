@@ -118,6 +118,31 @@ public class MmuAndLifecycleTests
         Assert.That(rig.Run(0, DmaRig.Copy(src.Dva, dst.Dva, 4096, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "the first page was not in the range");
     }
 
+    // Issue 15: the driver now evicts in batches, one range invalidation over many pages. A model that dropped only the
+    // first page of a range (or more than the range) would pass every one-page test above and hide a stale batch.
+    [Test]
+    public void ARangeInvalidationDropsEveryPageOfTheRangeAndNoneOutsideIt()
+    {
+        using var rig = NewRig();
+        var src = rig.MapBuffer(Ctx, 10 * 4096, PteFlags.Read);
+        Assert.That(rig.Run(0, DmaRig.Crc(src.Dva, 10 * 4096, Ctx)).Status, Is.EqualTo(CompletionStatus.Ok), "fills the TLB for 10 pages");
+        for (var p = 0UL; p < 10; p++)
+        {
+            rig.SetLeaf(Ctx, src.Dva + (p * 4096), PageTableEntry.Invalid); // no invalidation: the TLB still translates
+        }
+
+        rig.Model.Write64(Fa1Registers.InvAddr, src.Dva + 4096);
+        rig.Model.Write64(Fa1Registers.InvPages, 8);
+        rig.Model.Write64(Fa1Registers.InvCmd, new InvalidationCommand(Ctx, InvalidationScope.Range).Raw);
+        WaitInvDone(rig, 1);
+
+        for (var p = 0UL; p < 10; p++)
+        {
+            var status = rig.Run(0, DmaRig.Crc(src.Dva + (p * 4096), 4096, Ctx)).Status;
+            Assert.That(status, Is.EqualTo(p is >= 1 and <= 8 ? CompletionStatus.Fault : CompletionStatus.Ok), $"page {p}: inside the range it is gone, outside it the TLB still has it");
+        }
+    }
+
     [TestCase(InvalidationScope.AllContexts)]
     [TestCase(InvalidationScope.Context)]
     public void WholeContextInvalidationsDropEverything(InvalidationScope scope)

@@ -38,7 +38,9 @@ public class ReproducibilityTests
         HostBuffer source, HostBuffer destination, FaultWaitMode serviceMode, CompletionMode completion, bool noise)
     {
         using var device = FpgaDevice.Open(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }), new FpgaDeviceOptions { OnDemandBudgetPages = 48 });
-        device.StartFaultService(new FaultServiceOptions { Mode = serviceMode });
+        // Decision F3: reclaim batches run after the answers by default, where host timing decides when their invalidation
+        // meets the device's accesses; a reproducible run (D34) reclaims while the faulting access is stalled.
+        device.StartFaultService(new FaultServiceOptions { Mode = serviceMode, ReclaimBeforeAnswer = true });
         using var context = device.CreateContext();
         using var a = context.RegisterOnDemand(source, DmaAccess.DeviceRead);
         using var b = context.RegisterOnDemand(destination, DmaAccess.ReadWrite);

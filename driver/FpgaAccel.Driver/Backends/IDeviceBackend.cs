@@ -74,6 +74,12 @@ internal interface IDeviceBackend : IDisposable
     /// hands them out.
     /// </remarks>
     IDeviceOracle? Oracle => null;
+
+    /// <summary>
+    /// Fault injection when this backend can make its device misbehave on demand (the model), for test harnesses and
+    /// the stress run; null for a backend that cannot (the board). An optional capability, as <see cref="Oracle"/>.
+    /// </summary>
+    IDeviceFaultInjection? FaultInjection => null;
 }
 
 /// <summary>A window of usable IOVAs, inclusive at both ends.</summary>

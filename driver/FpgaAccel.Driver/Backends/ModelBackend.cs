@@ -1,3 +1,4 @@
+using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
 using FpgaAccel.Interop;
 
@@ -10,6 +11,7 @@ internal sealed class ModelBackend : IDeviceBackend
     {
         Model = model;
         Oracle = new ModelOracleReader(model);
+        FaultInjection = new ModelFaultInjector(model.Inject);
     }
 
     /// <summary>Creates a model with <paramref name="options"/> and wraps it.</summary>
@@ -67,7 +69,46 @@ internal sealed class ModelBackend : IDeviceBackend
     /// </summary>
     public IDeviceOracle Oracle { get; }
 
+    /// <summary>The model's fault injection (<see cref="Fa1Model.Inject"/>) through the seam.</summary>
+    public IDeviceFaultInjection FaultInjection { get; }
+
     public void Dispose() => Model.Dispose();
+
+    /// <summary>Forwards every call to <see cref="ModelFaultInjection"/>; the counts become the seam's record.</summary>
+    private sealed class ModelFaultInjector(ModelFaultInjection inject) : IDeviceFaultInjection
+    {
+        public DeviceFaultInjectionCounts Counts
+        {
+            get
+            {
+                var c = inject.Counts;
+                return new DeviceFaultInjectionCounts(c.Removals, c.Returns, c.EngineStops, c.LostInterrupts, c.StuckInvalidations, c.Fatals, c.SpuriousErrors, c.Garbage);
+            }
+        }
+
+        public void RemoveFromBus(TimeSpan? returnAfter = null) => inject.RemoveFromBus(returnAfter);
+
+        public void ReturnToBus() => inject.ReturnToBus();
+
+        public void StopEngine(int queue) => inject.StopEngine(queue);
+
+        public void LoseInterrupts(int count) => inject.LoseInterrupts(count);
+
+        public void StickInvalidations() => inject.StickInvalidations();
+
+        public void RaiseFatal(FatalCause cause, uint detail) => inject.RaiseFatal(cause, detail);
+
+        public void RaiseSpuriousError() => inject.RaiseSpuriousError();
+
+        public bool GarbageFaultRecord(FaultRecord record) => inject.GarbageFaultRecord(record);
+
+        public bool FaultTailJump(uint count) => inject.FaultTailJump(count);
+
+        public bool GarbageCompletion(int queue, CompletionRecord record, bool advanceTail = true, bool interrupt = true) =>
+            inject.GarbageCompletion(queue, record, advanceTail, interrupt);
+
+        public bool Garbage(Random rng) => inject.Garbage(rng);
+    }
 
     /// <summary>Reads <see cref="Fa1Model.Oracle"/> and turns it into the seam's report.</summary>
     private sealed class ModelOracleReader(Fa1Model model) : IDeviceOracle

@@ -25,10 +25,18 @@ internal enum MirrorFlags : ulong
     Present = 1 << 4,
 }
 
-/// <summary>One mirrored page: flags in [7:0], the owning region's id in [63:32].</summary>
+/// <summary>
+/// One mirrored page: flags in [7:0], log2 of the region's fault-around window in [11:8] (on-demand pages; decision F2),
+/// the owning region's id in [63:32].
+/// </summary>
 internal readonly record struct MirrorEntry(ulong Raw)
 {
+    private const int FaultAroundShift = 8;
+
     public MirrorFlags Flags => (MirrorFlags)(Raw & 0xFF);
+
+    /// <summary>Pages the fault path maps around a fault in this page (1: only the page). A power of two.</summary>
+    public int FaultAroundPages => 1 << (int)((Raw >> FaultAroundShift) & 0xF);
 
     public bool Valid => (Raw & (ulong)MirrorFlags.Valid) != 0;
 
@@ -43,6 +51,10 @@ internal readonly record struct MirrorEntry(ulong Raw)
     public bool Allows(bool write) => Valid && (Raw & (ulong)(write ? MirrorFlags.Write : MirrorFlags.Read)) != 0;
 
     public static MirrorEntry Create(uint region, MirrorFlags flags) => new(((ulong)region << 32) | (ulong)flags);
+
+    /// <summary>An on-demand page's entry: <paramref name="faultAroundLog2"/> is log2 of its region's fault-around window (0..6).</summary>
+    public static MirrorEntry Create(uint region, MirrorFlags flags, int faultAroundLog2) =>
+        new(((ulong)region << 32) | ((ulong)(faultAroundLog2 & 0xF) << FaultAroundShift) | (ulong)flags);
 }
 
 /// <summary>

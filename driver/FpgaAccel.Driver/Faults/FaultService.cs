@@ -19,6 +19,11 @@ namespace FpgaAccel.Driver.Faults;
 /// strands it. Each record is answered exactly once, in ring order, and FQ_HEAD advances only past
 /// records already answered. The steady-state path allocates nothing: records are read in place,
 /// the mirror lookup and the page-table install use preallocated state, metrics take no tags.
+///
+/// Device failure (issue 12): a lost device (FQ_TAIL all ones, confirmed by ID) and a tail that jumps past the ring
+/// (records overwritten unread: their accesses would stall for good) are reported to the device's health, which
+/// releases every command; the thread then blocks (no timeout, no register reads) until <see cref="Reattach"/> gives it
+/// a fresh ring after the reset, or Dispose stops it. <see cref="_drainLock"/> keeps a drain and a reattach apart.
 /// </remarks>
 public sealed partial class FaultService : IDisposable
 {
@@ -44,6 +49,7 @@ public sealed partial class FaultService : IDisposable
     private uint _head;
     private long _allocatedBytes;
     private volatile bool _running = true;
+    private readonly Lock _drainLock = new();
     private int _disposed;
 
     internal FaultService(FpgaDevice device, FaultServiceOptions options, ILogger logger)
@@ -56,6 +62,7 @@ public sealed partial class FaultService : IDisposable
         _entries = 1u << options.RingLog2;
         _dropin = options.UseDropin && device.Info.Capabilities.Dropin;
         _microsecondsPerCycle = 1e6 / device.Info.ClockHz;
+        _trace = options.TraceStages ? new FaultStageTrace(device.Backend, device.Info.ClockHz) : null;
         Metrics = new FaultMetrics(() => _mmu.Pager.Evictions, () => _mmu.Pager.PinnedPages, () => _mmu.Pager.LimitEvictions);
         _onWake = () => _wake!.Signal();
         EventFd? claimed = null;
@@ -249,25 +256,47 @@ public sealed partial class FaultService : IDisposable
 
     private void Run()
     {
+        _trace?.Own();
+        _mmu.FaultTrace = _trace;
         Span<EpollReady> ready = stackalloc EpollReady[2];
         var idleMs = (int)Math.Clamp(_options.IdlePoll.TotalMilliseconds, 1, int.MaxValue);
         var allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
+        var health = _device.Health;
         try
         {
             while (_running)
             {
-                if (Drain() > 0)
+                var ready0 = health.IsReady;
+                try
                 {
-                    Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
-                    continue;
+                    if (ready0 && Drain() > 0)
+                    {
+                        if (!_options.ReclaimBeforeAnswer)
+                        {
+                            ReclaimAfterBatch();
+                        }
+
+                        Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
+                        continue;
+                    }
+
+                    if (ready0 && _options.Mode == FaultWaitMode.Adaptive && SpinForTail())
+                    {
+                        continue;
+                    }
+                }
+                catch (DeviceLostException ex)
+                {
+                    // Issue 12: reported, not a silent stop. A device that is really gone blocks the wait below; one that
+                    // only read all ones once (ID fine) is looked at again after the idle poll.
+                    if (!health.ReportAllOnes(ex.When))
+                    {
+                        LogTransientAllOnes(_logger, ex.When);
+                    }
                 }
 
-                if (_options.Mode == FaultWaitMode.Adaptive && SpinForTail())
-                {
-                    continue;
-                }
-
-                var n = _epoll!.Wait(ready, idleMs);
+                // A failed device: block until Reattach or Dispose signals (no timeout, no register reads).
+                var n = _epoll!.Wait(ready, health.IsReady ? idleMs : -1);
                 for (var i = 0; i < n; i++)
                 {
                     if (ready[i].Token == StopToken)
@@ -279,10 +308,6 @@ public sealed partial class FaultService : IDisposable
                 }
             }
         }
-        catch (DeviceLostException ex)
-        {
-            LogServiceStopped(_logger, ex);
-        }
         catch (Exception ex)
         {
             LogServiceStopped(_logger, ex);
@@ -290,6 +315,10 @@ public sealed partial class FaultService : IDisposable
         finally
         {
             _running = false;
+            if (_trace is not null)
+            {
+                _mmu.FaultTrace = null;
+            }
         }
     }
 
@@ -311,7 +340,63 @@ public sealed partial class FaultService : IDisposable
         return false;
     }
 
-    private unsafe int Drain()
+    private int Drain()
+    {
+        lock (_drainLock)
+        {
+            // A failure declared since the caller looked: the ring is not read until the reattach.
+            return _device.Health.IsReady ? DrainLocked() : 0;
+        }
+    }
+
+    /// <summary>
+    /// After the device was reset (issue 12 recovery): the ring zeroed and programmed again (FQ_BASE, FQ_LOG2 resets head
+    /// and tail), the head at 0, and the thread woken to serve it.
+    /// </summary>
+    internal unsafe void Reattach()
+    {
+        if (_ring is null || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        lock (_drainLock)
+        {
+            new Span<byte>(_ring.Pointer, checked((int)_ring.Length)).Clear();
+            var b = _device.Backend;
+            b.Write64(Fa1Registers.FqBase, _ring.Iova);
+            b.Write64(Fa1Registers.FqLog2, (ulong)_options.RingLog2);
+            var tail = b.Read64(Fa1Registers.FqTail);
+            if (tail != 0)
+            {
+                throw tail == Fa1Identity.DeviceLost
+                    ? new DeviceLostException("while restoring the fault ring (FQ_TAIL)", b.Description)
+                    : new DeviceProtocolException($"FQ_TAIL reads {tail} right after FQ_LOG2 was written; spec 4.4 resets it to 0. The device cannot be trusted with faults: reset it.");
+            }
+
+            _head = 0;
+            b.Write64(Fa1Registers.FqHead, 0);
+        }
+
+        _wake?.Signal();
+    }
+
+    /// <summary>On the health thread: FQ_TAIL moved past the head while no FAULT message woke the service (lost MSI-X): wake it.</summary>
+    internal void HealthSweep()
+    {
+        if (!_running || _wake is null)
+        {
+            return;
+        }
+
+        var tail = _device.Backend.Read64(Fa1Registers.FqTail);
+        if (tail != Fa1Identity.DeviceLost && (uint)tail != Volatile.Read(ref _head))
+        {
+            _wake.Signal();
+        }
+    }
+
+    private unsafe int DrainLocked()
     {
         var b = _device.Backend;
 
@@ -330,13 +415,17 @@ public sealed partial class FaultService : IDisposable
             return 0;
         }
 
+        _trace?.BeginBatch();
+
         if (available > _entries)
         {
-            // The device claims more records than the ring holds: not a state the spec allows.
+            // The device claims more records than the ring holds: records were overwritten before they were read, and the
+            // accesses that raised them wait for answers that can never come. Issue 12: the device is declared hung
+            // (every command released), not skipped silently; the ring stays as it is until the recovery's reset.
             Metrics.BadRecord();
             LogBadTail(_logger, tail, _head, _entries);
-            _head = tail;
-            b.Write64(Fa1Registers.FqHead, _head);
+            _device.Health.Fail(DeviceState.Hung, $"FQ_TAIL {tail} is {tail - _head} records past the head {_head}, beyond the fault ring's {_entries} entries",
+                new DeviceHungException("the fault ring overflowed", $"FQ_TAIL {tail} is {tail - _head} records past FQ_HEAD {_head}, beyond the ring's {_entries} entries: faults were overwritten before they were answered"));
             return 0;
         }
 
@@ -364,6 +453,8 @@ public sealed partial class FaultService : IDisposable
         }
 
         Metrics.Fault();
+        _trace?.Wake(record.Cycle);
+        _trace?.Mark(FaultStage.Ring);
         var invalidationsBefore = _mmu.Invalidator.Issued;
         var write = (record.Flags & FaultRecordFlags.Write) != 0;
         var context = _mmu.Context(record.Context);
@@ -382,6 +473,11 @@ public sealed partial class FaultService : IDisposable
             outcome = FaultOutcome.Abort;
             Metrics.Failure();
             LogFailureLimited(record.Context, record.Dva, write, ex);
+        }
+
+        if (_options.ReclaimBeforeAnswer)
+        {
+            ReclaimAfterBatch(); // the access is stalled: the batch meets the device at a point its own clock fixes
         }
 
         var b = _device.Backend;
@@ -413,6 +509,8 @@ public sealed partial class FaultService : IDisposable
         {
             Metrics.ServiceTime((now - record.Cycle) * _microsecondsPerCycle);
         }
+
+        _trace?.Mark(FaultStage.Respond);
     }
 
     // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA
@@ -459,7 +557,7 @@ public sealed partial class FaultService : IDisposable
     [LoggerMessage(EventId = 52, Level = LogLevel.Error, Message = "Fault record rejected: expected seq {Expected}, record seq {Sequence}, ctx {Context}, tag {Tag}, DVA 0x{Dva:X}")]
     private static partial void LogBadRecord(ILogger logger, uint expected, uint sequence, byte context, ushort tag, ulong dva);
 
-    [LoggerMessage(EventId = 53, Level = LogLevel.Error, Message = "FQ_TAIL {Tail} is {Ahead} ahead of the head {Head}, beyond the ring's {Entries} entries: skipped")]
+    [LoggerMessage(EventId = 53, Level = LogLevel.Error, Message = "FQ_TAIL {Tail} is {Ahead} ahead of the head {Head}, beyond the ring's {Entries} entries: records were overwritten unread; the device is declared hung")]
     private static partial void LogBadTailCore(ILogger logger, uint tail, uint ahead, uint head, uint entries);
 
     [LoggerMessage(EventId = 54, Level = LogLevel.Critical, Message = "Fault service stopped")]
@@ -470,6 +568,9 @@ public sealed partial class FaultService : IDisposable
 
     [LoggerMessage(EventId = 57, Level = LogLevel.Error, Message = "Fault service stopped, but its ring could not be detached from the device")]
     private static partial void LogDetachFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(EventId = 58, Level = LogLevel.Warning, Message = "FQ_TAIL read all ones {When}, but ID did not: looked at again later")]
+    private static partial void LogTransientAllOnes(ILogger logger, string when);
 
     [LoggerMessage(EventId = 55, Level = LogLevel.Warning, Message = "Fault service thread did not stop in time; its ring and descriptors are left allocated")]
     private static partial void LogStuck(ILogger logger);

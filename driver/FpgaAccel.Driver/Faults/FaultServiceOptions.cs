@@ -36,6 +36,20 @@ public sealed record FaultServiceOptions
     /// </summary>
     public TimeSpan IdlePoll { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Time each step of every fault's service (<see cref="FaultService.StageTimes"/>): where the service time goes. Off by
+    /// default (a timestamp per step, and one CYCLES read per drain).
+    /// </summary>
+    public bool TraceStages { get; init; }
+
+    /// <summary>
+    /// Run the reclaim batch (decision F3) before answering a fault, while its access is stalled, instead of after the
+    /// answered batch. Off by default: after the answer no fault waits for the batch's fence, but the batch's
+    /// invalidation then meets the device's accesses at a point the host's timing decides. On, a virtual-clock run is
+    /// reproducible (decision D34) at the cost of a fence on the path of one fault per batch.
+    /// </summary>
+    public bool ReclaimBeforeAnswer { get; init; }
+
     /// <summary>Checks every setting; throws <see cref="InvalidDeviceOptionException"/> naming the first one out of range.</summary>
     public void Validate()
     {

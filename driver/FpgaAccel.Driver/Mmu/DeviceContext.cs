@@ -232,8 +232,15 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         pin.Buffer?.RemoveUser(pin);
-        EndRemoval(change);
-        _mmu.Iommu.Release(first, end - first);
+        if (EndRemoval(change))
+        {
+            _mmu.Iommu.Release(first, end - first);
+        }
+        else
+        {
+            _mmu.Quarantine(first, end - first);
+        }
+
         LogUnpinned(_mmu.Logger, pin.Id, Index);
     }
 
@@ -266,14 +273,14 @@ public sealed partial class DeviceContext : IDisposable
                 }
             }
 
-            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner);
-            var flags = MirrorFlags.Valid | MirrorFlags.OnDemand | MirrorFlags.Read | ((access & DmaAccess.DeviceWrite) != 0 ? MirrorFlags.Write : MirrorFlags.None);
+            var region = new OnDemandRegion(this, (uint)_mmu.NextPinId(), first, end, address, length, access, owner, _mmu.FaultAroundLog2);
+            var absent = region.AbsentEntry;
             var set = first;
             try
             {
                 for (; set < end; set += PageTableFormat.PageSize)
                 {
-                    _mirror.Set(set, MirrorEntry.Create(region.Id, flags));
+                    _mirror.Set(set, absent);
                 }
 
                 _regions.Add(region.Id, region);
@@ -338,10 +345,18 @@ public sealed partial class DeviceContext : IDisposable
         }
 
         region.Buffer?.RemoveUser(region);
-        EndRemoval(change);
+        var fenced = EndRemoval(change);
         foreach (var page in present)
         {
-            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            if (fenced)
+            {
+                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+            }
+            else
+            {
+                _mmu.Quarantine(page, PageTableFormat.PageSize);
+            }
+
             _mmu.Pager.Forget();
         }
 
@@ -492,6 +507,7 @@ public sealed partial class DeviceContext : IDisposable
             var entry = _mirror.Lookup(dva);
             region = entry.Region;
             ScheduleHooks.At(SchedulePoint.FaultLookedUp);
+            _mmu.FaultTrace?.Mark(FaultStage.Lookup);
             if (_disposed || !entry.Allows(write))
             {
                 return FaultOutcome.Abort;
@@ -511,64 +527,14 @@ public sealed partial class DeviceContext : IDisposable
                 continue;
             }
 
-            // IOPF: make room under the budget, then pin the page (outside the lock: it can be slow).
-            _mmu.Pager.Reserve(queue);
-            try
+            // IOPF: pin the page and the absent pages around it (fault-around, within the budget), install them in one
+            // page-table update, and drop in the faulting page's leaf (DeviceContext.FaultAround.cs).
+            if (InstallAround(page, entry, queue, started, out leaf))
             {
-                AcquireOnDemandPage(page, queue);
-            }
-            catch
-            {
-                _mmu.Pager.Forget();
-                throw;
-            }
-
-            ScheduleHooks.At(SchedulePoint.FaultPagePinned);
-            var installed = false;
-            var present = new MirrorEntry(entry.Raw | (ulong)MirrorFlags.Present);
-            PageTableChange change = default;
-            try
-            {
-                lock (Lock)
-                {
-                    if (!ReadRetry(started) && _mirror.Replace(page, entry, present))
-                    {
-                        // The mirror first here (DesiredFlags reads it): only this thread reads the mirror without the
-                        // lock, and it is the one installing, so no reader sees the entry before the table has it.
-                        try
-                        {
-                            change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
-                        }
-                        catch
-                        {
-                            _mirror.Replace(page, present, entry);
-                            throw;
-                        }
-
-                        installed = true;
-                    }
-                }
-            }
-            catch
-            {
-                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
-                _mmu.Pager.Forget();
-                throw;
-            }
-
-            if (installed)
-            {
-                // On-demand pages never join a 2 MiB leaf, so an install neither removes nor promotes; kept for safety.
-                SettleAddition(change);
-                Interlocked.Increment(ref _presentOnDemand);
-                _mmu.Pager.Record(this, page, queue);
-                leaf = LeafFor(page, present);
                 return FaultOutcome.Resolved;
             }
 
-            // A removal started (or the entry changed) since the lookup: undo and look again.
-            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
-            _mmu.Pager.Forget();
+            // A removal started (or the entry changed) since the lookup: everything was undone; look again.
         }
     }
 
@@ -592,8 +558,15 @@ public sealed partial class DeviceContext : IDisposable
             change = _table.Apply(page, page + PageTableFormat.PageSize, _desired);
         }
 
-        EndRemoval(change);
-        _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+        if (EndRemoval(change))
+        {
+            _mmu.Iommu.Release(page, PageTableFormat.PageSize);
+        }
+        else
+        {
+            _mmu.Quarantine(page, PageTableFormat.PageSize);
+        }
+
         Interlocked.Decrement(ref _presentOnDemand);
         return true;
     }
@@ -654,8 +627,11 @@ public sealed partial class DeviceContext : IDisposable
         }
     }
 
-    // Outside the lock: invalidate what changed, wait for the fence, end the removal.
-    private void EndRemoval(PageTableChange change)
+    // Outside the lock: invalidate what changed, wait for the fence, end the removal. False when the fence failed (the
+    // device lost, FATAL or hung: issue 12): the caller then keeps the pages mapped (DeviceMmu.Quarantine) until the
+    // device is known gone or reset, since it may still reach them through the old translation; the handle is gone
+    // either way, and the device's state tells the application what happened.
+    private bool EndRemoval(PageTableChange change)
     {
         ScheduleHooks.At(SchedulePoint.RemovalTableChanged);
         try
@@ -665,10 +641,35 @@ public sealed partial class DeviceContext : IDisposable
                 _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
                 ScheduleHooks.At(SchedulePoint.RemovalFenced);
             }
+
+            return true;
+        }
+        catch (FpgaAccelException ex)
+        {
+            LogRemovalUnfenced(_mmu.Logger, Index, change.FirstDva, ex);
+            return false;
         }
         finally
         {
             Interlocked.Decrement(ref _invalidationsActive);
+        }
+    }
+
+    /// <summary>After a reset (issue 12 recovery): CTX_ROOT and CTX_CTRL written again; the table itself lives in host memory.</summary>
+    internal bool Restore()
+    {
+        lock (Lock)
+        {
+            if (_disposed)
+            {
+                return false;
+            }
+
+            var backend = _mmu.Backend;
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxRoot), ContextRoot.Create(_table.RootIova, valid: true).Raw);
+            var ctrl = ContextControl.Enable | (NoFault ? ContextControl.NoFault : ContextControl.None);
+            backend.Write64(Fa1Registers.Context(Index, Fa1Registers.CtxCtrl), (ulong)ctrl);
+            return true;
         }
     }
 
@@ -848,8 +849,9 @@ public sealed partial class DeviceContext : IDisposable
         if (e.OnDemand)
         {
             mayJoinHugeLeaf = false;
-            if (e.Present)
+            if (e.Present || (dva - _installFirst < _installEnd - _installFirst && e.Raw == _installAbsent))
             {
+                // Present, or about to be: an install writes the table before it publishes the mirror (InstallRun).
                 return PteFlags.Read | ((e.Flags & MirrorFlags.Write) != 0 ? PteFlags.Write : PteFlags.None);
             }
         }
@@ -875,6 +877,9 @@ public sealed partial class DeviceContext : IDisposable
 
     [LoggerMessage(EventId = 32, Level = LogLevel.Debug, Message = "Unpinned #{Id} in context {Context}")]
     private static partial void LogUnpinned(ILogger logger, long id, int context);
+
+    [LoggerMessage(EventId = 37, Level = LogLevel.Warning, Message = "Context {Context}: the fence of a removal at DVA 0x{Dva:X} failed; its pages stay mapped until the device is known gone or reset")]
+    private static partial void LogRemovalUnfenced(ILogger logger, int context, ulong dva, Exception ex);
 
     [LoggerMessage(EventId = 33, Level = LogLevel.Warning, Message = "Context {Context} disposed without a device fence")]
     private static partial void LogDisposeUnfenced(ILogger logger, int context, Exception ex);

@@ -14,6 +14,13 @@ internal sealed partial class DeviceMmu : IDisposable
     private readonly DeviceContext?[] _contexts;
     private readonly Lock _lock = new();
     private long _nextPinId;
+    private long _faultAroundRetired;
+    private long _prefetchedRetired;
+
+    // Ranges whose removal fence failed (issue 12): still mapped, since the device might reach them, until it is known
+    // gone or reset. Guarded by _lock.
+    private readonly List<(ulong First, ulong Length)> _quarantine = [];
+    private int _quarantinedPages;
 
     public DeviceMmu(IDeviceBackend backend, Capabilities caps, FpgaDeviceOptions options, ILoggerFactory loggers, Func<int, int>? commandsInFlight = null)
     {
@@ -27,7 +34,18 @@ internal sealed partial class DeviceMmu : IDisposable
         Invalidator = new TlbInvalidator(backend, options.DeviceTimeout);
         _contexts = new DeviceContext?[caps.Contexts];
         Pager = new OnDemandPager(ClampBudget(options.OnDemandBudgetPages), caps.Queues, commandsInFlight);
+        FaultAroundLog2 = System.Numerics.BitOperations.Log2((uint)options.FaultAroundPages);
+        PagingMetrics = new PagingMetrics(this);
     }
+
+    /// <summary>log2 of the fault-around window new on-demand regions start with (<see cref="FpgaDeviceOptions.FaultAroundPages"/>).</summary>
+    public int FaultAroundLog2 { get; }
+
+    /// <summary>The running fault service's step timer, when it traces (<see cref="Faults.FaultServiceOptions.TraceStages"/>).</summary>
+    public Faults.FaultStageTrace? FaultTrace { get; set; }
+
+    /// <summary>The paging instruments (meter <c>FpgaAccel.Driver</c>).</summary>
+    public PagingMetrics PagingMetrics { get; }
 
     /// <summary>The on-demand budget and its eviction order.</summary>
     public OnDemandPager Pager { get; }
@@ -50,6 +68,95 @@ internal sealed partial class DeviceMmu : IDisposable
     public TlbInvalidator Invalidator { get; }
 
     public long NextPinId() => Interlocked.Increment(ref _nextPinId);
+
+    /// <summary>Pages kept mapped because their fence failed.</summary>
+    public int QuarantinedPages => Volatile.Read(ref _quarantinedPages);
+
+    /// <summary>
+    /// A removal whose fence failed: the device may still hold the old translation, so the pages stay mapped (pinned)
+    /// until <see cref="ReleaseQuarantined"/> (the device known gone, or reset). Never lost: released then, or at dispose.
+    /// </summary>
+    public void Quarantine(ulong first, ulong length)
+    {
+        lock (_lock)
+        {
+            _quarantine.Add((first, length));
+            _quarantinedPages += (int)(length / PageTableFormat.PageSize);
+        }
+
+        // Claim: a range quarantined while the device is lost does not wait for a recovery. Argument: the health moves
+        // the state to Lost before it calls ReleaseQuarantined; a range added after that call's snapshot is added
+        // after the move, so this look sees Lost and releases it here.
+        if (DeviceGone?.Invoke() == true)
+        {
+            ReleaseQuarantined();
+        }
+    }
+
+    /// <summary>True when the device is known gone (Lost): set by the device.</summary>
+    public Func<bool>? DeviceGone { get; set; }
+
+    /// <summary>The device can no longer reach any quarantined page (gone, or reset): unmap them and return their accounting.</summary>
+    public void ReleaseQuarantined()
+    {
+        (ulong First, ulong Length)[] ranges;
+        lock (_lock)
+        {
+            if (_quarantine.Count == 0)
+            {
+                return;
+            }
+
+            ranges = [.. _quarantine];
+            _quarantine.Clear();
+            Volatile.Write(ref _quarantinedPages, 0);
+        }
+
+        foreach (var (first, length) in ranges)
+        {
+            Iommu.Release(first, length);
+        }
+
+        LogQuarantineReleased(Logger, ranges.Length);
+    }
+
+    /// <summary>After a reset: every live context's CTX_ROOT and CTX_CTRL written again. Returns how many.</summary>
+    public int RestoreContexts()
+    {
+        DeviceContext?[] live;
+        lock (_lock)
+        {
+            live = [.. _contexts];
+        }
+
+        var restored = 0;
+        foreach (var c in live)
+        {
+            if (c is not null && c.Restore())
+            {
+                restored++;
+            }
+        }
+
+        return restored;
+    }
+
+    /// <summary>Pages mapped by fault-around in every live context, plus those of contexts already disposed.</summary>
+    public long FaultAroundTotal => Interlocked.Read(ref _faultAroundRetired) + Live().Sum(c => c.FaultAroundPages);
+
+    /// <summary>Pages prefetched in every live context, plus those of contexts already disposed.</summary>
+    public long PrefetchedTotal => Interlocked.Read(ref _prefetchedRetired) + Live().Sum(c => c.PrefetchedPages);
+
+    private IEnumerable<DeviceContext> Live()
+    {
+        for (var i = 0; i < _contexts.Length; i++)
+        {
+            if (Volatile.Read(ref _contexts[i]) is { } c)
+            {
+                yield return c;
+            }
+        }
+    }
 
     public DeviceContext CreateContext(ContextOptions options)
     {
@@ -79,6 +186,8 @@ internal sealed partial class DeviceMmu : IDisposable
         {
             if (_contexts[context.Index] == context)
             {
+                Interlocked.Add(ref _faultAroundRetired, context.FaultAroundPages);
+                Interlocked.Add(ref _prefetchedRetired, context.PrefetchedPages);
                 Volatile.Write(ref _contexts[context.Index], null);
             }
         }
@@ -108,8 +217,12 @@ internal sealed partial class DeviceMmu : IDisposable
     [LoggerMessage(EventId = 35, Level = LogLevel.Warning, Message = "On-demand budget clamped from {Requested} to {Budget} pages: half the locked-memory limit of {Limit} bytes ({Source}); raise the limit for a larger budget")]
     private static partial void LogBudgetClamped(ILogger logger, int requested, int budget, ulong limit, string source);
 
+    [LoggerMessage(EventId = 36, Level = LogLevel.Warning, Message = "Released {Ranges} range(s) whose fence had failed: the device can no longer reach them")]
+    private static partial void LogQuarantineReleased(ILogger logger, int ranges);
+
     public void Dispose()
     {
+        PagingMetrics.Dispose();
         DeviceContext?[] live;
         lock (_lock)
         {
@@ -120,6 +233,9 @@ internal sealed partial class DeviceMmu : IDisposable
         {
             c?.Dispose();
         }
+
+        // The device is being closed and its contexts are disabled: nothing is left to protect these pages for.
+        ReleaseQuarantined();
     }
 }
 

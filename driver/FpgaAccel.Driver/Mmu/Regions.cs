@@ -10,9 +10,11 @@ namespace FpgaAccel.Driver.Mmu;
 public sealed class OnDemandRegion : IDisposable
 {
     private int _state;
+    private int _faultAroundLog2;
 
-    internal OnDemandRegion(DeviceContext context, uint id, ulong first, ulong end, nint address, ulong length, DmaAccess access, HostBuffer? buffer)
+    internal OnDemandRegion(DeviceContext context, uint id, ulong first, ulong end, nint address, ulong length, DmaAccess access, HostBuffer? buffer, int faultAroundLog2)
     {
+        _faultAroundLog2 = faultAroundLog2;
         Context = context;
         Buffer = buffer;
         Id = id;
@@ -38,6 +40,46 @@ public sealed class OnDemandRegion : IDisposable
     /// <summary>What the device may do in the region; a fault asking for more is answered ABORT.</summary>
     public DmaAccess Access { get; }
 
+    /// <summary>
+    /// Pages a fault in this region maps at once (fault-around, issue 15): the faulting page and the absent pages of the
+    /// region around it, in a window of this many pages aligned to its size, as far as the on-demand budget has room
+    /// without evicting. A power of two from 1 (off: one page per fault) to <see cref="DeviceContext.MaxFaultAroundPages"/>;
+    /// the device's default is <see cref="FpgaDeviceOptions.FaultAroundPages"/> (16: 64 KiB, as the kernel's
+    /// fault_around_bytes). Setting it takes effect for the next fault.
+    /// </summary>
+    public int FaultAroundPages
+    {
+        get => 1 << Volatile.Read(ref _faultAroundLog2);
+        set
+        {
+            if (value < 1 || value > DeviceContext.MaxFaultAroundPages || (value & (value - 1)) != 0)
+            {
+                throw new InvalidDeviceOptionException(nameof(FaultAroundPages), value,
+                    $"fault-around is a power of two from 1 (off) to {DeviceContext.MaxFaultAroundPages} pages; to map more ahead of a DMA, use Prefetch");
+            }
+
+            Context.SetFaultAround(this, System.Numerics.BitOperations.Log2((uint)value));
+        }
+    }
+
+    /// <summary>
+    /// Maps the pages of [<paramref name="offset"/>, + <paramref name="length"/>) of this region now, ahead of the DMA
+    /// that will use them (this driver's <c>ibv_advise_mr</c> prefetch or <c>MADV_WILLNEED</c>): each absent page is
+    /// pinned and installed, so the device's accesses to it hit without faulting. The pages count against the
+    /// on-demand budget like faulted ones (least recently mapped pages are evicted, in batches, to make room) and
+    /// may be evicted again later like them. Returns the pages it mapped (0 when all were present).
+    /// </summary>
+    /// <exception cref="PrefetchRejectedException">The range is outside the region, empty, or larger than the budget.</exception>
+    public int Prefetch(ulong offset, ulong length)
+    {
+        if (!IsRegistered)
+        {
+            throw new InvalidPinHandleException(ToString(), "it was unregistered; register the range again before prefetching it");
+        }
+
+        return Context.Prefetch(this, offset, length);
+    }
+
     /// <summary>False once unregistered: its pages are unmapped and new faults in it are aborted.</summary>
     public bool IsRegistered => Volatile.Read(ref _state) == 0;
 
@@ -56,6 +98,13 @@ public sealed class OnDemandRegion : IDisposable
             Context.UnregisterIfRegistered(this);
         }
     }
+
+    /// <summary>The mirror entry of the region's pages while absent: its id, access, and fault-around window.</summary>
+    internal Faults.MirrorEntry AbsentEntry => Faults.MirrorEntry.Create(Id,
+        Faults.MirrorFlags.Valid | Faults.MirrorFlags.OnDemand | Faults.MirrorFlags.Read | ((Access & DmaAccess.DeviceWrite) != 0 ? Faults.MirrorFlags.Write : Faults.MirrorFlags.None),
+        Volatile.Read(ref _faultAroundLog2));
+
+    internal void SetFaultAroundLog2(int log2) => Volatile.Write(ref _faultAroundLog2, log2);
 
     internal bool MarkUnregistered() => Interlocked.Exchange(ref _state, 1) == 0;
 

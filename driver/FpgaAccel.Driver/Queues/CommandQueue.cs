@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Dma;
@@ -43,6 +44,14 @@ namespace FpgaAccel.Driver.Queues;
 /// through the same check). The device: SQ_LOG2 = 0 stops new commands, and CQ_LOG2 = 0 (a teardown, decision D15)
 /// leaves nowhere to post, so a command still running when the device timeout passed waits instead of writing a
 /// completion into freed memory; a read back orders those writes before the free.
+///
+/// Failure (issue 12). Claim: once <see cref="Fail"/> returns, no command of this queue is pending, no submitter waits
+/// for a credit, and no submission is accepted until <see cref="Reattach"/>. Argument: Fail publishes the failure
+/// (volatile) and then takes and releases <see cref="_submitLock"/>, so a submission either finished posting (its slot is
+/// set, and the sweep that follows under <see cref="_harvestLock"/> fails it) or sees the failure and gives its credit
+/// back; every failed slot returns its credit, which wakes the credit waiters, whose <see cref="Post"/> then sees the
+/// failure. The harvest does nothing while the queue is failed (the rings are frozen until the reset), so the poller
+/// finds nothing outstanding and blocks on <see cref="_work"/>: it never spins on a failed device.
 /// </remarks>
 public sealed partial class CommandQueue : IDisposable
 {
@@ -76,6 +85,11 @@ public sealed partial class CommandQueue : IDisposable
     private long _phaseGlitches;
     private ulong _lastGlitchLogged = ulong.MaxValue;
     private int _disposed;
+    private readonly long[] _submittedAt;
+
+    // Stopwatch timestamp of the last harvest that completed anything (the health check's progress signal).
+    private long _lastCompletionAt;
+    private volatile FpgaAccelException? _failure;
 
     internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ILogger logger)
     {
@@ -89,6 +103,7 @@ public sealed partial class CommandQueue : IDisposable
         _credits = new SemaphoreSlim(entries, entries);
         _slots = new CompletionSource?[entries];
         _generations = new ushort[entries];
+        _submittedAt = new long[entries];
         _freeSlots = new Stack<int>(Enumerable.Range(0, entries).Reverse());
         var iommu = device.Mmu.Iommu;
         _sq = DmaMemory.Allocate(iommu, (ulong)entries * SubmissionDescriptor.Size);
@@ -103,19 +118,11 @@ public sealed partial class CommandQueue : IDisposable
         }
 
         var b = device.Backend;
-        b.Write64(Reg(Fa1Registers.SqLog2), 0);
-        b.Write64(Reg(Fa1Registers.SqBase), _sq.Iova);
-        b.Write64(Reg(Fa1Registers.CqBase), _cq.Iova);
-        b.Write64(Reg(Fa1Registers.CqLog2), (ulong)_log2);
-        b.Write64(Reg(Fa1Registers.SqLog2), (ulong)_log2); // last: enables the queue
-
-        // Spec 5 and D15: writing SQ_LOG2 and CQ_LOG2 reset the ring counters, and the harvest's PHASE rule (lap 0
-        // expects PHASE 1 in zeroed memory) starts from there. Anything else is a device not to be trusted.
-        var sqTail = b.Read64(Reg(Fa1Registers.SqTail));
-        var sqHead = b.Read64(Reg(Fa1Registers.SqHead));
-        var cqHead = b.Read64(Reg(Fa1Registers.CqHead));
-        var cqTail = b.Read64(Reg(Fa1Registers.CqTail));
-        if ((sqTail | sqHead | cqHead | cqTail) != 0)
+        try
+        {
+            Attach(b);
+        }
+        catch (FpgaAccelException)
         {
             try
             {
@@ -128,10 +135,7 @@ public sealed partial class CommandQueue : IDisposable
 
             _sq.Dispose();
             _cq.Dispose();
-            throw sqTail == Fa1Identity.DeviceLost
-                ? new DeviceLostException($"while opening queue {index}", b.Description)
-                : new DeviceProtocolException($"Queue {index} reads SQ_TAIL {sqTail}, SQ_HEAD {sqHead}, CQ_HEAD {cqHead}, CQ_TAIL {cqTail} right after its rings were sized; " +
-                    "spec 5 (decision D15) resets them to 0. The device cannot be trusted with this queue: reset it.");
+            throw;
         }
 
         _tail = 0;
@@ -203,6 +207,11 @@ public sealed partial class CommandQueue : IDisposable
     internal ValueTask<CommandResult> SubmitAsync(SubmissionDescriptor descriptor, CancellationToken cancellationToken = default)
     {
         ThrowIfClosing();
+        if (_failure is { } failure)
+        {
+            return ValueTask.FromException<CommandResult>(failure);
+        }
+
         if (_credits.Wait(0))
         {
             return Post(ref descriptor);
@@ -242,7 +251,7 @@ public sealed partial class CommandQueue : IDisposable
         _closed.Cancel();
         var deadline = DateTime.UtcNow + _device.Options.DeviceTimeout;
         var spin = default(SpinWait);
-        while (Outstanding > 0 && DateTime.UtcNow < deadline)
+        while (Outstanding > 0 && DateTime.UtcNow < deadline && _failure is null)
         {
             Harvest();
             spin.SpinOnce(sleep1Threshold: 50);
@@ -282,6 +291,153 @@ public sealed partial class CommandQueue : IDisposable
 
         _device.OnQueueClosed(this);
         LogClosed(_logger, Index, Submitted, Completed);
+    }
+
+    // Programs the rings (the queue's registers after a reset or at open) and checks the counters start at 0.
+    private void Attach(IDeviceBackend b)
+    {
+        b.Write64(Reg(Fa1Registers.SqLog2), 0);
+        b.Write64(Reg(Fa1Registers.SqBase), _sq.Iova);
+        b.Write64(Reg(Fa1Registers.CqBase), _cq.Iova);
+        b.Write64(Reg(Fa1Registers.CqLog2), (ulong)_log2);
+        b.Write64(Reg(Fa1Registers.SqLog2), (ulong)_log2); // last: enables the queue
+
+        // Spec 5 and D15: writing SQ_LOG2 and CQ_LOG2 reset the ring counters, and the harvest's PHASE rule (lap 0
+        // expects PHASE 1 in zeroed memory) starts from there. Anything else is a device not to be trusted.
+        var sqTail = b.Read64(Reg(Fa1Registers.SqTail));
+        var sqHead = b.Read64(Reg(Fa1Registers.SqHead));
+        var cqHead = b.Read64(Reg(Fa1Registers.CqHead));
+        var cqTail = b.Read64(Reg(Fa1Registers.CqTail));
+        if ((sqTail | sqHead | cqHead | cqTail) != 0)
+        {
+            throw sqTail == Fa1Identity.DeviceLost
+                ? new DeviceLostException($"while opening queue {Index}", b.Description)
+                : new DeviceProtocolException($"Queue {Index} reads SQ_TAIL {sqTail}, SQ_HEAD {sqHead}, CQ_HEAD {cqHead}, CQ_TAIL {cqTail} right after its rings were sized; " +
+                    "spec 5 (decision D15) resets them to 0. The device cannot be trusted with this queue: reset it.");
+        }
+    }
+
+    /// <summary>
+    /// The device failed (issue 12): every command in flight fails with <paramref name="error"/>, credit waiters are
+    /// released (they fail with it too), and new submissions fail with it until <see cref="Reattach"/>. Idempotent. See
+    /// the remarks for the argument.
+    /// </summary>
+    internal void Fail(FpgaAccelException error)
+    {
+        _failure = error;
+        lock (_submitLock)
+        {
+        }
+
+        var failed = 0;
+        lock (_harvestLock)
+        {
+            for (var i = 0; i < _slots.Length; i++)
+            {
+                if (_slots[i] is { } source)
+                {
+                    _slots[i] = null;
+                    _freeSlots.Push(i);
+                    Interlocked.Decrement(ref _outstanding);
+                    source.Fail(error);
+                    failed++;
+                }
+            }
+        }
+
+        if (failed > 0)
+        {
+            _credits.Release(failed);
+        }
+
+        LogFailed(_logger, Index, failed, error.GetType().Name);
+    }
+
+    /// <summary>
+    /// After the device was reset (issue 12 recovery): fresh rings (zeroed, so the PHASE rule starts on lap 0 again),
+    /// counters at 0, registers programmed; the queue accepts commands again. Nothing is in flight (Fail ran first).
+    /// </summary>
+    internal unsafe void Reattach()
+    {
+        lock (_submitLock)
+        {
+            lock (_harvestLock)
+            {
+                if (_ringsFreed || _closing)
+                {
+                    return;
+                }
+
+                new Span<byte>(_sq.Pointer, checked((int)_sq.Length)).Clear();
+                new Span<byte>(_cq.Pointer, checked((int)_cq.Length)).Clear();
+                _tail = 0;
+                _cqHead = 0;
+                Attach(_device.Backend);
+                _failure = null;
+            }
+        }
+
+        _work.Set();
+    }
+
+    /// <summary>On the health thread: in interrupt mode, harvests what a lost COMPLETION message left in the ring.</summary>
+    internal int HealthHarvest() => Mode == CompletionMode.Interrupt && !_closing && Outstanding > 0 ? Harvest() : 0;
+
+    /// <summary>A command this many deadlines old is overdue even while its queue completes others.</summary>
+    internal const int HardLimitFactor = 4;
+
+    /// <summary>
+    /// On the health thread: the oldest command in flight longer than <paramref name="limit"/> (Stopwatch ticks), if
+    /// any. A closing queue is left to its own bound (Dispose waits the device timeout, then fails what is left).
+    /// </summary>
+    /// <remarks>
+    /// Hung means no progress, not slow progress: a command past <paramref name="limit"/> counts only while its queue has
+    /// also completed nothing for <paramref name="limit"/> (an engine that stopped consuming completes nothing; a loaded
+    /// host that delays the device's or the driver's threads delays a command but not every completion), and in any case
+    /// once it is past <see cref="HardLimitFactor"/> times the limit (a single command stuck behind progressing ones).
+    /// </remarks>
+    internal bool FindOverdue(long now, long limit, out uint tag, out TimeSpan age)
+    {
+        tag = 0;
+        age = default;
+        if (Outstanding == 0 || _closing || _failure is not null)
+        {
+            return false;
+        }
+
+        var oldest = -1;
+        lock (_harvestLock)
+        {
+            for (var i = 0; i < _slots.Length; i++)
+            {
+                if (_slots[i] is not null && now - _submittedAt[i] > limit && (oldest < 0 || _submittedAt[i] < _submittedAt[oldest]))
+                {
+                    oldest = i;
+                }
+            }
+
+            if (oldest < 0)
+            {
+                return false;
+            }
+
+            var quietFor = now - Math.Max(Volatile.Read(ref _lastCompletionAt), _submittedAt[oldest]);
+            if (quietFor <= limit && now - _submittedAt[oldest] <= HardLimitFactor * limit)
+            {
+                return false; // the queue completes work: slow, not hung
+            }
+
+            tag = (uint)oldest | ((uint)_generations[oldest] << 16);
+            age = Stopwatch.GetElapsedTime(_submittedAt[oldest], now);
+            return true;
+        }
+    }
+
+    /// <summary>The ring counters, for a hang's message.</summary>
+    internal string DescribeProgress()
+    {
+        var b = _device.Backend;
+        return $"SQ_TAIL {b.Read64(Reg(Fa1Registers.SqTail))}, SQ_HEAD {b.Read64(Reg(Fa1Registers.SqHead))}, CQ_TAIL {b.Read64(Reg(Fa1Registers.CqTail))}, CQ_HEAD {b.Read64(Reg(Fa1Registers.CqHead))}";
     }
 
     /// <summary>Called on the interrupt dispatcher when COMPLETION fires.</summary>
@@ -364,12 +520,20 @@ public sealed partial class CommandQueue : IDisposable
                 ThrowIfClosing();
             }
 
+            if (_failure is { } failure)
+            {
+                _credits.Release();
+                _pool.Return(source);
+                return ValueTask.FromException<CommandResult>(failure);
+            }
+
             int slot;
             lock (_harvestLock)
             {
                 slot = _freeSlots.Pop();
                 _generations[slot]++;
                 _slots[slot] = source;
+                _submittedAt[slot] = Stopwatch.GetTimestamp();
             }
 
             ScheduleHooks.At(SchedulePoint.SubmitPosting);
@@ -383,9 +547,14 @@ public sealed partial class CommandQueue : IDisposable
             var entry = (SubmissionDescriptor*)_sq.Pointer + (int)(_tail & (ulong)_mask);
             *entry = descriptor;
             _tail++;
-            if (Interlocked.Increment(ref _outstanding) == 1 && Mode == CompletionMode.Poll)
+            if (Interlocked.Increment(ref _outstanding) == 1)
             {
-                _work.Set();
+                // The first command in flight: the health check watches the device from now on (issue 12).
+                _device.Health.Kick();
+                if (Mode == CompletionMode.Poll)
+                {
+                    _work.Set();
+                }
             }
 
             Interlocked.Increment(ref _submitted);
@@ -404,9 +573,9 @@ public sealed partial class CommandQueue : IDisposable
         var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         lock (_harvestLock)
         {
-            if (_ringsFreed)
+            if (_ringsFreed || _failure is not null)
             {
-                return 0;
+                return 0; // a failed queue's rings are frozen until the reset (class remarks)
             }
 
             var records = (CompletionRecord*)_cq.Pointer;
@@ -443,6 +612,7 @@ public sealed partial class CommandQueue : IDisposable
             if (seen > 0)
             {
                 _device.Backend.Write64(Reg(Fa1Registers.CqHead), _cqHead);
+                Volatile.Write(ref _lastCompletionAt, Stopwatch.GetTimestamp());
             }
         }
 
@@ -596,6 +766,9 @@ public sealed partial class CommandQueue : IDisposable
 
     [LoggerMessage(EventId = 44, Level = LogLevel.Error, Message = "Queue {Queue}: completion of tag 0x{Tag:X8} has status {Status} with {Faults} faults, which spec 5 does not allow; the command fails")]
     private static partial void LogBadStatus(ILogger logger, int queue, uint tag, ushort status, ushort faults);
+
+    [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Queue {Queue}: the device failed; {Commands} command(s) in flight released with {Error}")]
+    private static partial void LogFailed(ILogger logger, int queue, int commands, string error);
 
     [LoggerMessage(EventId = 45, Level = LogLevel.Error, Message = "Queue {Queue} could not be detached from the device while closing")]
     private static partial void LogDetachFailed(ILogger logger, int queue, Exception ex);

@@ -69,7 +69,7 @@ public class FaultServiceFailureTests
     {
         var logs = new CapturingLoggerFactory();
         var backend = new RefusingBackend(new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual }));
-        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { OnDemandBudgetPages = 64, LoggerFactory = logs });
+        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { OnDemandBudgetPages = 64, LoggerFactory = logs, FaultAroundPages = 1 }); // one page per fault: this test counts faults page by page (fault-around has its own tests)
         var service = device.StartFaultService();
         using var buffer = HostBuffer.Allocate(8 * PageTableFormat.PageSize);
         using var context = device.CreateContext();

@@ -52,10 +52,11 @@ public class FaultServiceTests : FaultServiceTestsBase
         await Task.CompletedTask;
     }
 
-    // The model's hostile-record hooks: a garbage record (a context beyond CAPS) and FQ_TAIL jumping past the ring. Both
-    // are counted and skipped; the service keeps its place and services the next real fault.
+    // The model's hostile-record hooks: a garbage record (a context beyond CAPS) is counted and skipped; FQ_TAIL jumping
+    // past the ring is counted and (issue 12) declares the device hung, since the overwritten records' accesses would
+    // wait for good. After Recover the service serves the next real fault.
     [Test]
-    public async Task GarbageRecordsAndATailJumpFromTheDeviceAreSkipped()
+    public async Task GarbageRecordsAreSkippedAndATailJumpDeclaresTheDeviceHung()
     {
         var model = new ModelBackend(new ModelOptions { Clock = ClockMode.Virtual });
         using var device = FpgaDevice.Open(model, new FpgaDeviceOptions { OnDemandBudgetPages = 64 });
@@ -69,7 +70,10 @@ public class FaultServiceTests : FaultServiceTestsBase
         Assert.That(() => service.Metrics.BadRecords, Is.EqualTo(1).After(5000, 5));
         Assert.That(model.Model.InjectFaultTailJump(1000), Is.True);
         Assert.That(() => service.Metrics.BadRecords, Is.EqualTo(2).After(5000, 5));
+        Assert.That(() => device.State, Is.EqualTo(DeviceState.Hung).After(5000, 5));
+        Assert.That(device.Failure, Is.TypeOf<DeviceHungException>().With.Message.Contains("fault ring"));
         Assert.That(service.IsRunning, Is.True);
+        Assert.That(device.Recover(), Is.True);
 
         var fill = await queue.FillAsync(context, (ulong)buffer.Address, 64, 1).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.That(fill.Status, Is.EqualTo(CompletionStatus.Ok));
@@ -148,7 +152,7 @@ public abstract class FaultServiceTestsBase
     [Test]
     public async Task OnDemandCopyFaultsPagesInAndSucceeds()
     {
-        using var device = Open(budget: 1024);
+        using var device = Open(budget: 1024, faultAround: 1); // one page per fault: this test counts faults page by page (fault-around has its own tests)
         var service = device.StartFaultService(new FaultServiceOptions { Mode = Mode });
         using var src = HostBuffer.Allocate(16 * 4096);
         using var dst = HostBuffer.Allocate(16 * 4096);
@@ -252,5 +256,8 @@ public abstract class FaultServiceTestsBase
         Assert.That(service.IsRunning, Is.False);
     }
 
-    private FpgaDevice Open(int budget) => FpgaDevice.Open(CreateBackend(), new FpgaDeviceOptions { OnDemandBudgetPages = budget });
+    private FpgaDevice Open(int budget, int faultAround = FaultAroundDefault) =>
+        FpgaDevice.Open(CreateBackend(), new FpgaDeviceOptions { OnDemandBudgetPages = budget, FaultAroundPages = faultAround });
+
+    private const int FaultAroundDefault = 16;
 }
