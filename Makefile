@@ -14,7 +14,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all deps restore build test test-vlab run bench format format-fix clean
+.PHONY: all deps restore build test test-vlab test-vboard run bench format format-fix clean
 
 all: build
 
@@ -57,6 +57,14 @@ test: build
 # kernel and program in .vlab-cache/, and ends with the guest's 'N passed, N failed' line.
 test-vlab:
 	@DOTNET=$(DOTNET) tests/vlab/vlab.sh
+
+# The virtual board: the FA-1 model served over vfio-user ('fpgaaccel model serve') to QEMU 11's
+# vfio-user-pci, and the real fpgaaccel in the guest driving it with the board backend through the
+# guest kernel's VFIO and IOMMU (tests/vboard/vboard.sh). Uses the system QEMU when it is 10.1 or later,
+# else a Debian trixie root with trixie-backports' QEMU, made once into .vlab-cache/ (as root). Ends
+# with the plain 'N passed, N failed' line, the guest's checks and the host's.
+test-vboard:
+	@DOTNET=$(DOTNET) tests/vboard/vboard.sh
 
 # The main job: DMA latency with pinned buffers against on-demand (faulting) buffers, on the model,
 # side by side; tables and histograms on the terminal, JSON, CSV and an SVG plot in artifacts/.

@@ -23,4 +23,16 @@ public static class Fa1Identity
 
     /// <summary>Number of MSI-X vectors (spec 1).</summary>
     public const int MsixVectors = 3;
+
+    /// <summary>The BAR that holds the MSI-X table and its pending-bit array (spec 1): BAR2, nothing of it in BAR0.</summary>
+    public const int MsixBar = 2;
+
+    /// <summary>Size of the MSI-X BAR in bytes (spec 1).</summary>
+    public const ulong MsixBarSize = 4096;
+
+    /// <summary>Offset of the MSI-X table in its BAR (spec 1).</summary>
+    public const uint MsixTableOffset = 0x000;
+
+    /// <summary>Offset of the MSI-X pending-bit array in its BAR (spec 1).</summary>
+    public const uint MsixPbaOffset = 0x800;
 }

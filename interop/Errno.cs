@@ -96,11 +96,29 @@ public enum Errno
     /// <summary>Value too large for the type the call returns it in.</summary>
     EOVERFLOW = 75,
 
+    /// <summary>Socket operation on a descriptor that is not a socket.</summary>
+    ENOTSOCK = 88,
+
     /// <summary>Operation not supported by this descriptor or kernel.</summary>
     EOPNOTSUPP = 95,
 
+    /// <summary>Address already in use: something already exists at the socket path.</summary>
+    EADDRINUSE = 98,
+
+    /// <summary>A connection was aborted before it was accepted; accept waits for the next.</summary>
+    ECONNABORTED = 103,
+
+    /// <summary>The peer reset the connection.</summary>
+    ECONNRESET = 104,
+
+    /// <summary>The socket is not connected (shutdown of a connection the peer already ended).</summary>
+    ENOTCONN = 107,
+
     /// <summary>The operation timed out.</summary>
     ETIMEDOUT = 110,
+
+    /// <summary>Connection refused: nothing listens at the socket path.</summary>
+    ECONNREFUSED = 111,
 }
 
 /// <summary>

@@ -27,6 +27,39 @@ public sealed class EventFd : IDisposable
         return new EventFd(Interop.Libc.Check(Interop.Libc.eventfd(initialValue, flags), "eventfd"), nonBlocking);
     }
 
+    /// <summary>
+    /// Takes ownership of <paramref name="descriptor"/>, an eventfd another process made and passed over a socket
+    /// (SCM_RIGHTS): an MSI-X vector's eventfd from a vfio-user client. The descriptor is checked first, since the
+    /// sender is not trusted: /proc/self/fd must show it as an eventfd. Its blocking mode is the one its creator chose.
+    /// </summary>
+    /// <exception cref="ArgumentException">The descriptor is not an eventfd; the message says what it is.</exception>
+    public static EventFd Adopt(SafeFileDescriptor descriptor)
+    {
+        ArgumentNullException.ThrowIfNull(descriptor);
+        var added = false;
+        descriptor.DangerousAddRef(ref added);
+        try
+        {
+            var fd = descriptor.Fd;
+            var target = new FileInfo($"/proc/self/fd/{fd}").LinkTarget;
+            if (target != "anon_inode:[eventfd]")
+            {
+                throw new ArgumentException(
+                    $"Descriptor {fd} is '{target ?? "(unknown)"}', not an eventfd (anon_inode:[eventfd]); interrupts are signalled through eventfds only.",
+                    nameof(descriptor));
+            }
+
+            return new EventFd(descriptor, IsNonBlocking(fd));
+        }
+        finally
+        {
+            if (added)
+            {
+                descriptor.DangerousRelease();
+            }
+        }
+    }
+
     /// <summary>Adds <paramref name="value"/> to the counter, waking any reader. EINTR is retried here.</summary>
     public unsafe void Signal(ulong value = 1)
     {
@@ -74,6 +107,20 @@ public sealed class EventFd : IDisposable
 
         value = v;
         return true;
+    }
+
+    // fdinfo's "flags:" line is the open file's status flags in octal; O_NONBLOCK is 04000 (EFD_NONBLOCK).
+    private static bool IsNonBlocking(int fd)
+    {
+        foreach (var line in File.ReadLines($"/proc/self/fdinfo/{fd}"))
+        {
+            if (line.StartsWith("flags:", StringComparison.Ordinal))
+            {
+                return (Convert.ToInt32(line["flags:".Length..].Trim(), 8) & Interop.Libc.EFD_NONBLOCK) != 0;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Closes the eventfd (once no call is still using it); writers holding the descriptor elsewhere keep it open.</summary>

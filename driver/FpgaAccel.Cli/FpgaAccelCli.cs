@@ -18,6 +18,7 @@ internal static class FpgaAccelCli
         root.Subcommands.Add(SetupCommand.Create(io));
         root.Subcommands.Add(AsmCommand.Create(io));
         root.Subcommands.Add(BmcCommand.Create(io));
+        root.Subcommands.Add(ModelCommand.Create(io));
         // Bad usage of any kind (an unknown command or option, a value that does not parse or breaks its rule, a missing
         // required option) is exit code 2 with the parser's message, before anything runs (README exit codes).
         var parse = root.Parse(args);

@@ -11,6 +11,7 @@ internal static partial class Interop
         internal const int SOCK_STREAM = 1;
         internal const int SOCK_CLOEXEC = 0x80000;
 
+        // Two connected descriptors come back in sv[0] and sv[1]; the caller wraps each at once.
         [LibraryImport(Libraries.Libc, EntryPoint = "socketpair", SetLastError = true)]
         internal static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);
     }

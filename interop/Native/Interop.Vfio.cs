@@ -104,6 +104,7 @@ internal static partial class Interop
         internal const uint VFIO_PCI_MSIX_IRQ_INDEX = 2;
         internal const uint VFIO_PCI_ERR_IRQ_INDEX = 3;
         internal const uint VFIO_PCI_REQ_IRQ_INDEX = 4;
+        internal const uint VFIO_PCI_NUM_IRQS = 5;
 
         // asm-generic/ioctl.h _IOC and _IO, written once: every request number above comes from here.
         private static ulong _IOC(uint dir, uint type, uint nr, uint size) =>

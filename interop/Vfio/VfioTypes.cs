@@ -50,6 +50,77 @@ public enum VfioIrqFlags : uint
     NoResize = 1 << 3,
 }
 
+/// <summary>Device flags (linux/vfio.h VFIO_DEVICE_FLAGS_*), as VFIO_DEVICE_GET_INFO reports them.</summary>
+[Flags]
+public enum VfioDeviceFlags : uint
+{
+    /// <summary>No flag.</summary>
+    None = 0,
+
+    /// <summary>VFIO_DEVICE_FLAGS_RESET: the device can be reset (VFIO_DEVICE_RESET).</summary>
+    Reset = Interop.Vfio.VFIO_DEVICE_FLAGS_RESET,
+
+    /// <summary>VFIO_DEVICE_FLAGS_PCI: a PCI device; regions and IRQs use the VFIO_PCI_* indexes.</summary>
+    Pci = Interop.Vfio.VFIO_DEVICE_FLAGS_PCI,
+}
+
+/// <summary>VFIO_DEVICE_SET_IRQS flags (linux/vfio.h VFIO_IRQ_SET_*): one data kind and one action.</summary>
+[Flags]
+public enum VfioIrqSetFlags : uint
+{
+    /// <summary>No flag (never valid alone).</summary>
+    None = 0,
+
+    /// <summary>VFIO_IRQ_SET_DATA_NONE: no data; the action applies to every vector of the range (count 0: disable the index).</summary>
+    DataNone = Interop.Vfio.VFIO_IRQ_SET_DATA_NONE,
+
+    /// <summary>VFIO_IRQ_SET_DATA_BOOL: one byte per vector; the action applies where it is non-zero.</summary>
+    DataBool = Interop.Vfio.VFIO_IRQ_SET_DATA_BOOL,
+
+    /// <summary>VFIO_IRQ_SET_DATA_EVENTFD: one eventfd per vector (-1, or none passed: unwire it).</summary>
+    DataEventFd = Interop.Vfio.VFIO_IRQ_SET_DATA_EVENTFD,
+
+    /// <summary>VFIO_IRQ_SET_ACTION_MASK: mask the vectors.</summary>
+    ActionMask = Interop.Vfio.VFIO_IRQ_SET_ACTION_MASK,
+
+    /// <summary>VFIO_IRQ_SET_ACTION_UNMASK: unmask the vectors.</summary>
+    ActionUnmask = Interop.Vfio.VFIO_IRQ_SET_ACTION_UNMASK,
+
+    /// <summary>VFIO_IRQ_SET_ACTION_TRIGGER: fire the vectors, or (with eventfds) say which eventfd each one signals.</summary>
+    ActionTrigger = Interop.Vfio.VFIO_IRQ_SET_ACTION_TRIGGER,
+
+    /// <summary>Every data kind.</summary>
+    DataMask = DataNone | DataBool | DataEventFd,
+
+    /// <summary>Every action.</summary>
+    ActionMaskAll = ActionMask | ActionUnmask | ActionTrigger,
+}
+
+/// <summary>DMA mapping flags (linux/vfio.h VFIO_DMA_MAP_FLAG_*), which the vfio-user DMA_MAP message reuses.</summary>
+[Flags]
+public enum VfioDmaMapFlags : uint
+{
+    /// <summary>No access.</summary>
+    None = 0,
+
+    /// <summary>VFIO_DMA_MAP_FLAG_READ: the device may read the range.</summary>
+    Read = Interop.Vfio.VFIO_DMA_MAP_FLAG_READ,
+
+    /// <summary>VFIO_DMA_MAP_FLAG_WRITE: the device may write the range.</summary>
+    Write = Interop.Vfio.VFIO_DMA_MAP_FLAG_WRITE,
+}
+
+/// <summary>DMA unmapping flags (linux/vfio.h VFIO_DMA_UNMAP_FLAG_*) that this code base knows.</summary>
+[Flags]
+public enum VfioDmaUnmapFlags : uint
+{
+    /// <summary>Unmap the mappings inside the range.</summary>
+    None = 0,
+
+    /// <summary>VFIO_DMA_UNMAP_FLAG_ALL: unmap every mapping (the range must be 0, 0).</summary>
+    All = Interop.Vfio.VFIO_DMA_UNMAP_FLAG_ALL,
+}
+
 /// <summary>vfio-pci's fixed region indexes (linux/vfio.h VFIO_PCI_*_REGION_INDEX).</summary>
 public static class VfioPciRegion
 {
@@ -67,6 +138,9 @@ public static class VfioPciRegion
 
     /// <summary>The legacy VGA ranges, on VGA devices only.</summary>
     public const uint Vga = 8;
+
+    /// <summary>How many fixed indexes there are (VFIO_PCI_NUM_REGIONS); device-specific regions follow them.</summary>
+    public const uint Count = Interop.Vfio.VFIO_PCI_NUM_REGIONS;
 }
 
 /// <summary>vfio-pci's fixed IRQ indexes (linux/vfio.h VFIO_PCI_*_IRQ_INDEX).</summary>
@@ -86,6 +160,9 @@ public static class VfioPciIrq
 
     /// <summary>Device request: signalled when the kernel asks the user to release the device (unbind).</summary>
     public const uint Req = 4;
+
+    /// <summary>How many IRQ indexes there are (VFIO_PCI_NUM_IRQS).</summary>
+    public const uint Count = Interop.Vfio.VFIO_PCI_NUM_IRQS;
 }
 
 /// <summary>VFIO_GROUP_GET_STATUS: whether the group may be used, and whether it has a container.</summary>

@@ -15,8 +15,9 @@ internal static class FpgaAccelTool
     /// With <paramref name="show"/>, prints the command and everything it wrote; without, an exit code
     /// above 1 (usage error, crash) fails the check.
     /// </summary>
-    public static (int ExitCode, string Output) Run(CheckRunner runner, string[] arguments, bool show)
+    public static (int ExitCode, string Output) Run(CheckRunner runner, string[] arguments, bool show, TimeSpan? timeout = null)
     {
+        var limit = timeout ?? s_timeout;
         var tool = Path.Combine(AppContext.BaseDirectory, "fpgaaccel");
         Expect.True(File.Exists(tool), $"{tool} is missing; tests/vlab/vlab.sh publishes it next to vlab-guest");
         var start = new ProcessStartInfo(tool)
@@ -38,11 +39,11 @@ internal static class FpgaAccelTool
         using var process = Process.Start(start) ?? throw new CheckFailedException($"could not start {tool}");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(s_timeout))
+        if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
             process.WaitForExit(TimeSpan.FromSeconds(5));
-            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} did not finish within {s_timeout.TotalSeconds} s; killed");
+            throw new CheckFailedException($"fpgaaccel {string.Join(' ', arguments)} did not finish within {limit.TotalSeconds} s; killed");
         }
 
         // Both pipes close when the process exits; the reads finish at once.

@@ -5,12 +5,21 @@ using FpgaAccel.VlabGuest;
 //   vlab-guest --device <pci address of edu> [--bmc-serial <serial>]
 // First binds edu to vfio-pci with 'fpgaaccel setup', then drives it through interop/Vfio; with
 // --bmc-serial (QEMU has a usb-serial whose socket the host's BMC model serves, with that serial),
-// also talks to the BMC through the kernel's USB stack and libusb. Prints one PASS/FAIL line per
-// check and the closing "N passed, N failed" line; exits 0 only when every check passed.
+// also talks to the BMC through the kernel's USB stack and libusb. On the virtual board
+// (tests/vboard/init) it runs as
+//   vlab-guest --vboard --device <pci address of the FA-1>
+// and drives the FA-1 served over vfio-user with the real fpgaaccel (VirtualBoard.cs).
+// Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
+// when every check passed.
+var runner = new CheckRunner(Console.Out);
 string device;
 string? bmcSerial = null;
 switch (args)
 {
+    case ["--vboard", "--device", var board]:
+        VirtualBoard.Run(runner, board);
+        runner.Close();
+        return runner.Failed == 0 ? 0 : 1;
     case ["--device", var d]:
         device = d;
         break;
@@ -18,11 +27,10 @@ switch (args)
         (device, bmcSerial) = (d, s);
         break;
     default:
-        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>]");
+        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>] | vlab-guest --vboard --device <pci address of the FA-1>");
         return 2;
 }
 
-var runner = new CheckRunner(Console.Out);
 var group = -1;
 runner.Run(EduConformance.SetupCheck, () => group = Setup.Bind(runner, device));
 var descriptorsBefore = OpenDescriptors();

@@ -67,6 +67,28 @@ public class LibcTests
         Assert.That(FreedMemory.IsGone(address), Is.True, "the range is unmapped after dispose");
     }
 
+    [Test]
+    public void HugePageMappingsComeFromTheReservedPoolOrFailWithEnomem()
+    {
+        MemoryMapping map;
+        try
+        {
+            map = MemoryMapping.AnonymousHugePages(2 << 20);
+        }
+        catch (SystemCallException ex)
+        {
+            // The pool (nr_hugepages, and nr_overcommit_hugepages beyond it) had no 2 MiB page to give.
+            Assert.That(ex.Errno, Is.EqualTo(Errno.ENOMEM), ex.Message);
+            Assert.That(ex.Call, Is.EqualTo("mmap"));
+            return;
+        }
+
+        using (map)
+        {
+            Assert.That((long)map.Address % (2 << 20), Is.Zero, "a huge page is 2 MiB aligned");
+        }
+    }
+
     private static bool IsMapped(nint address)
     {
         foreach (var line in File.ReadAllLines("/proc/self/maps"))

@@ -30,11 +30,25 @@ internal sealed unsafe class DmaRig : IDisposable
     private ulong _next;
     private ulong _nextDva = 0x7F00_0000_0000;
 
+    private readonly bool _owned = true;
+
     public DmaRig(ClockMode clock, ulong arenaBytes = 32UL << 20, ModelOptions? options = null)
     {
         Model = new Fa1Model((options ?? new ModelOptions()) with { Clock = clock });
         _arena = MemoryMapping.Anonymous(arenaBytes);
         Model.Iommu.Map(IovaBase, _arena.Address, arenaBytes, DmaAccess.ReadWrite);
+        Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
+    }
+
+    /// <summary>
+    /// A rig over memory and a model someone else owns and maps (a vfio-user client's file, which the server maps in
+    /// the model's IOMMU at <see cref="IovaBase"/>): page tables and rings are written into <paramref name="arena"/>.
+    /// </summary>
+    public DmaRig(Fa1Model model, MemoryMapping arena)
+    {
+        Model = model;
+        _arena = arena;
+        _owned = false;
         Model.Write64(Fa1Registers.Ctrl, (ulong)ControlBits.Enable);
     }
 
@@ -247,8 +261,12 @@ internal sealed unsafe class DmaRig : IDisposable
 
     public void Dispose()
     {
-        Model.Dispose();
-        _arena.Dispose();
+        if (_owned)
+        {
+            Model.Dispose();
+            _arena.Dispose();
+        }
+
         _separate.ForEach(m => m.Dispose());
     }
 

@@ -24,7 +24,7 @@ public class TestTreeTests
         ["Support"] = null,
     };
 
-    private static readonly string[] s_notTests = ["bin", "obj", "vlab", "FpgaAccel.VlabGuest"];
+    private static readonly string[] s_notTests = ["bin", "obj", "vlab", "vboard", "FpgaAccel.VlabGuest"];
 
     [Test]
     public void EveryTestFolderMirrorsASourceFolderThatExists()

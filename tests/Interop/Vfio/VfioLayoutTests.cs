@@ -66,13 +66,50 @@ public class VfioLayoutTests
         var gcc = RequireToolchain("/usr/include/pwd.h");
         var check = new CHeaderCheck()
             .Include("sys/epoll.h", "sys/eventfd.h", "sys/mman.h", "sys/resource.h", "sys/ioctl.h", "fcntl.h", "unistd.h", "pwd.h", "errno.h",
-                "poll.h", "termios.h", "stdlib.h", "sys/socket.h")
+                "poll.h", "termios.h", "stdlib.h", "sys/socket.h", "sys/un.h")
             .AddBindings(typeof(global::FpgaAccel.Interop.Interop.Libc))
             .AddEnum(typeof(global::FpgaAccel.Interop.Errno));
-        Assert.That(check.Structs, Is.SupersetOf(new[] { "epoll_event", "rlimit", "passwd", "pollfd", "termios" }));
-        Assert.That(check.Constants, Does.Contain("RLIMIT_MEMLOCK").And.Contain("EFD_CLOEXEC").And.Contain("EACCES").And.Contain("B115200").And.Contain("O_NOCTTY"));
+        Assert.That(check.Structs, Is.SupersetOf(new[] { "epoll_event", "rlimit", "passwd", "pollfd", "termios", "msghdr", "iovec", "cmsghdr", "sockaddr_un" }));
+        Assert.That(check.Constants, Does.Contain("RLIMIT_MEMLOCK").And.Contain("EFD_CLOEXEC").And.Contain("EACCES").And.Contain("B115200").And.Contain("O_NOCTTY")
+            .And.Contain("SCM_RIGHTS").And.Contain("MSG_CMSG_CLOEXEC").And.Contain("SOCK_CLOEXEC"));
+
+        // The CMSG_* macros are arithmetic on sizeof(struct cmsghdr) and size_t alignment; the managed versions must
+        // give what the header's give, for the descriptor counts a message carries.
+        foreach (var bytes in new[] { 0, 1, 4, 8, 12, 64, 1012 })
+        {
+            check.AddConstant($"CMSG_LEN({bytes})", (ulong)global::FpgaAccel.Interop.Interop.Libc.CMSG_LEN((nuint)bytes));
+            check.AddConstant($"CMSG_SPACE({bytes})", (ulong)global::FpgaAccel.Interop.Interop.Libc.CMSG_SPACE((nuint)bytes));
+        }
+
         var problems = check.Compile(gcc);
         Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against the libc headers failed:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
+    public void PciConfigRegistersMatchLinuxPciRegsH()
+    {
+        var gcc = RequireToolchain("/usr/include/linux/pci_regs.h");
+        var check = new CHeaderCheck().Include("linux/pci_regs.h").AddBindings(typeof(global::FpgaAccel.Interop.Interop.Pci));
+        Assert.That(check.Constants, Is.SupersetOf(new[] { "PCI_COMMAND_MASTER", "PCI_CAP_ID_MSIX", "PCI_MSIX_FLAGS_ENABLE", "PCI_CAP_ID_AF", "PCI_AF_CTRL_FLR" }));
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, $"{problems.Count} of {check.Checks} checks against linux/pci_regs.h failed:\n" + string.Join("\n", problems));
+    }
+
+    [Test]
+    public void VfioFlagEnumsAreTheHeadersFlags()
+    {
+        var gcc = RequireToolchain("/usr/include/linux/vfio.h");
+        var check = new CHeaderCheck().Include("linux/vfio.h");
+        check.AddConstant("VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI", (uint)(VfioDeviceFlags.Reset | VfioDeviceFlags.Pci));
+        check.AddConstant("VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER", (uint)(VfioIrqSetFlags.DataEventFd | VfioIrqSetFlags.ActionTrigger));
+        check.AddConstant("VFIO_IRQ_SET_DATA_TYPE_MASK", (uint)VfioIrqSetFlags.DataMask);
+        check.AddConstant("VFIO_IRQ_SET_ACTION_TYPE_MASK", (uint)VfioIrqSetFlags.ActionMaskAll);
+        check.AddConstant("VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", (uint)(VfioDmaMapFlags.Read | VfioDmaMapFlags.Write));
+        check.AddConstant("VFIO_DMA_UNMAP_FLAG_ALL", (uint)VfioDmaUnmapFlags.All);
+        check.AddConstant("VFIO_PCI_NUM_REGIONS", VfioPciRegion.Count);
+        check.AddConstant("VFIO_PCI_NUM_IRQS", VfioPciIrq.Count);
+        var problems = check.Compile(gcc);
+        Assert.That(problems, Is.Empty, string.Join("\n", problems));
     }
 
     [Test]
@@ -82,7 +119,7 @@ public class VfioLayoutTests
         // LibUsb's in tests/Interop/Usb/UsbLayoutTests.cs) before it is added to this list.
         var classes = Bindings.GetNestedTypes(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
             .Where(t => t.IsClass).Select(t => t.Name);
-        Assert.That(classes, Is.EquivalentTo(new[] { "Libraries", "Libc", "Vfio", "LibUsb" }));
+        Assert.That(classes, Is.EquivalentTo(new[] { "Libraries", "Libc", "Vfio", "LibUsb", "Pci" }));
     }
 
     [Test]
