@@ -102,6 +102,18 @@ public sealed class MemoryMapping : SafeHandle
         return Map(length, protection, flags, noFile, 0);
     }
 
+    /// <summary>
+    /// Maps <paramref name="length"/> bytes (a multiple of 2 MiB) of zeroed anonymous memory in the system's default huge
+    /// pages (MAP_HUGETLB), populated at once: the pages come from the pool an administrator reserved
+    /// (/proc/sys/vm/nr_hugepages), and mmap fails with ENOMEM when it has too few.
+    /// </summary>
+    public static MemoryMapping AnonymousHugePages(ulong length)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        using var noFile = new SafeFileDescriptor();
+        return Map(length, MemoryProtection.ReadWrite, Interop.Libc.MAP_PRIVATE | Interop.Libc.MAP_ANONYMOUS | Interop.Libc.MAP_HUGETLB | Interop.Libc.MAP_POPULATE, noFile, 0);
+    }
+
     /// <summary>Maps <paramref name="length"/> bytes of <paramref name="fd"/> at <paramref name="offset"/>, shared.</summary>
     internal static MemoryMapping Shared(SafeFileDescriptor fd, ulong length, long offset, MemoryProtection protection)
     {

@@ -13,6 +13,7 @@ internal static partial class Interop
         internal const int MAP_PRIVATE = 0x02;
         internal const int MAP_ANONYMOUS = 0x20;
         internal const int MAP_POPULATE = 0x08000;
+        internal const int MAP_HUGETLB = 0x40000;
         internal static readonly nint MAP_FAILED = -1;
 
         // 64-bit length and offset: VFIO region offsets are 40-bit numbers (region index << 40).

@@ -66,6 +66,23 @@ public class LibcTests
         Assert.That(IsMapped(address), Is.False, "the range is unmapped after dispose");
     }
 
+    [Test]
+    public void HugePageMappingsComeFromTheReservedPoolOrFailWithEnomem()
+    {
+        var free = File.Exists("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+            ? int.Parse(File.ReadAllText("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").Trim(), System.Globalization.CultureInfo.InvariantCulture)
+            : 0;
+        if (free == 0)
+        {
+            var ex = Assert.Throws<SystemCallException>(() => MemoryMapping.AnonymousHugePages(2 << 20))!;
+            Assert.That(ex.Errno, Is.EqualTo(Errno.ENOMEM), "no huge page reserved: mmap(MAP_HUGETLB) has none to give");
+            return;
+        }
+
+        using var map = MemoryMapping.AnonymousHugePages(2 << 20);
+        Assert.That((long)map.Address % (2 << 20), Is.Zero, "a huge page is 2 MiB aligned");
+    }
+
     private static bool IsMapped(nint address)
     {
         foreach (var line in File.ReadAllLines("/proc/self/maps"))
