@@ -16,4 +16,43 @@ public static class MemoryAdvice
         Interop.Libc.Check(Interop.Libc.madvise(mapping.Address, (nuint)mapping.Length, Interop.Libc.MADV_DONTFORK), "madvise(MADV_DONTFORK)");
         return mapping;
     }
+
+    /// <summary>
+    /// MADV_HUGEPAGE: back the range with transparent huge pages where it can (at fault time, or later by khugepaged).
+    /// Returns false when the kernel has no transparent huge pages (EINVAL) or they are switched off
+    /// (/sys/kernel/mm/transparent_hugepage/enabled is [never]); the range then stays in 4 KiB pages.
+    /// </summary>
+    public static bool UseTransparentHugePages(MemoryMapping mapping)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        if (TransparentHugePagesDisabled())
+        {
+            return false;
+        }
+
+        return Interop.Libc.madvise(mapping.Address, (nuint)mapping.Length, Interop.Libc.MADV_HUGEPAGE) == 0;
+    }
+
+    /// <summary>
+    /// MADV_NOHUGEPAGE: keep the range in 4 KiB pages even when transparent huge pages are on for every mapping
+    /// ([always]). Returns false when the kernel has no transparent huge pages (the range is in 4 KiB pages anyway).
+    /// </summary>
+    public static bool AvoidTransparentHugePages(MemoryMapping mapping)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        return Interop.Libc.madvise(mapping.Address, (nuint)mapping.Length, Interop.Libc.MADV_NOHUGEPAGE) == 0;
+    }
+
+    // transhuge.rst: the selected mode is the bracketed word of .../transparent_hugepage/enabled.
+    private static bool TransparentHugePagesDisabled()
+    {
+        try
+        {
+            return File.ReadAllText("/sys/kernel/mm/transparent_hugepage/enabled").Contains("[never]", StringComparison.Ordinal);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
 }

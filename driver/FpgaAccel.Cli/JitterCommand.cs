@@ -44,11 +44,42 @@ internal static class JitterCommand
         var prefetch = new Option<bool>("--prefetch") { Description = "On demand: prefetch each command's ranges (OnDemandRegion.Prefetch) right before submitting it; the latency includes the prefetch." };
         var json = new Option<FileInfo?>("--json") { Description = "Write statistics as JSON (schema fpgaaccel-jitter/1, see perf/README.md)." }.FilePath();
         var csv = new Option<FileInfo?>("--csv") { Description = "Write every raw sample as CSV." }.FilePath();
-        var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG tail plot of both modes' latency distributions." }.FilePath();
+        var svg = new Option<FileInfo?>("--svg") { Description = "Write an SVG plot: the tail plot of both modes' latency distributions, or with --sweep p50, p99 and p99.9 against the swept value." }.FilePath();
+        var sweep = new Option<string?>("--sweep")
+        {
+            Description = "Run once per value of one setting and tabulate p50, p99, p99.9 against it: size=4K..4M, budget=32..512, fault-around=1..64 (doubling from the first value to the last), " +
+                "prefetch (off, on), or a list such as size=4K,64K,1M. The swept value replaces --size, --budget, --fault-around or --prefetch.",
+        };
+        sweep.Validators.Add(r =>
+        {
+            var text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : null;
+            if (text is null)
+            {
+                return;
+            }
+
+            try
+            {
+                JitterSweep.Parse(text);
+            }
+            catch (InvalidDeviceOptionException ex)
+            {
+                r.AddError($"--sweep: {ex.Message}");
+            }
+        });
+        var hgrm = new Option<DirectoryInfo?>("--hgrm") { Description = "Write each mode's host latency distribution as HdrHistogram .hgrm files (microseconds) into this directory (created when missing); one per mode and sweep point." };
+        hgrm.Validators.Add(r =>
+        {
+            var token = r.Tokens.Count > 0 ? r.Tokens[^1].Value : null;
+            if (token is not null && (string.IsNullOrWhiteSpace(token) || File.Exists(token)))
+            {
+                r.AddError($"--hgrm '{token}' is not a directory: give a directory for the .hgrm files (created when missing), not a file.");
+            }
+        });
 
         var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
         common.AddTo(command, withJson: false);
-        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, stages, json, csv, svg })
+        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, stages, sweep, hgrm, json, csv, svg })
         {
             command.Options.Add(o);
         }
@@ -73,11 +104,16 @@ internal static class JitterCommand
                 Prefetch = result.GetValue(prefetch),
             };
             var budgetPages = result.GetValue(budget);
+            var sweepSpec = result.GetValue(sweep) is { } sweepText ? JitterSweep.Parse(sweepText) : null;
 
-            // Every bad input is refused before any work starts: settings, then the output files.
+            // Every bad input is refused before any work starts: settings (every sweep point's), then the output files.
             try
             {
                 options.Validate(budgetPages);
+                for (var i = 0; sweepSpec is not null && i < sweepSpec.Values.Count; i++)
+                {
+                    sweepSpec.Apply(options, sweepSpec.Values[i]).Validate(sweepSpec.Parameter == SweepParameter.Budget ? (int)sweepSpec.Values[i] : budgetPages);
+                }
             }
             catch (FpgaAccelException ex)
             {
@@ -85,15 +121,26 @@ internal static class JitterCommand
                 return ExitCodes.Usage;
             }
 
-            var outputs = new List<(FileStream Stream, Action<JitterRunReport, Stream> Write)>();
+            var outputs = new List<(FileStream Stream, Action<JitterRunReport, Stream> Write, Action<JitterSweepReport, Stream> WriteSweep)>();
+            var hgrmDirectory = result.GetValue(hgrm);
             try
             {
-                foreach (var (file, write) in new (FileInfo?, Action<JitterRunReport, Stream>)[] { (result.GetValue(json), JitterOutputs.WriteJson), (result.GetValue(csv), JitterOutputs.WriteCsv), (result.GetValue(svg), JitterOutputs.WriteSvg) })
+                foreach (var (file, write, writeSweep) in new (FileInfo?, Action<JitterRunReport, Stream>, Action<JitterSweepReport, Stream>)[]
+                {
+                    (result.GetValue(json), JitterOutputs.WriteJson, JitterSweepOutputs.WriteJson),
+                    (result.GetValue(csv), JitterOutputs.WriteCsv, JitterSweepOutputs.WriteCsv),
+                    (result.GetValue(svg), JitterOutputs.WriteSvg, JitterSweepOutputs.WriteSvg),
+                })
                 {
                     if (file is not null)
                     {
-                        outputs.Add((OpenOutput(file), write));
+                        outputs.Add((OpenOutput(file), write, writeSweep));
                     }
+                }
+
+                if (hgrmDirectory is not null)
+                {
+                    HgrmOutput.Prepare(hgrmDirectory);
                 }
             }
             catch (IOException ex)
@@ -113,11 +160,36 @@ internal static class JitterCommand
                 };
                 return CliRunner.Run(result, common, io, o => o with { OnDemandBudgetPages = budgetPages }, (device, _, output) =>
                 {
+                    if (sweepSpec is not null)
+                    {
+                        var sweepReport = MeasureSweep(device, sweepSpec, options, budgetPages, result.GetValue(service)!, modes, output);
+                        foreach (var (stream, _, writeSweep) in outputs)
+                        {
+                            writeSweep(sweepReport, stream);
+                            output.WriteLine($"wrote {stream.Name}");
+                        }
+
+                        foreach (var point in sweepReport.Points)
+                        {
+                            foreach (var m in point.Modes)
+                            {
+                                WriteHgrm(hgrmDirectory, m, sweepSpec, point.Value, output);
+                            }
+                        }
+
+                        return sweepReport.Points.SelectMany(p => p.Modes).All(m => m.NonOk == 0) ? ExitCodes.Ok : ExitCodes.Failed;
+                    }
+
                     var report = Measure(device, options, budgetPages, result.GetValue(service)!, modes, output);
-                    foreach (var (stream, write) in outputs)
+                    foreach (var (stream, write, _) in outputs)
                     {
                         write(report, stream);
                         output.WriteLine($"wrote {stream.Name}");
+                    }
+
+                    foreach (var m in report.Modes)
+                    {
+                        WriteHgrm(hgrmDirectory, m, null, 0, output);
                     }
 
                     return report.Modes.All(m => m.NonOk == 0) ? ExitCodes.Ok : ExitCodes.Failed;
@@ -129,6 +201,18 @@ internal static class JitterCommand
             }
         });
         return command;
+    }
+
+    private static void WriteHgrm(DirectoryInfo? directory, JitterModeResult result, JitterSweep? sweep, long value, TextWriter output)
+    {
+        if (directory is null)
+        {
+            return;
+        }
+
+        var path = Path.Combine(directory.FullName, HgrmOutput.FileName(result.Mode, sweep, value));
+        HgrmOutput.Write(result, path);
+        output.WriteLine($"wrote {path}");
     }
 
     private static FileStream OpenOutput(FileInfo file)
@@ -145,16 +229,7 @@ internal static class JitterCommand
 
     private static JitterRunReport Measure(FpgaDevice device, JitterOptions options, int budget, string service, BufferMode[] modes, TextWriter output)
     {
-        // Colours and live progress only on a terminal; logs and files get plain text, wide enough for the table.
-        var terminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output),
-            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = terminal ? InteractionSupport.Detect : InteractionSupport.No,
-        });
-        console.Profile.Width = Math.Max(console.Profile.Width, 132);
+        var console = CreateConsole(output);
         var results = new List<JitterModeResult>();
         console.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
@@ -174,6 +249,45 @@ internal static class JitterCommand
         var report = new JitterRunReport(device, options, budget, service, results) { WakeupFloor = floor, StageTimes = device.Faults?.StageTimes ?? [] };
         Render(console, report);
         return report;
+    }
+
+    private static JitterSweepReport MeasureSweep(FpgaDevice device, JitterSweep sweep, JitterOptions options, int budget, string service, BufferMode[] modes, TextWriter output)
+    {
+        var console = CreateConsole(output);
+        IReadOnlyList<JitterSweepPoint> points = [];
+        console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask($"sweep {sweep.Name}", maxValue: sweep.Values.Count * modes.Length);
+                var done = 0;
+                var progress = new Progress<(int Point, BufferMode Mode)>(p =>
+                {
+                    task.Description = $"{sweep.Name}={sweep.Format(sweep.Values[p.Point])} {JitterOutputs.ModeName(p.Mode)}";
+                    task.Value = done++;
+                });
+                points = Jitter.SweepAsync(device, sweep, options, modes, progress).GetAwaiter().GetResult();
+                task.Value = task.MaxValue;
+            });
+
+        var report = new JitterSweepReport(device, sweep, options, budget, service, points);
+        JitterSweepOutputs.Render(console, report);
+        return report;
+    }
+
+    private static IAnsiConsole CreateConsole(TextWriter output)
+    {
+        // Colours and live progress only on a terminal; logs and files get plain text, wide enough for the table.
+        var terminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = terminal ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        console.Profile.Width = Math.Max(console.Profile.Width, 132);
+        return console;
     }
 
     private static void Render(IAnsiConsole console, JitterRunReport report)

@@ -259,7 +259,7 @@ internal static class JitterOutputs
         _ => string.Create(CultureInfo.InvariantCulture, $"{us * 1000:0} ns"),
     };
 
-    private static void WriteStats(Utf8JsonWriter w, LatencyStats s)
+    public static void WriteStats(Utf8JsonWriter w, LatencyStats s)
     {
         w.WriteNumber("count", s.Count);
         w.WriteNumber("min_ns", Math.Round(s.Min));

@@ -322,6 +322,47 @@ public static class Jitter
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="sweep"/>: at each of its values, every mode of <paramref name="modes"/> with
+    /// <paramref name="options"/> but the swept setting (a budget point first sets the device's budget). Points run in
+    /// the order given, each with its own warm-up; <paramref name="progress"/> hears (point, mode) as each one starts.
+    /// </summary>
+    public static async Task<IReadOnlyList<JitterSweepPoint>> SweepAsync(FpgaDevice device, JitterSweep sweep, JitterOptions options, IReadOnlyList<BufferMode> modes,
+        IProgress<(int Point, BufferMode Mode)>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(sweep);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(modes);
+
+        // Every point is checked before the first runs, so a bad one fails the sweep before any work.
+        var pointOptions = sweep.Values.Select(v => sweep.Apply(options, v)).ToArray();
+        for (var i = 0; i < pointOptions.Length; i++)
+        {
+            pointOptions[i].Validate(sweep.Parameter == SweepParameter.Budget ? (int)sweep.Values[i] : device.OnDemand.Budget);
+        }
+
+        var points = new List<JitterSweepPoint>(sweep.Values.Count);
+        for (var i = 0; i < sweep.Values.Count; i++)
+        {
+            if (sweep.Parameter == SweepParameter.Budget)
+            {
+                device.SetOnDemandBudget((int)sweep.Values[i]);
+            }
+
+            var results = new List<JitterModeResult>(modes.Count);
+            foreach (var mode in modes)
+            {
+                progress?.Report((i, mode));
+                results.Add(await RunAsync(device, mode, pointOptions[i], null, cancellationToken).ConfigureAwait(false));
+            }
+
+            points.Add(new JitterSweepPoint(sweep.Values[i], pointOptions[i], results));
+        }
+
+        return points;
+    }
+
     private static PagingDelta Delta(OnDemandStatistics before, OnDemandStatistics after, int faultAround, bool prefetch) =>
         new(faultAround, prefetch, after.EvictionBatches - before.EvictionBatches, after.EvictionFences - before.EvictionFences, after.DirectReclaims - before.DirectReclaims,
             after.FaultAroundPages - before.FaultAroundPages, after.PrefetchedPages - before.PrefetchedPages);

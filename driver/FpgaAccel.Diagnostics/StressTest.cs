@@ -469,7 +469,13 @@ public static class StressTest
                 Interlocked.Increment(ref totals.Scenarios);
                 Interlocked.Increment(ref totals.Kinds[kind]);
 
-                // Quiescent: every thread of the scenario has returned, so cached entries may not exceed the tables.
+                // Quiescent: every thread of the scenario has returned and the fault service has finished the reclaim
+                // its last answers may have started (F3), so cached entries may not exceed the tables.
+                if (device.Faults is { } service && !service.WaitUntilIdle(options.OperationTimeout))
+                {
+                    Fail(failures, $"the fault service was still busy {options.OperationTimeout.TotalSeconds:0} s after scenario {s_kinds[kind]} (seed {seed})");
+                }
+
                 var violations = device.Oracle?.Audit() ?? [];
                 Interlocked.Increment(ref totals.Audits);
                 foreach (var v in violations.Take(3))

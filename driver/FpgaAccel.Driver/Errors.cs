@@ -393,3 +393,24 @@ public sealed class InvalidCapabilitiesException : FpgaAccelException
     /// <summary>The value the device reported.</summary>
     public ulong Value { get; }
 }
+
+/// <summary>A host buffer asked for hugetlbfs pages the reserved pool could not give (decision F9).</summary>
+public sealed class HugePagesUnavailableException : FpgaAccelException
+{
+    /// <summary>A buffer of <paramref name="length"/> bytes needed <paramref name="needed"/> huge pages; <paramref name="free"/> were free.</summary>
+    public HugePagesUnavailableException(ulong length, ulong needed, long free, Exception inner)
+        : base($"A host buffer of {length} bytes in 2 MiB huge pages needs {needed} free pages of the reserved pool and it has {free} " +
+               $"(mmap(MAP_HUGETLB): {inner.Message}). Reserve them as root (echo {needed} > /proc/sys/vm/nr_hugepages, or hugepages= on the " +
+               "kernel command line), or allocate with HostBufferPages.Auto to fall back to transparent huge pages.", inner)
+    {
+        Needed = needed;
+        Free = free;
+    }
+
+    /// <summary>Huge pages the buffer needed.</summary>
+    public ulong Needed { get; }
+
+    /// <summary>Free pages the pool had when the allocation was refused.</summary>
+    public long Free { get; }
+}
+

@@ -19,6 +19,8 @@ namespace FpgaAccel.Driver;
 /// </remarks>
 public sealed unsafe class HostBuffer : IDisposable
 {
+    private const ulong Huge = PageTableFormat.HugePageSize;
+
     // The buffer that owns each mapping, for pins made from a raw address (MemoryMapping.Find is the address lookup).
     private static readonly ConditionalWeakTable<MemoryMapping, HostBuffer> s_owners = new();
 
@@ -27,11 +29,12 @@ public sealed unsafe class HostBuffer : IDisposable
     private readonly List<IDisposable> _users = [];
     private bool _disposed;
 
-    private HostBuffer(MemoryMapping mapping, nint address, ulong length)
+    private HostBuffer(MemoryMapping mapping, nint address, ulong length, HostBufferPageKind pageKind)
     {
         _mapping = mapping;
         _address = address;
         Length = length;
+        PageKind = pageKind;
         s_owners.AddOrUpdate(mapping, this);
     }
 
@@ -40,6 +43,12 @@ public sealed unsafe class HostBuffer : IDisposable
 
     /// <summary>Bytes asked for.</summary>
     public ulong Length { get; }
+
+    /// <summary>
+    /// The pages under the buffer: 4 KiB, transparent huge pages (advised with MADV_HUGEPAGE; the kernel backs 2 MiB
+    /// ranges with huge pages where it can), or 2 MiB pages from the reserved hugetlbfs pool (decision F9).
+    /// </summary>
+    public HostBufferPageKind PageKind { get; }
 
     /// <summary>True once freed (or being freed); pinning a freed buffer is refused.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed);
@@ -63,28 +72,80 @@ public sealed unsafe class HostBuffer : IDisposable
     }
 
     /// <summary>
-    /// Allocates <paramref name="length"/> bytes. Buffers of 2 MiB or more start on a 2 MiB boundary,
-    /// so the device can translate them with 2 MiB leaves (spec 4.1).
+    /// Allocates <paramref name="length"/> bytes in the best pages the host offers (<see cref="HostBufferPages.Auto"/>).
+    /// Buffers of 2 MiB or more start on a 2 MiB boundary, so the device can translate them with 2 MiB leaves (spec 4.1).
     /// </summary>
-    public static HostBuffer Allocate(ulong length)
+    public static HostBuffer Allocate(ulong length) => Allocate(length, HostBufferPages.Auto);
+
+    /// <summary>
+    /// Allocates <paramref name="length"/> bytes in the pages <paramref name="pages"/> asks for (decision F9): a huge
+    /// page is one IOMMU map call and one IOTLB entry where 4 KiB pages are 512 of each. Buffers of 2 MiB or more start
+    /// on a 2 MiB boundary; <see cref="PageKind"/> says which pages it got.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is 0 or over 1 TiB, or <paramref name="pages"/> is not a defined value.</exception>
+    /// <exception cref="HugePagesUnavailableException"><see cref="HostBufferPages.Huge"/> and the reserved pool has too few free pages.</exception>
+    public static HostBuffer Allocate(ulong length, HostBufferPages pages)
     {
         if (length == 0 || length > (1UL << 40))
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"A host buffer of {length} bytes is out of range: ask for 1 byte to 1 TiB.");
         }
 
-        const ulong huge = PageTableFormat.HugePageSize;
-        var rounded = (length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
-        if (rounded < huge)
+        if (!Enum.IsDefined(pages))
         {
-            var small = ForDma(MemoryMapping.Anonymous(rounded));
-            return new HostBuffer(small, small.Address, length);
+            throw new ArgumentOutOfRangeException(nameof(pages), pages, $"HostBufferPages {(int)pages} is not a page choice: use Auto, Huge, TransparentHuge or Small.");
         }
 
-        // Over-allocate by 2 MiB and use the aligned window inside; the mapping is freed whole.
-        var mapping = ForDma(MemoryMapping.Anonymous(rounded + huge));
-        var aligned = ((ulong)mapping.Address + huge - 1) & ~(huge - 1);
-        return new HostBuffer(mapping, (nint)aligned, length);
+        var rounded = (length + PageTableFormat.PageSize - 1) & ~(PageTableFormat.PageSize - 1);
+        var wholeHuge = (rounded + Huge - 1) & ~(Huge - 1);
+
+        // hugetlbfs: asked for, or Auto for a buffer of at least one huge page (a smaller one would waste most of it).
+        if (pages == HostBufferPages.Huge || (pages == HostBufferPages.Auto && rounded >= Huge))
+        {
+            try
+            {
+                var huge = ForDma(MemoryMapping.AnonymousHugePages(wholeHuge));
+                return new HostBuffer(huge, huge.Address, length, HostBufferPageKind.Huge);
+            }
+            catch (SystemCallException) when (pages == HostBufferPages.Auto)
+            {
+                // The pool is empty or too small (ENOMEM), or the kernel has no hugetlbfs: fall back (F9).
+            }
+            catch (SystemCallException ex)
+            {
+                throw new HugePagesUnavailableException(length, wholeHuge / Huge, FreeHugePages(), ex);
+            }
+        }
+
+        // Buffers under 2 MiB stay in 4 KiB pages; larger ones are aligned to 2 MiB by over-allocating 2 MiB and using the
+        // aligned window inside (the mapping is freed whole), so transparent huge pages can back whole 2 MiB ranges.
+        var mapping = ForDma(MemoryMapping.Anonymous(rounded < Huge ? rounded : rounded + Huge));
+        var address = rounded < Huge ? mapping.Address : (nint)(((ulong)mapping.Address + Huge - 1) & ~(Huge - 1));
+        var kind = HostBufferPageKind.Small;
+        if (pages == HostBufferPages.Small)
+        {
+            // Even under transparent_hugepage=always: the caller asked for 4 KiB pages (to measure them, say).
+            MemoryAdvice.AvoidTransparentHugePages(mapping);
+        }
+        else if ((pages == HostBufferPages.TransparentHuge || rounded >= Huge) && MemoryAdvice.UseTransparentHugePages(mapping))
+        {
+            kind = HostBufferPageKind.TransparentHuge;
+        }
+
+        return new HostBuffer(mapping, address, length, kind);
+    }
+
+    /// <summary>Free pages in the default (2 MiB) hugetlbfs pool, or 0 when the kernel has none.</summary>
+    public static long FreeHugePages()
+    {
+        try
+        {
+            return long.Parse(File.ReadAllText("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>
@@ -176,3 +237,36 @@ public sealed unsafe class HostBuffer : IDisposable
         }
     }
 }
+
+/// <summary>Which pages <see cref="HostBuffer.Allocate(ulong, HostBufferPages)"/> uses (decision F9).</summary>
+public enum HostBufferPages
+{
+    /// <summary>
+    /// For a buffer of 2 MiB or more: 2 MiB pages from the reserved hugetlbfs pool when it has enough, else transparent
+    /// huge pages, else 4 KiB; a smaller buffer is 4 KiB pages.
+    /// </summary>
+    Auto,
+
+    /// <summary>2 MiB pages from the reserved hugetlbfs pool (/proc/sys/vm/nr_hugepages), or <see cref="HugePagesUnavailableException"/>.</summary>
+    Huge,
+
+    /// <summary>Transparent huge pages (MADV_HUGEPAGE), 4 KiB when the kernel has them off.</summary>
+    TransparentHuge,
+
+    /// <summary>4 KiB pages (MADV_NOHUGEPAGE, so not even transparent_hugepage=always gives huge ones).</summary>
+    Small,
+}
+
+/// <summary>The pages a <see cref="HostBuffer"/> got.</summary>
+public enum HostBufferPageKind
+{
+    /// <summary>4 KiB pages.</summary>
+    Small,
+
+    /// <summary>Advised to use transparent huge pages (MADV_HUGEPAGE): 2 MiB where the kernel could, else 4 KiB.</summary>
+    TransparentHuge,
+
+    /// <summary>2 MiB pages from the hugetlbfs pool (MAP_HUGETLB): physically contiguous per 2 MiB, never split.</summary>
+    Huge,
+}
+

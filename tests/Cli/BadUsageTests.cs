@@ -73,6 +73,13 @@ public class BadUsageTests
         yield return Case("jitter: unwritable json", ["jitter", .. s_model, "--count", "1", "--json", "/nonexistent-dir/x.json"]);
         yield return Case("jitter: csv is a directory", ["jitter", .. s_model, "--count", "1", "--csv", "/tmp"]);
         yield return Case("jitter: empty svg path", ["jitter", .. s_model, "--count", "1", "--svg", ""]);
+        foreach (var sweep in new[] { "", "bogus=1..2", "size", "size=4M..4K", "size=x..4K", "budget=1..4", "fault-around=3", "prefetch=maybe", "size=1..2..3" })
+        {
+            yield return Case($"jitter: --sweep '{sweep}'", ["jitter", .. s_model, "--count", "1", "--sweep", sweep]);
+        }
+
+        yield return Case("jitter: --hgrm empty", ["jitter", .. s_model, "--count", "1", "--hgrm", ""]);
+        yield return Case("jitter: --hgrm unwritable", ["jitter", .. s_model, "--count", "1", "--hgrm", "/proc/fpgaaccel-hgrm"]);
 
         yield return Case("doctor: bad vendor id", "doctor", "--vendor-id", "ZZ");
         yield return Case("doctor: vendor id too wide", "doctor", "--vendor-id", "0x10000");

@@ -29,6 +29,9 @@ public sealed partial class FaultService : IDisposable
 {
     private const ulong StopToken = 1;
     private const ulong FaultToken = 2;
+    // 1 while the service thread answers a batch and runs its reclaim (WaitUntilIdle).
+    private int _busy;
+
     private readonly FpgaDevice _device;
     private readonly DeviceMmu _mmu;
     private readonly FaultServiceOptions _options;
@@ -254,6 +257,28 @@ public sealed partial class FaultService : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits (at most <paramref name="timeout"/>) until the service is between batches: no fault being answered and no
+    /// reclaim batch in progress. A harness that audits the device's caches against the tables (IDeviceOracle.Audit)
+    /// calls it first, since the reclaim after an answered batch (decision F3) clears entries before its fence on this
+    /// thread, after the commands its answers completed have already returned. False on timeout.
+    /// </summary>
+    public bool WaitUntilIdle(TimeSpan timeout)
+    {
+        var start = Stopwatch.GetTimestamp();
+        while (Volatile.Read(ref _busy) != 0)
+        {
+            if (Stopwatch.GetElapsedTime(start) > timeout)
+            {
+                return false;
+            }
+
+            Thread.Sleep(1);
+        }
+
+        return true;
+    }
+
     private void Run()
     {
         _trace?.Own();
@@ -269,15 +294,28 @@ public sealed partial class FaultService : IDisposable
                 var ready0 = health.IsReady;
                 try
                 {
-                    if (ready0 && Drain() > 0)
+                    if (ready0)
                     {
-                        if (!_options.ReclaimBeforeAnswer)
+                        // Busy from before the batch's answers to the end of its reclaim: a command those answers complete
+                        // finds the service busy until the reclaim has fenced (WaitUntilIdle).
+                        Volatile.Write(ref _busy, 1);
+                        try
                         {
-                            ReclaimAfterBatch();
-                        }
+                            if (Drain() > 0)
+                            {
+                                if (!_options.ReclaimBeforeAnswer)
+                                {
+                                    ReclaimAfterBatch();
+                                }
 
-                        Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
-                        continue;
+                                Interlocked.Exchange(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocatedAtStart);
+                                continue;
+                            }
+                        }
+                        finally
+                        {
+                            Volatile.Write(ref _busy, 0);
+                        }
                     }
 
                     if (ready0 && _options.Mode == FaultWaitMode.Adaptive && SpinForTail())
