@@ -251,6 +251,45 @@ public class AddressSpaceTests
         Assert.That(other.Attach(b).IsAttached, Is.True, "a detached device may attach elsewhere");
     }
 
+    [Test]
+    [Explicit("timing: a removal's latency with two devices against one (issue 15 target: at most 1.3x); prints the ratio")]
+    public void RemovalLatencyWithTwoDevicesAgainstOne()
+    {
+        var devices = Enumerable.Range(0, 3).Select(_ => OpenModel()).ToList();
+        try
+        {
+            using var one = new AddressSpace();
+            one.Attach(devices[0]);
+            using var two = new AddressSpace();
+            two.Attach(devices[1]);
+            two.Attach(devices[2]);
+            using var buffer = HostBuffer.Allocate(16 * Page);
+            double Median(AddressSpace space)
+            {
+                var times = new List<double>();
+                for (var i = 0; i < 3000; i++)
+                {
+                    var pin = space.Pin(buffer, DmaAccess.ReadWrite);
+                    var start = Stopwatch.GetTimestamp();
+                    space.Unpin(pin);
+                    times.Add(Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+                }
+
+                times.Sort();
+                return times[times.Count / 2];
+            }
+
+            Median(one);
+            Median(two);
+            var (m1, m2) = (Median(one), Median(two));
+            TestContext.Out.WriteLine($"removal p50: one device {m1:0.0} us, two devices {m2:0.0} us, ratio {m2 / m1:0.00}");
+        }
+        finally
+        {
+            devices.ForEach(d => d.Dispose());
+        }
+    }
+
     private static FpgaDevice OpenModel(TimeSpan? deviceTimeout = null) =>
         FpgaDevice.Open(new ModelBackend(new ModelOptions()), new FpgaDeviceOptions { DeviceTimeout = deviceTimeout ?? TimeSpan.FromSeconds(5) });
 
