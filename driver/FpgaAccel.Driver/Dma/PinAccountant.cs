@@ -9,7 +9,8 @@ namespace FpgaAccel.Driver.Dma;
 /// <remarks>
 /// One per process (<see cref="Process"/>): two devices are two VFIO containers, and each charges the pages it maps,
 /// so a page both devices map is charged twice, by the kernel and here; charging it once would let the driver promise
-/// a pin the kernel then refuses with ENOMEM. (Memory the process mlocks by other means also counts in locked_vm and
+/// a pin the kernel then refuses with ENOMEM. (Devices of one address space whose platform pins a page once for all of
+/// them are charged once, through its <see cref="AddressSpacePinLedger"/>: decision F21.) (Memory the process mlocks by other means also counts in locked_vm and
 /// is not seen here: the kernel's refusal, a <see cref="DmaMappingException"/> with ENOMEM, covers that.)
 /// Lock-free: a compare-and-swap on one total, so the fault path's charge allocates nothing and takes no lock.
 /// </remarks>

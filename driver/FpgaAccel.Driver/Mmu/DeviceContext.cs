@@ -34,6 +34,8 @@ namespace FpgaAccel.Driver.Mmu;
 /// a removal that started later, and that removal's TLB_INV kills the fault's tag, so the device
 /// ignores the DROPIN and walks the (now cleared) table instead: the GRU kill rule (spec 4.4).
 /// Lock order: context lock, then IOMMU mappings; never a context lock while waiting for a fence.
+/// Several devices mirroring one address space (<see cref="AddressSpace"/>): the same protocol on each device's context, with
+/// step 2 run on every device before step 3 on any; the argument for several devices is in DeviceContext.Removal.cs.
 ///
 /// The fault path never reads the device page table without the lock (issue 11, defect 3): the leaf it drops in is
 /// computed from the mirror entry alone, IOVA = host address + the layout's fixed delta and the permission the entry
