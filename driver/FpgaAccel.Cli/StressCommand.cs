@@ -35,6 +35,12 @@ internal static class StressCommand
                 r.AddError(ex.Message);
             }
         });
+        var devices = new Option<int>("--devices")
+        {
+            Description = "Issue 15: open this many devices and attach them to one address space; each round pins and registers once, copies on every device, " +
+                "removes with one batched removal and checks every device faults on the removed range; every oracle counter of every device is reported.",
+            DefaultValueFactory = _ => 1,
+        }.InRange(1, 4, "the number of devices attached to one address space");
         var command = new Command("stress", "Threads register, unregister, pin and unpin regions while queues copy through them and faults are serviced; " +
             "prints operations, faults, aborts, evictions and the model's oracle counters. Exits 1 if any invariant failed.");
         common.AddTo(command);
@@ -44,8 +50,11 @@ internal static class StressCommand
         command.Options.Add(budget);
         command.Options.Add(service);
         command.Options.Add(inject);
+        command.Options.Add(devices);
         command.SetAction(result => result.GetValue(inject) is { } kinds
             ? RunInjections(result, common, io, RecoveryStressOptions.ParseKinds(kinds), result.GetValue(seconds), result.GetValue(seed))
+            : result.GetValue(devices) > 1
+            ? RunMirror(result, common, io, result.GetValue(devices), result.GetValue(seconds), result.GetValue(seed), result.GetValue(budget))
             : CliRunner.Run(result, common, io, options => options with
             {
                 OnDemandBudgetPages = result.GetValue(budget),
@@ -72,6 +81,103 @@ internal static class StressCommand
                 return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
             }));
         return command;
+    }
+
+    private static int RunMirror(System.CommandLine.ParseResult result, CommonOptions common, CliIo io, int count, double seconds, int seed, int budget)
+    {
+        FpgaDeviceOptions? opened = null;
+        return CliRunner.Run(result, common, io, options => opened = options with { OnDemandBudgetPages = budget, Model = options.Model with { Seed = seed } }, (device, json, output) =>
+        {
+            var devices = new List<FpgaDevice> { device };
+            try
+            {
+                for (var i = 1; i < count; i++)
+                {
+                    devices.Add(FpgaDevice.Open(opened!));
+                }
+
+                var report = MirrorStress.RunAsync(devices, TimeSpan.FromSeconds(seconds), seed, json ? null : line => output.WriteLine(line)).GetAwaiter().GetResult();
+                if (json)
+                {
+                    WriteJson(report, output);
+                }
+                else
+                {
+                    output.WriteLine($"devices           {devices.Count} attached to one address space");
+                    output.WriteLine($"rounds            {report.Rounds} ({report.Removals} batched removals, {report.VerifiedCopies} copies verified, {report.DataErrors} data errors)");
+                    output.WriteLine($"after removal     {report.ReachedAfterRemoval} DMAs reached a removed range; {report.UnexpectedStatus} unexpected statuses");
+                    for (var i = 0; i < report.Devices.Count; i++)
+                    {
+                        var d = report.Devices[i];
+                        var o = d.Oracle;
+                        output.WriteLine($"device {i}          {d.Commands} commands, {d.Faults} faults, {d.Audits} audits ({d.AuditViolations} violations); oracle: " +
+                            (o is null ? "n/a (no model oracle)" : $"stale_accesses {o.StaleAccesses}, lost_faults {o.LostFaults}, freed_memory_accesses {o.FreedMemoryAccesses}, dropin_mismatches {o.DropinMismatches}, audit_violations {o.AuditViolations}, bad_ring_head_writes {o.BadRingHeadWrites}"));
+                    }
+
+                    output.WriteLine(report.Passed ? "PASS" : "FAIL");
+                }
+
+                return report.Passed ? ExitCodes.Ok : ExitCodes.Failed;
+            }
+            finally
+            {
+                foreach (var extra in devices.Skip(1))
+                {
+                    extra.Dispose();
+                }
+            }
+        });
+    }
+
+    private static void WriteJson(MirrorStressReport r, TextWriter output)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("passed", r.Passed);
+            w.WriteNumber("devices_attached", r.Devices.Count);
+            w.WriteNumber("rounds", r.Rounds);
+            w.WriteNumber("removals", r.Removals);
+            w.WriteNumber("verified_copies", r.VerifiedCopies);
+            w.WriteNumber("data_errors", r.DataErrors);
+            w.WriteNumber("reached_after_removal", r.ReachedAfterRemoval);
+            w.WriteNumber("unexpected_status", r.UnexpectedStatus);
+            w.WriteStartArray("devices");
+            foreach (var d in r.Devices)
+            {
+                w.WriteStartObject();
+                w.WriteString("device", d.Description);
+                w.WriteNumber("commands", d.Commands);
+                w.WriteNumber("faults", d.Faults);
+                w.WriteNumber("audits", d.Audits);
+                w.WriteNumber("audit_violations_found", d.AuditViolations);
+                if (d.Oracle is { } o)
+                {
+                    w.WriteStartObject("oracle");
+                    w.WriteNumber("data_accesses", o.DataAccesses);
+                    w.WriteNumber("stale_accesses", o.StaleAccesses);
+                    w.WriteNumber("faults_raised", o.FaultsRaised);
+                    w.WriteNumber("lost_faults", o.LostFaults);
+                    w.WriteNumber("freed_memory_accesses", o.FreedMemoryAccesses);
+                    w.WriteNumber("dropin_mismatches", o.DropinMismatches);
+                    w.WriteNumber("audit_violations", o.AuditViolations);
+                    w.WriteNumber("bad_ring_head_writes", o.BadRingHeadWrites);
+                    w.WriteEndObject();
+                }
+                else
+                {
+                    w.WriteNull("oracle");
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
     }
 
     private static int RunInjections(System.CommandLine.ParseResult result, CommonOptions common, CliIo io, IReadOnlyList<InjectionKind> kinds, double seconds, int seed) =>

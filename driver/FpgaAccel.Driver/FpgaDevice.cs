@@ -85,6 +85,9 @@ public sealed partial class FpgaDevice : IDisposable
 
     internal DeviceMmu Mmu => _mmu ?? throw new DisposedResourceException("The FA-1 device");
 
+    /// <summary>The MMU while the device is open, or null.</summary>
+    internal DeviceMmu? TryMmu => _mmu;
+
     internal FpgaDeviceOptions Options => _options;
 
     /// <summary>

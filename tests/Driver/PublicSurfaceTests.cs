@@ -29,6 +29,8 @@ public class PublicSurfaceTests
     [TestCase(typeof(IovaLayout))]
     [TestCase(typeof(PinAccountant))]
     [TestCase(typeof(InvalidationFence))]
+    [TestCase(typeof(AddressSpacePinLedger))]
+    [TestCase(typeof(ContextRemoval))]
     public void DriverInternalsAreNotPublic(Type type) => Assert.That(type.IsVisible, Is.False, $"{type.FullName} is part of the public surface");
 
     [TestCase(typeof(DeviceContext), nameof(DeviceContext.Mirror))]

@@ -23,6 +23,8 @@ internal class DelegatingBackend(IDeviceBackend inner) : IDeviceBackend
 
     public IDeviceFaultInjection? FaultInjection => Inner.FaultInjection;
 
+    public virtual bool PinsChargedOncePerAddressSpace => Inner.PinsChargedOncePerAddressSpace;
+
     public virtual ulong Read64(uint offset) => Inner.Read64(offset);
 
     public virtual void Write64(uint offset, ulong value) => Inner.Write64(offset, value);

@@ -76,6 +76,14 @@ internal interface IDeviceBackend : IDisposable
     IDeviceOracle? Oracle => null;
 
     /// <summary>
+    /// True when devices of this kind attached to one <see cref="Mmu.AddressSpace"/> are charged once per page against
+    /// the locked-memory limit, because the platform pins a page once for all of them (devices whose IOMMU groups share
+    /// one type1 container, or one iommufd IOAS: decision F21); false (the default, and the board's: one type1 container
+    /// per device, each charging the process's locked_vm for its own pin) charges every device's mapping.
+    /// </summary>
+    bool PinsChargedOncePerAddressSpace => false;
+
+    /// <summary>
     /// Fault injection when this backend can make its device misbehave on demand (the model), for test harnesses and
     /// the stress run; null for a backend that cannot (the board). An optional capability, as <see cref="Oracle"/>.
     /// </summary>

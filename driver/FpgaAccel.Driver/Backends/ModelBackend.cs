@@ -36,6 +36,9 @@ internal sealed class ModelBackend : IDeviceBackend
 
     public void DisconnectInterrupts() => Model.DisconnectInterrupts();
 
+    // F21: the model stands for devices whose groups share one container (or one iommufd IOAS): one pin, one charge.
+    public bool PinsChargedOncePerAddressSpace => true;
+
     public IReadOnlyList<IovaRange> IovaRanges => Model.Iommu.Windows.Select(w => new IovaRange(w.Start, w.End)).ToArray();
 
     public void MapDma(ulong iova, nint hostAddress, ulong length, DmaAccess access)

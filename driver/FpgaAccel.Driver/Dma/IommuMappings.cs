@@ -20,7 +20,9 @@ namespace FpgaAccel.Driver.Dma;
 /// (128 GiB within the entry limit), and a page still in use keeps at most the rest of its 2 MiB chunk mapped.
 /// Pages of a live unit that lost their last user stay mapped (and charged) until the unit goes; a new user of such
 /// a page just counts it (a map there would be EEXIST).
-/// Charge: exactly the pages mapped, as the kernel charges locked_vm per page it pins (<see cref="PinAccountant"/>).
+/// Charge: exactly the pages mapped, as the kernel charges locked_vm per page it pins (<see cref="PinAccountant"/>); a
+/// unit remembers the ledger that charged it (the process's, or an address space's: F21), so it is given back there
+/// even when the device was detached in between.
 /// Invariants: _pages[p].Refs == users of page p; page p is in _pages exactly while the IOMMU maps it, inside the unit
 /// named by _pages[p].Unit; _units[u].Live == pages of unit u with Refs &gt; 0; a unit is mapped and charged exactly
 /// while it is in _units. Argument: all of them change only under _lock, and the backend call that maps (unmaps) a
@@ -189,6 +191,7 @@ internal sealed partial class IommuMappings
     private void MapUnit(ulong first, ulong end, MemoryMapping? memory)
     {
         var bytes = end - first;
+        AddressSpacePinLedger? chargedBy;
         if (memory is not null && !memory.TryHold())
         {
             throw new DmaMappingException(_layout.IovaOf(first), bytes, "EFAULT", $"the memory at 0x{first:X} was freed by its owner.");
@@ -196,14 +199,14 @@ internal sealed partial class IommuMappings
 
         try
         {
-            _accountant.Charge(bytes);
+            chargedBy = _accountant.Charge(first, bytes);
             try
             {
                 _backend.MapDma(_layout.IovaOf(first), (nint)first, bytes, DmaAccess.ReadWrite);
             }
             catch
             {
-                _accountant.Release(bytes);
+                _accountant.Release(first, bytes, chargedBy);
                 throw;
             }
         }
@@ -214,7 +217,7 @@ internal sealed partial class IommuMappings
         }
 
         var unitKey = first >> PageTableFormat.PageShift;
-        _units[unitKey] = new Unit(end >> PageTableFormat.PageShift, 0, _acquires, memory);
+        _units[unitKey] = new Unit(end >> PageTableFormat.PageShift, 0, _acquires, memory, chargedBy);
         for (var p = first; p < end; p += PageSize)
         {
             _pages[p >> PageTableFormat.PageShift] = new PageState(0, unitKey);
@@ -243,7 +246,7 @@ internal sealed partial class IommuMappings
         }
 
         _units.Remove(unitKey);
-        _accountant.Release(bytes);
+        _accountant.Release(first, bytes, unit.ChargedBy);
 
         // The kernel no longer pins it: the owner's free (if it came) may now run.
         unit.Held?.ReleaseHold();
@@ -254,5 +257,5 @@ internal sealed partial class IommuMappings
 
     private record struct PageState(int Refs, ulong Unit);
 
-    private record struct Unit(ulong EndPage, int Live, long CreatedBy, MemoryMapping? Held);
+    private record struct Unit(ulong EndPage, int Live, long CreatedBy, MemoryMapping? Held, AddressSpacePinLedger? ChargedBy);
 }

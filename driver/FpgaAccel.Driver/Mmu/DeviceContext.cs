@@ -34,6 +34,8 @@ namespace FpgaAccel.Driver.Mmu;
 /// a removal that started later, and that removal's TLB_INV kills the fault's tag, so the device
 /// ignores the DROPIN and walks the (now cleared) table instead: the GRU kill rule (spec 4.4).
 /// Lock order: context lock, then IOMMU mappings; never a context lock while waiting for a fence.
+/// Several devices mirroring one address space (<see cref="AddressSpace"/>): the same protocol on each device's context, with
+/// step 2 run on every device before step 3 on any; the argument for several devices is in DeviceContext.Removal.cs.
 ///
 /// The fault path never reads the device page table without the lock (issue 11, defect 3): the leaf it drops in is
 /// computed from the mirror entry alone, IOVA = host address + the layout's fixed delta and the permission the entry
@@ -205,43 +207,9 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public void Unpin(PinnedBuffer pin)
     {
-        ArgumentNullException.ThrowIfNull(pin);
-        if (pin.Context != this)
-        {
-            throw new InvalidPinHandleException(pin.ToString(), $"it belongs to context {pin.Context.Index}, not {Index}");
-        }
-
-        ulong first, end;
-        PageTableChange change;
-        ScheduleHooks.At(SchedulePoint.RemovalBegun);
-        lock (Lock)
-        {
-            if (!_pins.ContainsKey(pin.Id) || !pin.MarkUnpinned())
-            {
-                throw new InvalidPinHandleException(pin.ToString(), _disposed ? "its context was disposed" : "it was already unpinned");
-            }
-
-            _pins.Remove(pin.Id);
-            (first, end) = Pages(pin.Address, pin.Length);
-            BeginRemoval();
-            ChangeUse(first, end, pin.Access, -1, 0);
-            PublishMirror(first, end);
-
-            // A removal needs no new table (every chunk with a translation keeps its level-3 table), so this cannot fail.
-            change = _table.Apply(first, end, _desired);
-        }
-
-        pin.Buffer?.RemoveUser(pin);
-        if (EndRemoval(change))
-        {
-            _mmu.Iommu.Release(first, end - first);
-        }
-        else
-        {
-            _mmu.Quarantine(first, end - first);
-        }
-
-        LogUnpinned(_mmu.Logger, pin.Id, Index);
+        var removal = BeginUnpin(pin);
+        IssueInvalidation(removal);
+        CompleteRemoval(removal);
     }
 
     /// <summary>
@@ -313,54 +281,9 @@ public sealed partial class DeviceContext : IDisposable
     /// </summary>
     public void Unregister(OnDemandRegion region)
     {
-        ArgumentNullException.ThrowIfNull(region);
-        if (region.Context != this)
-        {
-            throw new InvalidPinHandleException(region.ToString(), $"it belongs to context {region.Context.Index}, not {Index}");
-        }
-
-        var present = new List<ulong>();
-        PageTableChange change;
-        ScheduleHooks.At(SchedulePoint.RemovalBegun);
-        lock (Lock)
-        {
-            if (!_regions.Remove(region.Id) || !region.MarkUnregistered())
-            {
-                throw new InvalidPinHandleException(region.ToString(), _disposed ? "its context was disposed" : "it was already unregistered");
-            }
-
-            BeginRemoval();
-            for (var page = region.FirstPage; page < region.EndPage; page += PageTableFormat.PageSize)
-            {
-                var e = _mirror.Lookup(page);
-                if (e.Present)
-                {
-                    present.Add(page);
-                }
-
-                _mirror.Set(page, default);
-            }
-
-            change = _table.Apply(region.FirstPage, region.EndPage, _desired);
-        }
-
-        region.Buffer?.RemoveUser(region);
-        var fenced = EndRemoval(change);
-        foreach (var page in present)
-        {
-            if (fenced)
-            {
-                _mmu.Iommu.Release(page, PageTableFormat.PageSize);
-            }
-            else
-            {
-                _mmu.Quarantine(page, PageTableFormat.PageSize);
-            }
-
-            _mmu.Pager.Forget();
-        }
-
-        Interlocked.Add(ref _presentOnDemand, -present.Count);
+        var removal = BeginUnregister(region);
+        IssueInvalidation(removal);
+        CompleteRemoval(removal);
     }
 
     /// <summary>
@@ -633,26 +556,8 @@ public sealed partial class DeviceContext : IDisposable
     // either way, and the device's state tells the application what happened.
     private bool EndRemoval(PageTableChange change)
     {
-        ScheduleHooks.At(SchedulePoint.RemovalTableChanged);
-        try
-        {
-            if (change.NeedsInvalidation)
-            {
-                _mmu.Invalidator.Wait(_mmu.Invalidator.InvalidateRange(Index, change.FirstDva, change.Pages));
-                ScheduleHooks.At(SchedulePoint.RemovalFenced);
-            }
-
-            return true;
-        }
-        catch (FpgaAccelException ex)
-        {
-            LogRemovalUnfenced(_mmu.Logger, Index, change.FirstDva, ex);
-            return false;
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _invalidationsActive);
-        }
+        var fence = IssueRemovalInvalidation(change, out var failure);
+        return FinishRemovalFence(change, fence, failure);
     }
 
     /// <summary>After a reset (issue 12 recovery): CTX_ROOT and CTX_CTRL written again; the table itself lives in host memory.</summary>
@@ -769,7 +674,7 @@ public sealed partial class DeviceContext : IDisposable
 
     // The host buffer a range lies in, or null for memory of another origin. A range across a buffer's edge is refused:
     // disposing one buffer must be able to release everything over its memory.
-    private static HostBuffer? OwningBuffer(nint address, ulong length)
+    internal static HostBuffer? OwningBuffer(nint address, ulong length)
     {
         if (length == 0 || (ulong)address + length < (ulong)address)
         {

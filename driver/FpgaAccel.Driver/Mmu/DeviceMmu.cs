@@ -69,6 +69,17 @@ internal sealed partial class DeviceMmu : IDisposable
 
     public long NextPinId() => Interlocked.Increment(ref _nextPinId);
 
+    private AddressSpace? _addressSpace;
+
+    /// <summary>The address space this device is attached to, or null. A device attaches to one at a time (it has one IOMMU container).</summary>
+    public AddressSpace? AddressSpace => Volatile.Read(ref _addressSpace);
+
+    /// <summary>Attaches to <paramref name="space"/>; false when attached to one already.</summary>
+    public bool TryJoin(AddressSpace space) => Interlocked.CompareExchange(ref _addressSpace, space, null) is null;
+
+    /// <summary>Detaches from <paramref name="space"/> (nothing when attached to another, or none).</summary>
+    public void Leave(AddressSpace space) => Interlocked.CompareExchange(ref _addressSpace, null, space);
+
     /// <summary>Pages kept mapped because their fence failed.</summary>
     public int QuarantinedPages => Volatile.Read(ref _quarantinedPages);
 
