@@ -110,6 +110,9 @@ public sealed partial class Fa1Model
             }
 
             _present = true;
+            // Published under the register lock with the return itself: a front end that sees the new count sees the
+            // device back (its config space follows the cold reset, decision V11).
+            Interlocked.Increment(ref _powerOns);
             _interrupts.Disconnect();
             _interrupts.ForgetLostMessages();
             StartReset(coldReset: true);

@@ -24,6 +24,7 @@ public sealed partial class Fa1Model : IDisposable
     private readonly List<EngineWorker> _retired = [];
     private volatile int _retiredCount;
     private volatile bool _present = true;
+    private long _powerOns;
     private bool _resetting;
     private ulong _resetDoneAt;
     private bool _fatal;
@@ -65,6 +66,12 @@ public sealed partial class Fa1Model : IDisposable
 
     /// <summary>False while the device is off the bus (<see cref="ModelFaultInjection.RemoveFromBus"/>): every read returns all ones (spec 2).</summary>
     internal bool IsPresent => _present;
+
+    /// <summary>
+    /// Returns to the bus so far (each a cold reset, R1). A front end with state of its own that a power cycle clears
+    /// (the vfio-user server's config space) compares it with the count it last saw.
+    /// </summary>
+    internal long PowerOns => Interlocked.Read(ref _powerOns);
 
     /// <summary>
     /// Fault injection: surprise removal and return, a hung engine, lost MSI-X messages, a stuck INV_DONE, FATAL,

@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
+using FpgaAccel.HwSim.Bmc;
 using FpgaAccel.HwSim.VfioUser;
 using Microsoft.Extensions.Logging;
 
@@ -27,6 +29,16 @@ internal static class ModelCommand
         var trace = new Option<string?>("--trace") { Description = "Write one line per vfio-user message to this file (what the client asked, and every refusal)." };
         var json = new Option<bool>("--json") { Description = "Print events (listening, oracle snapshots, the final report) as one JSON object per line." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log the server's debug messages to standard error." };
+        var bmcSocket = new Option<string?>("--bmc-socket")
+        {
+            Description = "Also serve the board's BMC (spec 8) on a Unix socket at this path (QEMU: -chardev socket,path=PATH behind -device usb-serial); its RESET power-cycles this served model.",
+        };
+        var bmcResetDelay = new Option<int>("--bmc-reset-delay")
+        {
+            Description = "Milliseconds the FA-1 stays off the bus after the BMC's RESET (spec 8: about a second).",
+            DefaultValueFactory = _ => (int)BoardManagement.ResetOffBus.TotalMilliseconds,
+        };
+        var bmcSerial = new Option<string>("--bmc-serial") { Description = "The board serial the BMC's SERIAL answers.", DefaultValueFactory = _ => new BmcModelOptions().Serial };
         var serve = new Command("serve",
             "Serve the FA-1 model as a PCI device over vfio-user at --socket (QEMU: -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"PATH\",\"type\":\"unix\"}}'). " +
             "Runs until SIGINT or SIGTERM (or, with --once, until the client disconnects), then prints what it served and the model's oracle. SIGUSR1 prints an oracle snapshot.");
@@ -39,6 +51,9 @@ internal static class ModelCommand
         serve.Options.Add(trace);
         serve.Options.Add(json);
         serve.Options.Add(verbose);
+        serve.Options.Add(bmcSocket);
+        serve.Options.Add(bmcResetDelay);
+        serve.Options.Add(bmcSerial);
         serve.SetAction(result =>
         {
             try
@@ -49,9 +64,24 @@ internal static class ModelCommand
                     DeviceId = SystemOptions.ParseId(result.GetValue(system.DeviceId)!, "--device-id"),
                 };
                 var modelOptions = new ModelOptions { Clock = result.GetValue(clock) == "virtual" ? ClockMode.Virtual : ClockMode.Wall, Seed = result.GetValue(seed) };
-                return Serve(io, result.GetValue(socket)!, modelOptions, options, result.GetValue(once), result.GetValue(trace), result.GetValue(json), result.GetValue(verbose));
+                BmcEndpoint? bmc = null;
+                if (result.GetValue(bmcSocket) is { } bmcPath)
+                {
+                    // Fpga is filled in by Serve, with the model it builds (RESET acts on the served device).
+                    var delay = result.GetValue(bmcResetDelay);
+                    if (delay is < 0 or > 600_000)
+                    {
+                        throw new UsageException($"--bmc-reset-delay {delay} is out of range: the FA-1 stays off the bus 0 to 600000 ms after RESET (spec 8: about 1000).");
+                    }
+
+                    var bmcOptions = new BmcModelOptions { Serial = result.GetValue(bmcSerial)!, ResetOffBus = TimeSpan.FromMilliseconds(delay) };
+                    bmcOptions.Validate();
+                    bmc = new BmcEndpoint(bmcPath, bmcOptions);
+                }
+
+                return Serve(io, result.GetValue(socket)!, modelOptions, options, bmc, result.GetValue(once), result.GetValue(trace), result.GetValue(json), result.GetValue(verbose));
             }
-            catch (UsageException ex)
+            catch (Exception ex) when (ex is UsageException or ArgumentException)
             {
                 io.Error.WriteLine($"fpgaaccel: {ex.Message}");
                 return ExitCodes.Usage;
@@ -62,7 +92,7 @@ internal static class ModelCommand
         return command;
     }
 
-    private static int Serve(CliIo io, string socketPath, ModelOptions modelOptions, VfioUserServerOptions options, bool once, string? tracePath, bool json, bool verbose)
+    private static int Serve(CliIo io, string socketPath, ModelOptions modelOptions, VfioUserServerOptions options, BmcEndpoint? bmcEndpoint, bool once, string? tracePath, bool json, bool verbose)
     {
         using var loggerFactory = LoggerFactory.Create(builder => builder
             .SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Information)
@@ -78,6 +108,11 @@ internal static class ModelCommand
             trace = tracePath is null ? null : new StreamWriter(tracePath, append: false);
             using var model = new Fa1Model(modelOptions);
             using var server = new VfioUserServer(model, options with { MessageTrace = trace }, loggerFactory);
+            // Issue 14: the board's BMC beside the device, its RESET wired to this very model (spec 8: the FA-1 drops off
+            // the bus and comes back cold-reset; the server's config space follows, decision V11). Disposed before the
+            // server and the model (using order), and disposing the BMC model brings a device still off the bus back.
+            using var bmc = bmcEndpoint is null ? null : new BmcModel(bmcEndpoint.Options with { Fpga = FpgaPower.Of(model) });
+            using var bmcServer = bmc is null ? null : BmcSocketServer.Start(bmc, bmcEndpoint!.Path, loggerFactory);
             using var stop = new ManualResetEventSlim();
             var output = TextWriter.Synchronized(io.Output);
             void OnStop(PosixSignalContext context)
@@ -100,11 +135,19 @@ internal static class ModelCommand
                 {
                     w.WriteString("event", "listening");
                     w.WriteString("socket", socketPath);
+                    if (bmcServer is not null)
+                    {
+                        w.WriteString("bmc_socket", bmcServer.Path);
+                    }
                 }));
             }
             else
             {
                 output.WriteLine($"serving the FA-1 model (PCI {options.VendorId:x4}:{options.DeviceId:x4}) over vfio-user at {socketPath}");
+                if (bmcServer is not null)
+                {
+                    output.WriteLine($"serving its BMC (serial {bmc!.Serial}, RESET drops the FA-1 for {bmcEndpoint!.Options.ResetOffBus.TotalMilliseconds:0} ms) at {bmcServer.Path}");
+                }
             }
 
             output.Flush();
@@ -116,8 +159,9 @@ internal static class ModelCommand
                 }
             }
 
+            bmcServer?.Dispose();
             server.Dispose();
-            WriteReport(output, json, server.Statistics, model.Oracle);
+            WriteReport(output, json, server.Statistics, model.Oracle, bmc);
             return ExitCodes.Ok;
         }
         catch (ArgumentException ex)
@@ -177,7 +221,7 @@ internal static class ModelCommand
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    private static void WriteReport(TextWriter output, bool json, VfioUserStatistics s, ModelOracle oracle)
+    private static void WriteReport(TextWriter output, bool json, VfioUserStatistics s, ModelOracle oracle, BmcModel? bmc)
     {
         if (json)
         {
@@ -205,6 +249,13 @@ internal static class ModelCommand
                 w.WriteNumber("device_accesses_refused", s.DeviceAccessesRefused);
                 w.WriteNumber("mappings_held", s.MappingsHeld);
                 w.WriteNumber("vectors_wired", s.VectorsWired);
+                w.WriteNumber("power_cycles", s.PowerCycles);
+                if (bmc is not null)
+                {
+                    w.WriteNumber("bmc_requests", bmc.Requests);
+                    w.WriteNumber("bmc_resets", bmc.Resets);
+                }
+
                 WriteOracleFields(w, oracle);
             }));
             output.Flush();
@@ -215,8 +266,16 @@ internal static class ModelCommand
         output.WriteLine($"messages          {s.Messages} ({string.Join(", ", s.Commands.Select(c => $"{c.Key} {c.Value}"))})");
         output.WriteLine($"refused           {s.Refused} ({s.RefusedPosted} posted), {s.StrayReplies} stray replies");
         output.WriteLine($"DMA maps          {s.DmaMaps} ({s.DmaMappedBytes} bytes), unmaps {s.DmaUnmaps} ({s.DmaUnmappedBytes} bytes), {s.MappingsHeld} held");
-        output.WriteLine($"function resets   {s.FunctionResets}");
+        output.WriteLine($"function resets   {s.FunctionResets}; power cycles {s.PowerCycles}");
+        if (bmc is not null)
+        {
+            output.WriteLine($"BMC               {bmc.Requests} requests, {bmc.Resets} resets");
+        }
+
         output.WriteLine($"IOMMU refusals    {s.DeviceAccessesRefused} device accesses to IOVAs the client had not mapped");
         WriteOracle(output, json: false, "oracle", oracle);
     }
+
+    /// <summary>Where <c>--bmc-socket</c> serves the BMC, and its settings (without the FPGA, which Serve wires).</summary>
+    private sealed record BmcEndpoint(string Path, BmcModelOptions Options);
 }

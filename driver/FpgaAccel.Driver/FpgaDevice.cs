@@ -665,6 +665,9 @@ public sealed partial class FpgaDevice : IDisposable
             try
             {
                 WaitForDevice(wait);
+                // R19: a device back from a power cycle has bus mastering off (spec 1 cold reset); set it again
+                // before the reset and the rings, which the device fetches by DMA.
+                Backend.RestoreFunction();
                 Reset();
                 Interrupts.Reconnect();
                 var mmu = Mmu;

@@ -25,6 +25,8 @@ internal sealed class Fa1PciFunction
     private readonly byte[] _msixBar = new byte[Fa1Identity.MsixBarSize];
     private long _partialWritesDropped;
     private long _functionResets;
+    private long _powerOnsSeen;
+    private long _powerCycles;
 
     public Fa1PciFunction(Fa1Model model, ushort vendorId, ushort deviceId, byte revision)
     {
@@ -34,6 +36,7 @@ internal sealed class Fa1PciFunction
         MsixCapability = msix;
         AdvancedFeaturesCapability = advancedFeatures;
         ResetMsixTable();
+        _powerOnsSeen = model.PowerOns;
     }
 
     /// <summary>The function's config space.</summary>
@@ -60,6 +63,42 @@ internal sealed class Fa1PciFunction
     /// <summary>Function-level resets done (FLR through config space, and DEVICE_RESET).</summary>
     public long FunctionResets => Interlocked.Read(ref _functionResets);
 
+    /// <summary>Returns of the device to the bus (the BMC's RESET, a removal's return) that config space followed (decision V11).</summary>
+    public long PowerCycles => Interlocked.Read(ref _powerCycles);
+
+    /// <summary>
+    /// Decision V11: when the model came back on the bus since the last access (a power cycle: the BMC's RESET, or a
+    /// removal's return), config space and the MSI-X table go back to their power-on values, as a real function's do
+    /// after a cold reset (spec 1, R1): command register 0 (memory space and bus master off, so the client's mappings
+    /// are withdrawn, V6) and MSI-X disabled. The model's own registers were cold-reset by the return itself.
+    /// </summary>
+    /// <remarks>
+    /// The return happens on another thread (the BMC's timer); this function is the session thread's alone, so the
+    /// change is applied here, before the first access after it. Argument that no access is served against a config
+    /// space the device no longer has: the model counts the return under its register lock before anything can read it
+    /// back; an access that checked just before the count moved is served as if it had arrived a moment earlier (the
+    /// device was off, or had just come back), and every later one sees the new count.
+    /// </remarks>
+    public void FollowPowerCycle()
+    {
+        var powerOns = _model.PowerOns;
+        if (powerOns == _powerOnsSeen)
+        {
+            return;
+        }
+
+        _powerOnsSeen = powerOns;
+        Interlocked.Increment(ref _powerCycles);
+        var busMaster = BusMaster;
+        Config.ResetToPowerOn();
+        ResetMsixTable();
+        Vectors.SetEnabled(false);
+        if (busMaster)
+        {
+            BusMasterChanged?.Invoke(false);
+        }
+    }
+
     /// <summary>The region at <paramref name="index"/> (vfio-pci's fixed indexes).</summary>
     public static RegionDescription Region(uint index) => index switch
     {
@@ -84,6 +123,15 @@ internal sealed class Fa1PciFunction
     public void Read(uint region, ulong offset, Span<byte> into)
     {
         var at = CheckRange(region, offset, into.Length);
+        FollowPowerCycle();
+        if (region != VfioPciRegion.Bar0 && !_model.IsPresent)
+        {
+            // Spec 2, decision V11: a function off the bus answers nothing; the root port completes a read with all
+            // ones, config space and the MSI-X BAR included (BAR0's all ones come from the model itself).
+            into.Fill(0xFF);
+            return;
+        }
+
         switch (region)
         {
             case VfioPciRegion.Bar0:
@@ -110,6 +158,13 @@ internal sealed class Fa1PciFunction
     public void Write(uint region, ulong offset, ReadOnlySpan<byte> data, bool posted)
     {
         var at = CheckRange(region, offset, data.Length);
+        FollowPowerCycle();
+        if (region != VfioPciRegion.Bar0 && !_model.IsPresent)
+        {
+            // Spec 2, decision V11: writes to a function off the bus are lost (BAR0's are dropped by the model).
+            return;
+        }
+
         switch (region)
         {
             case VfioPciRegion.Bar0:
@@ -140,6 +195,7 @@ internal sealed class Fa1PciFunction
     /// </summary>
     public void Reset()
     {
+        FollowPowerCycle();
         Interlocked.Increment(ref _functionResets);
         var busMaster = BusMaster;
         Config.ResetToPowerOn();

@@ -52,7 +52,7 @@ internal sealed class VfioUserCounters
 
     public void ClientRequests(long count) => Interlocked.Add(ref _clientRequests, count);
 
-    public VfioUserStatistics Snapshot(long functionResets, int mappingsHeld, int vectorsWired, long refusedAccesses)
+    public VfioUserStatistics Snapshot(long functionResets, long powerCycles, int mappingsHeld, int vectorsWired, long refusedAccesses)
     {
         var commands = new Dictionary<VfioUserCommand, long>();
         for (var i = 0; i < CommandSlots; i++)
@@ -78,6 +78,7 @@ internal sealed class VfioUserCounters
             DmaUnmappedBytes = Interlocked.Read(ref _dmaUnmappedBytes),
             ClientRequests = Interlocked.Read(ref _clientRequests),
             FunctionResets = functionResets,
+            PowerCycles = powerCycles,
             DeviceAccessesRefused = refusedAccesses,
             MappingsHeld = mappingsHeld,
             VectorsWired = vectorsWired,

@@ -52,7 +52,7 @@ public sealed partial class VfioUserServer : IDisposable
         {
             lock (_lock)
             {
-                return _counters.Snapshot(_function.FunctionResets, _session?.MappingsHeld ?? 0, _function.Vectors.Wired, _model.Iommu.RefusedAccesses);
+                return _counters.Snapshot(_function.FunctionResets, _function.PowerCycles, _session?.MappingsHeld ?? 0, _function.Vectors.Wired, _model.Iommu.RefusedAccesses);
             }
         }
     }

@@ -95,6 +95,9 @@ public sealed record VfioUserStatistics
     /// <summary>Function-level resets (FLR and DEVICE_RESET).</summary>
     public long FunctionResets { get; init; }
 
+    /// <summary>Returns of the device to the bus (BMC RESET, a removal's return) that config space followed (decision V11).</summary>
+    public long PowerCycles { get; init; }
+
     /// <summary>
     /// Device accesses the model's IOMMU refused (an IOVA the client had not mapped, or not for that access): on a
     /// board each would be an IOMMU fault the host logs. A driver that quiesces the device before it unmaps makes none.

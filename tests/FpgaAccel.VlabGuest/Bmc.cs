@@ -66,7 +66,7 @@ internal static class Bmc
     }
 
     /// <summary>xHCI enumerates the bridge within about half a second of loading; wait (bounded) and report what sysfs shows.</summary>
-    private static UsbSysfsDevice WaitForBridge(CheckRunner runner)
+    internal static UsbSysfsDevice WaitForBridge(CheckRunner runner)
     {
         var clock = Stopwatch.StartNew();
         while (true)

@@ -7,8 +7,9 @@ using FpgaAccel.VlabGuest;
 // --bmc-serial (QEMU has a usb-serial whose socket the host's BMC model serves, with that serial),
 // also talks to the BMC through the kernel's USB stack and libusb. On the virtual board
 // (tests/vboard/init) it runs as
-//   vlab-guest --vboard --device <pci address of the FA-1>
-// and drives the FA-1 served over vfio-user with the real fpgaaccel (VirtualBoard.cs).
+//   vlab-guest --vboard --device <pci address of the FA-1> [--bmc]
+// and drives the FA-1 served over vfio-user with the real fpgaaccel (VirtualBoard.cs); with --bmc (the host serves
+// the board's BMC on QEMU's usb-serial) a BMC RESET then power-cycles it under the driver (VirtualBoardBmc.cs).
 // Prints one PASS/FAIL line per check and the closing "N passed, N failed" line; exits 0 only
 // when every check passed.
 var runner = new CheckRunner(Console.Out);
@@ -20,6 +21,12 @@ switch (args)
         VirtualBoard.Run(runner, board);
         runner.Close();
         return runner.Failed == 0 ? 0 : 1;
+    case ["--vboard", "--device", var board, "--bmc"]:
+        // The host serves the board's BMC on QEMU's usb-serial too: its RESET power-cycles this FA-1 (issue 14).
+        VirtualBoard.Run(runner, board);
+        VirtualBoardBmc.Run(runner, board);
+        runner.Close();
+        return runner.Failed == 0 ? 0 : 1;
     case ["--device", var d]:
         device = d;
         break;
@@ -27,7 +34,7 @@ switch (args)
         (device, bmcSerial) = (d, s);
         break;
     default:
-        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>] | vlab-guest --vboard --device <pci address of the FA-1>");
+        Console.Error.WriteLine("usage: vlab-guest --device <pci address of edu> [--bmc-serial <serial>] | vlab-guest --vboard --device <pci address of the FA-1> [--bmc]");
         return 2;
 }
 

@@ -33,6 +33,8 @@ internal class DelegatingBackend(IDeviceBackend inner) : IDeviceBackend
 
     public virtual void DisconnectInterrupts() => Inner.DisconnectInterrupts();
 
+    public virtual void RestoreFunction() => Inner.RestoreFunction();
+
     public virtual void MapDma(ulong iova, nint hostAddress, ulong length, DmaAccess access) => Inner.MapDma(iova, hostAddress, length, access);
 
     public virtual ulong UnmapDma(ulong iova, ulong length) => Inner.UnmapDma(iova, length);

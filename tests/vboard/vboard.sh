@@ -2,8 +2,9 @@
 # The virtual board (make test-vboard): the FA-1 model served as a PCI device over vfio-user by
 # 'fpgaaccel model serve' on this host, QEMU's vfio-user-pci presenting it to a guest kernel behind an
 # emulated VT-d, and the real fpgaaccel in the guest driving it with the board backend: setup, doctor,
-# info, selftest, stress and jitter, then a raw-VFIO probe. The model's oracle stays on this side and
-# joins the verdict. Steps, each cached under .vlab-cache/ and redone only when its inputs change:
+# info, selftest, stress and jitter, then a raw-VFIO probe; then the board's BMC (served beside the model,
+# reached through QEMU's usb-serial) power-cycles the FA-1 under the driver. The model's oracle stays on
+# this side and joins the verdict. Steps, each cached under .vlab-cache/ and redone only when its inputs change:
 #   1. Debian packages for the guest (busybox-static, cpio, xz-utils)       ../vlab/ensure-packages.sh
 #   2. the guest kernel, shared with the virtual lab                        ../vlab/prepare-kernel.sh
 #   3. a QEMU with vfio-user-pci: the system's if 10.1 or later, else a     prepare-qemu.sh
@@ -80,8 +81,8 @@ if [ "$qroot" = / ]; then
 else
   work=$(mktemp -d "$qroot/tmp/vboard.XXXXXX") inside=${work#"$qroot"}
 fi
-socket="$work/fa1.sock"
-[ ${#socket} -le 107 ] || die "the socket path $socket is longer than an AF_UNIX address takes (107 bytes); set VLAB_CACHE to a shorter folder."
+socket="$work/fa1.sock" bmc_socket="$work/bmc.sock"
+[ ${#bmc_socket} -le 107 ] || die "the socket path $bmc_socket is longer than an AF_UNIX address takes (107 bytes); set VLAB_CACHE to a shorter folder."
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
@@ -100,19 +101,21 @@ finish() {
   exit $?
 }
 
+# The board's BMC is served beside the FA-1 (--bmc-socket), its RESET wired to the served model (issue 14): QEMU's
+# usb-serial carries it to the guest, whose 'vboard.bmc-reset' check power-cycles the FA-1 under the driver.
 server_out="$artifacts/server.jsonl" server_err="$artifacts/server.log" trace="$artifacts/messages.trace"
 "$guest/fpgaaccel" model serve --socket "$socket" --vendor-id "$vendor" --device-id "$device" --once --json --trace "$trace" \
-  > "$server_out" 2> "$server_err" &
+  --bmc-socket "$bmc_socket" --bmc-serial VBOARD-BMC-0001 > "$server_out" 2> "$server_err" &
 server_pid=$!
 for _ in $(seq 300); do
-  [ -S "$socket" ] && break
+  [ -S "$socket" ] && [ -S "$bmc_socket" ] && break
   kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.2
 done
-if [ -S "$socket" ]; then
+if [ -S "$socket" ] && [ -S "$bmc_socket" ]; then
   pass "host.server-listening"
 else
-  fail "host.server-listening" "'fpgaaccel model serve' did not listen at $socket within 60 s: $(tail -c 1000 "$server_err")"
+  fail "host.server-listening" "'fpgaaccel model serve' did not listen at $socket and $bmc_socket within 60 s: $(tail -c 1000 "$server_err")"
   finish
 fi
 
@@ -125,9 +128,10 @@ args=(
   -nodefaults -display none -monitor none -no-reboot -serial stdio
   -device intel-iommu,intremap=on,caching-mode=on
   -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$inside/fa1.sock\",\"type\":\"unix\"}}"
+  -device qemu-xhci,id=xhci -chardev "socket,id=bmc,path=$inside/bmc.sock" -device usb-serial,chardev=bmc,bus=xhci.0
   -device isa-debug-exit,iobase=0xf4,iosize=0x04
   -bios /usr/share/qemu/qboot.rom -kernel "$inside/vmlinux" -initrd "$inside/initramfs.cpio"
-  -append "console=ttyS0 intel_iommu=on iommu=pt quiet loglevel=4 panic=-1"
+  -append "console=ttyS0 intel_iommu=on iommu=pt quiet loglevel=4 panic=-1 vboard.bmc=1"
 )
 log "booting the guest: ${run[*]} qemu-system-x86_64 ${args[*]} (killed after ${boot_timeout} s)"
 qemu_err="$artifacts/qemu.err" guest_out="$artifacts/guest.txt" jitter="$artifacts/jitter.json"
@@ -197,7 +201,13 @@ else
   held=$(json_number "$report" mappings_held) refused=$(json_number "$report" refused) stray=$(json_number "$report" stray_replies)
   vectors=$(json_number "$report" vectors_wired) resets=$(json_number "$report" function_resets)
   iommu=$(json_number "$report" device_accesses_refused)
-  echo "     server: $(json_number "$report" messages) messages, $(json_number "$report" dma_maps) DMA maps, $resets function resets, $refused refused, $iommu device accesses the IOMMU refused"
+  cycles=$(json_number "$report" power_cycles) bmc_resets=$(json_number "$report" bmc_resets)
+  echo "     server: $(json_number "$report" messages) messages, $(json_number "$report" dma_maps) DMA maps, $resets function resets, $refused refused, $iommu device accesses the IOMMU refused; BMC: $(json_number "$report" bmc_requests) requests, $bmc_resets resets, $cycles power cycles the config space followed"
+  if [ "${bmc_resets:-0}" = 1 ] && [ "${cycles:-0}" = 1 ]; then
+    pass "host.bmc-power-cycle"
+  else
+    fail "host.bmc-power-cycle" "the BMC saw ${bmc_resets:-no} RESET and the server followed ${cycles:-no} power cycle (want 1 and 1: the guest's vboard.bmc-reset)"
+  fi
   if [ "$held" = 0 ] && [ "$vectors" = 0 ] && [ "$refused" = 0 ] && [ "$stray" = 0 ] && [ "${resets:-0}" -gt 0 ]; then
     pass "host.server-report"
   else
@@ -270,6 +280,8 @@ fi
 jitter_field() { sed -n "s/.*\"$1\":{\"count\":[0-9]*,\"min_ns\":[0-9.]*,\"p50_ns\":\([0-9.]*\),\"p90_ns\":\([0-9.]*\),\"p99_ns\":\([0-9.]*\),\"p999_ns\":\([0-9.]*\).*/p50 \1 ns, p90 \2 ns, p99 \3 ns, p99.9 \4 ns/p" "$jitter" 2>/dev/null | head -1; }
 echo "     measured from the guest (TCG, not PCIe timing): register read p50 $(value register_read_us_p50) us (p99 $(value register_read_us_p99) us), posted write $(value posted_write_us_mean) us;" \
   "DMA_MAP messages: $small for 1 MiB in 4 KiB pages, $huge for one 2 MiB page; boot to verdict ${verdict_at:-?} s"
+echo "     BMC RESET under the driver: reply $(value bmc_reset_reply_ms) ms, to Lost $(value bmc_reset_to_lost_ms) ms, waiters released $(value bmc_reset_to_released_ms) ms," \
+  "to Ready $(value bmc_reset_to_ready_ms) ms (Recover() $(value bmc_recover_call_ms) ms; the BMC keeps the FA-1 off the bus 1000 ms)"
 echo "     doorbell to completion (jitter, pinned): $(jitter_field pinned)"
 echo "     on-demand (jitter, faulting): $(jitter_field ondemand)"
 finish

@@ -47,6 +47,16 @@ internal interface IDeviceBackend : IDisposable
     /// <summary>Disconnects every vector; safe to call when none is connected.</summary>
     void DisconnectInterrupts();
 
+    /// <summary>
+    /// Restores what a power cycle of the function cleared and only the host can set again, once the device answers:
+    /// on the board the command register's memory space and bus master bits (spec 1: a cold reset clears them, and a
+    /// function without bus mastering makes no DMA). The recovery calls it before its reset, and reconnects MSI-X
+    /// after (<see cref="ConnectInterrupts"/>). The model has no config space (R1): nothing to do.
+    /// </summary>
+    void RestoreFunction()
+    {
+    }
+
     /// <summary>IOVA windows the platform IOMMU accepts (inclusive), from VFIO's IOVA-range capability on the board.</summary>
     IReadOnlyList<IovaRange> IovaRanges { get; }
 

@@ -262,6 +262,19 @@ internal sealed partial class BoardBackend : IDeviceBackend
         _pci.Device.EnableBusMastering();
     }
 
+    /// <summary>
+    /// Decision R19: after a power cycle (the BMC's RESET, a link that went down and came back) the function is as after
+    /// a cold reset, command register 0 (spec 1), so memory space and bus mastering are set again through config space.
+    /// vfio-pci keeps memory space enabled in its virtual command register, so this write (memory set, where the
+    /// device reads it clear) is also what makes the kernel restore BARs the power cycle cleared (its BAR restore on a
+    /// back-door reset). A read-modify-write: on a function that kept its command register nothing is written.
+    /// </summary>
+    public void RestoreFunction()
+    {
+        var command = _pci.Device.EnableBusMastering();
+        LogFunctionRestored(_logger, _pci.Address, command);
+    }
+
     public void Dispose()
     {
         DisconnectInterrupts();
@@ -294,6 +307,9 @@ internal sealed partial class BoardBackend : IDeviceBackend
 
     [LoggerMessage(EventId = 32, Level = LogLevel.Warning, Message = "Board {Address}: the kernel reports no valid IOVA ranges; assuming the whole IOVA space")]
     private static partial void LogNoIovaRanges(ILogger logger, string address);
+
+    [LoggerMessage(EventId = 38, Level = LogLevel.Information, Message = "Board {Address}: memory space and bus mastering restored after the device came back (command register 0x{Command:X4})")]
+    private static partial void LogFunctionRestored(ILogger logger, string address, ushort command);
 
     [LoggerMessage(EventId = 33, Level = LogLevel.Information, Message = "Interrupts: {Kind} with {Vectors} vector(s)")]
     private static partial void LogInterrupts(ILogger logger, string kind, int vectors);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using FpgaAccel.FirmwareInterface;
+using FpgaAccel.HwSim.Bmc;
 using FpgaAccel.HwSim.VfioUser;
 using FpgaAccel.Interop;
 using FpgaAccel.Interop.Vfio;
@@ -99,5 +100,47 @@ public class Fa1PciFunctionTests : VfioUserFixture
         Assert.That(Model.Read64(Fa1Registers.Scratch), Is.Zero);
         Assert.That(Client.ReadConfig16(PciConfigRegisters.Command), Is.Zero);
         Assert.That(Server.Statistics.FunctionResets, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void TheBmcsResetPowerCyclesTheFunctionAsAColdResetWould()
+    {
+        var msixControl = Server.Function.MsixCapability + PciConfigRegisters.MsixControl;
+        using var v0 = EventFd.Create();
+        using var v1 = EventFd.Create();
+        using var v2 = EventFd.Create();
+        Assert.That(Client.SetIrqs((uint)(VfioIrqSetFlags.DataEventFd | VfioIrqSetFlags.ActionTrigger), VfioPciIrq.Msix, 0, 3, fds: [v0.Handle, v1.Handle, v2.Handle]).Failed, Is.False);
+        Client.WriteConfig16(msixControl, PciConfigRegisters.MsixControlEnable);
+        EnableBusMaster();
+        Client.WriteRegion(0, Fa1Registers.Scratch, BitConverter.GetBytes(0x5555UL));
+        Assert.That(Server.Function.Vectors.Delivering, Is.True);
+        Model.RaiseInterrupt(InterruptCauses.Completion);
+        Assert.That(v1.TryRead(out _), Is.True, "COMPLETION reaches vector 1");
+
+        using var bmc = new BmcModel(new BmcModelOptions { Fpga = FpgaPower.Of(Model), ResetOffBus = TimeSpan.FromMilliseconds(300) });
+        Assert.That(bmc.Answer("RESET"), Is.EqualTo(new[] { "OK" }));
+
+        // Spec 2, decision V11: off the bus, BAR0 and config space read all ones, and config writes are lost.
+        Assert.That(Client.ReadBar0(Fa1Registers.Id), Is.EqualTo(Fa1Identity.DeviceLost));
+        Assert.That(Client.ReadConfig32(PciConfigRegisters.VendorId), Is.EqualTo(uint.MaxValue), "config space reads all ones off the bus");
+        Assert.That(Client.WriteRegion(VfioPciRegion.Config, PciConfigRegisters.Command, BitConverter.GetBytes((ushort)0)).Failed, Is.False, "a lost write is not an error");
+
+        Assert.That(() => Client.ReadBar0(Fa1Registers.Id), Is.EqualTo(Fa1Identity.IdValue).After(10_000, 20), "the FA-1 comes back (spec 8)");
+        Assert.That(Client.ReadConfig16(PciConfigRegisters.VendorId), Is.EqualTo(Fa1Identity.DefaultVendorId));
+        Assert.That(Client.ReadConfig16(PciConfigRegisters.Command), Is.Zero, "a cold reset clears memory space and bus master (spec 1)");
+        Assert.That(Client.ReadConfig16(msixControl) & PciConfigRegisters.MsixControlEnable, Is.Zero, "and MSI-X enable");
+        Assert.That(Server.Function.Vectors.Delivering, Is.False, "the model's vectors are disconnected until the host enables MSI-X again");
+        Assert.That(Server.Function.BusMaster, Is.False);
+        Assert.That(Model.Read64(Fa1Registers.Scratch), Is.Zero, "the model's registers were cold-reset (R1)");
+        Assert.That(Server.Statistics.PowerCycles, Is.EqualTo(1));
+        Assert.That(Server.Statistics.FunctionResets, Is.Zero, "a power cycle is not an FLR");
+
+        // What a host restores (decision R19): bus mastering through the command register, MSI-X by enabling it again.
+        EnableBusMaster();
+        Client.WriteConfig16(msixControl, PciConfigRegisters.MsixControlEnable);
+        Assert.That(Server.Function.BusMaster, Is.True);
+        Assert.That(Server.Function.Vectors.Delivering, Is.True, "the eventfd the client wired before is still the vector's");
+        Model.RaiseInterrupt(InterruptCauses.Completion);
+        Assert.That(v1.TryRead(out _), Is.True, "COMPLETION reaches vector 1 again");
     }
 }
