@@ -620,9 +620,12 @@ public sealed partial class FpgaDevice : IDisposable
     /// </summary>
     internal void ReleaseWaiters(FpgaAccelException error, DeviceState state)
     {
+        // The failure's number: a queue a recovery has already reattached since then ignores it (the releasing thread may
+        // lag behind a recovery that the released waiters started).
+        var failure = Health.Failures;
         foreach (var q in _queueArray)
         {
-            q.Fail(error);
+            q.Fail(error, failure);
         }
 
         if (state == DeviceState.Lost)

@@ -89,6 +89,9 @@ public sealed partial class CommandQueue : IDisposable
 
     // Stopwatch timestamp of the last harvest that completed anything (the health check's progress signal).
     private long _lastCompletionAt;
+
+    // The device failures (DeviceHealth.Failures) this queue's last Reattach came after; guarded by _submitLock.
+    private long _recoveredAfter;
     private volatile FpgaAccelException? _failure;
 
     internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ILogger logger)
@@ -322,25 +325,35 @@ public sealed partial class CommandQueue : IDisposable
     /// released (they fail with it too), and new submissions fail with it until <see cref="Reattach"/>. Idempotent. See
     /// the remarks for the argument.
     /// </summary>
-    internal void Fail(FpgaAccelException error)
+    /// <param name="error">What the waiters get.</param>
+    /// <param name="failure">The device failure's number (DeviceHealth.Failures after its move): a queue
+    /// reattached by a recovery that began after that failure ignores it, since its commands in flight are new ones.</param>
+    internal void Fail(FpgaAccelException error, long failure = long.MaxValue)
     {
-        _failure = error;
+        // Both locks, in Reattach's order, for the whole release: a stale release either runs entirely before the
+        // recovery's Reattach (which then starts the queue afresh) or sees it and changes nothing; it never fails the
+        // commands submitted after the recovery (the stress run's queue that stayed failed after a recovery).
+        var failed = 0;
         lock (_submitLock)
         {
-        }
-
-        var failed = 0;
-        lock (_harvestLock)
-        {
-            for (var i = 0; i < _slots.Length; i++)
+            if (failure <= _recoveredAfter)
             {
-                if (_slots[i] is { } source)
+                return;
+            }
+
+            _failure = error;
+            lock (_harvestLock)
+            {
+                for (var i = 0; i < _slots.Length; i++)
                 {
-                    _slots[i] = null;
-                    _freeSlots.Push(i);
-                    Interlocked.Decrement(ref _outstanding);
-                    source.Fail(error);
-                    failed++;
+                    if (_slots[i] is { } source)
+                    {
+                        _slots[i] = null;
+                        _freeSlots.Push(i);
+                        Interlocked.Decrement(ref _outstanding);
+                        source.Fail(error);
+                        failed++;
+                    }
                 }
             }
         }
@@ -374,6 +387,7 @@ public sealed partial class CommandQueue : IDisposable
                 _cqHead = 0;
                 Attach(_device.Backend);
                 _failure = null;
+                _recoveredAfter = _device.Health.Failures;
             }
         }
 

@@ -192,6 +192,36 @@ public class DeviceFailureTests(CompletionMode mode)
         Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
     }
 
+    // The thread that releases the waiters of a failure can lag behind a recovery those waiters started (the stress run:
+    // a queue released after the recovery had reattached it stayed failed for good). A release of a failure the queue's
+    // reattach came after changes nothing: the commands in flight by then are new ones.
+    [Test]
+    public async Task AReleaseThatLagsBehindTheRecoveryLeavesTheReattachedQueueAlone()
+    {
+        var backend = HoldingBackend.Create();
+        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { DeviceTimeout = s_longTimeout });
+        using var context = device.CreateContext();
+        using var queue = device.OpenQueue(0, 4, mode);
+        backend.Device.InjectFatal(FatalCause.Internal, 1);
+        Assert.That(() => device.State, Is.EqualTo(DeviceState.Fatal).After(5000, 1));
+        var failure = device.Health.Failures;
+        Assert.That(device.Recover(), Is.True);
+
+        backend.SwallowDoorbells = true;
+        var inFlight = queue.NopAsync(context).AsTask();
+        queue.Fail(new DeviceFatalException(ErrorRegister.FromRaw(3)), failure); // the lagging release
+        Assert.That(inFlight.IsCompleted, Is.False, "a command submitted after the recovery was failed by the old failure's release");
+        backend.SwallowDoorbells = false;
+        Assert.That((await queue.NopAsync(context).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok), "the queue still accepts commands");
+
+        Assert.That((await inFlight.WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok), "it went with the next doorbell");
+
+        backend.SwallowDoorbells = true;
+        var held = queue.NopAsync(context).AsTask();
+        queue.Fail(new DeviceFatalException(ErrorRegister.FromRaw(3)), failure + 1); // a newer failure does release it
+        Assert.That(async () => await held.WaitAsync(s_bound), Throws.TypeOf<DeviceFatalException>());
+    }
+
     [TestCase(FatalCause.UnmappedIova)]
     [TestCase(FatalCause.BadRingConfiguration)]
     [TestCase(FatalCause.Internal)]
