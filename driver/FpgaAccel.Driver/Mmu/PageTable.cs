@@ -72,10 +72,13 @@ internal sealed unsafe class PageTable : IDisposable
     public int TableCount => Volatile.Read(ref _tables);
 
     /// <summary>
-    /// Makes every 4 KiB page of [firstDva, endDva) translate as <paramref name="desired"/> says. The function is
-    /// asked about every page of each 2 MiB chunk touched (twice: once to plan, once to write), so a chunk whose
-    /// 512 pages agree, and all may join one, becomes one 2 MiB leaf. Throws, with nothing changed, when a table it
-    /// needs cannot be allocated. Allocates nothing when it needs no new table (always so when it only removes).
+    /// Makes every 4 KiB page of [firstDva, endDva) translate as <paramref name="desired"/> says. The caller changes
+    /// what the function answers only for pages in that range (the rest of each chunk already translates as it says).
+    /// When the range's pages could complete a 2 MiB leaf, or one is in place, or a table is new, the function is asked
+    /// about every page of the chunk (to plan, then to write), so a chunk whose 512 pages agree, and all may join one,
+    /// becomes one 2 MiB leaf; otherwise only about the range's pages, whose entries alone are written. Throws, with
+    /// nothing changed, when a table it needs cannot be allocated. Allocates nothing when it needs no new table
+    /// (always so when it only removes).
     /// </summary>
     public PageTableChange Apply(ulong firstDva, ulong endDva, DesiredTranslation desired)
     {
@@ -126,9 +129,9 @@ internal sealed unsafe class PageTable : IDisposable
         {
             for (var chunk = firstDva & ~(PageTableFormat.HugePageSize - 1); chunk < endDva; chunk += PageTableFormat.HugePageSize)
             {
-                if (!AnyWanted(chunk, desired))
+                if (HasLevel3(chunk) || !AnyWanted(chunk, desired))
                 {
-                    continue; // nothing to map here: no table is created
+                    continue; // every table exists already, or nothing to map here: no table is created
                 }
 
                 var l1 = _root.Children![PageTableFormat.Index(chunk, 0)];
@@ -168,6 +171,18 @@ internal sealed unsafe class PageTable : IDisposable
         Span<ulong> want = stackalloc ulong[PageTableFormat.EntriesPerTable];
         for (var chunk = firstDva & ~(PageTableFormat.HugePageSize - 1); chunk < endDva; chunk += PageTableFormat.HugePageSize)
         {
+            if (TryWriteRange(chunk, Math.Max(firstDva, chunk), Math.Min(endDva, chunk + PageTableFormat.HugePageSize), desired, want, out var rangeLostFirst, out var rangeLostEnd))
+            {
+                if (rangeLostFirst < rangeLostEnd)
+                {
+                    removed = true;
+                    changedFirst = Math.Min(changedFirst, chunk + ((ulong)rangeLostFirst << PageTableFormat.PageShift));
+                    changedEnd = Math.Max(changedEnd, chunk + ((ulong)rangeLostEnd << PageTableFormat.PageShift));
+                }
+
+                continue;
+            }
+
             var any = false;
             var uniform = true;
             for (var i = 0; i < want.Length; i++)
@@ -202,6 +217,49 @@ internal sealed unsafe class PageTable : IDisposable
 
         return changedFirst == ulong.MaxValue ? default : new PageTableChange(removed, promoted, changedFirst, changedEnd);
     }
+
+    // The fast path of one chunk: asks `desired` only about the pages of [first, end) (a fault-around install of 16
+    // pages touches 16 entries, not 512 twice) and writes only their entries. It applies when the chunk's level-3 table
+    // exists and the level-2 entry points to it (no 2 MiB leaf to replace or split), and the range's pages cannot make
+    // the chunk one 2 MiB leaf (one of them may not join, has no translation, or differs in permission from the
+    // others; or 2 MiB leaves are off). Then the level-2 entry stays the pointer it is, and the result equals the full
+    // path's: the other pages' entries already say what `desired` says (every caller changes what `desired` answers
+    // only inside the range it applies, under the lock, and the table is kept up to date chunk-wide), so the full path
+    // would store nothing there either. False, having changed nothing, when the full path must run.
+    private bool TryWriteRange(ulong chunk, ulong first, ulong end, DesiredTranslation desired, Span<ulong> want, out int lostFirst, out int lostEnd)
+    {
+        (lostFirst, lostEnd) = (0, 0);
+        var l2 = _root.Children![PageTableFormat.Index(chunk, 0)]?.Children![PageTableFormat.Index(chunk, 1)];
+        var idx = PageTableFormat.Index(chunk, PageTableFormat.HugeLeafLevel);
+        var child = l2?.Children![idx];
+        if (child is null || Volatile.Read(ref l2!.Entries[idx]) != ((child.Memory.Iova & PageTableEntry.AddressMask) | NonLeafFlags))
+        {
+            return false; // a new table to fill and link, or a 2 MiB leaf in place: the full path decides
+        }
+
+        var lo = (int)((first - chunk) >> PageTableFormat.PageShift);
+        var hi = (int)((end - chunk + PageTableFormat.PageSize - 1) >> PageTableFormat.PageShift);
+        var joinable = true;
+        for (var i = lo; i < hi; i++)
+        {
+            var dva = chunk + ((ulong)i << PageTableFormat.PageShift);
+            var flags = desired(dva, out var mayJoin);
+            want[i] = flags == PteFlags.None ? 0 : PageTableEntry.Create(_iommu.Layout.IovaOf(dva), flags | PteFlags.Valid).Raw;
+            joinable &= mayJoin && want[i] != 0 && (want[i] & PermissionBits) == (want[lo] & PermissionBits);
+        }
+
+        if (joinable && _huge2M)
+        {
+            return false; // these pages might complete a 2 MiB leaf: the full path asks about the whole chunk
+        }
+
+        (lostFirst, lostEnd) = UpdateEntries(child, want, lo, hi);
+        return true;
+    }
+
+    // True when the level-3 table of the chunk exists (then so do the tables above it): phase 1 has nothing to plan.
+    private bool HasLevel3(ulong chunk) =>
+        _root.Children![PageTableFormat.Index(chunk, 0)]?.Children![PageTableFormat.Index(chunk, 1)]?.Children![PageTableFormat.Index(chunk, 2)] is not null;
 
     private static bool AnyWanted(ulong chunk, DesiredTranslation desired)
     {
@@ -272,7 +330,7 @@ internal sealed unsafe class PageTable : IDisposable
 
         // The level-3 entries first: whatever reaches this table (the level-2 entry, or a walk-cache pointer left from
         // before a promotion) then translates as the chunk should, before the level-2 entry changes.
-        var (lostFirst, lostEnd) = UpdateEntries(child, want);
+        var (lostFirst, lostEnd) = UpdateEntries(child, want, 0, want.Length);
         var pointer = (child.Memory.Iova & PageTableEntry.AddressMask) | NonLeafFlags;
         var next = asHugeLeaf
             ? PageTableEntry.Create(_iommu.Layout.IovaOf(chunk), (PteFlags)(want[0] & PermissionBits) | PteFlags.Leaf).Raw
@@ -302,13 +360,13 @@ internal sealed unsafe class PageTable : IDisposable
         return (lostFirst, lostEnd, current.Raw == pointer && asHugeLeaf);
     }
 
-    // Stores the wanted entries that differ. Returns the index range [First, End) of the entries that lost validity,
-    // a permission, or their page (empty when none did).
-    private static (int First, int End) UpdateEntries(Table table, Span<ulong> want)
+    // Stores the wanted entries of [lo, hi) that differ. Returns the index range [First, End) of the entries that lost
+    // validity, a permission, or their page (empty when none did).
+    private static (int First, int End) UpdateEntries(Table table, Span<ulong> want, int lo, int hi)
     {
-        var first = want.Length;
+        var first = hi;
         var end = 0;
-        for (var i = 0; i < want.Length; i++)
+        for (var i = lo; i < hi; i++)
         {
             ref var e = ref table.Entries[i];
             var old = Volatile.Read(ref e);
