@@ -211,25 +211,13 @@ internal static class StressCommand
             w.WriteStartObject();
             w.WriteBoolean("passed", r.Passed);
             w.WriteNumber("injections", r.Injections);
-            w.WriteStartObject("injections_by_kind");
-            foreach (var (kind, count) in r.InjectionsByKind)
-            {
-                w.WriteNumber(kind, count);
-            }
-
-            w.WriteEndObject();
+            WriteCounts(w, "injections_by_kind", r.InjectionsByKind);
             w.WriteNumber("recoveries", r.Recoveries);
             w.WriteNumber("resets", r.Resets);
             w.WriteNumber("commands_verified", r.Commands);
             w.WriteNumber("bytes_verified", r.BytesVerified);
             w.WriteNumber("data_errors", r.DataErrors);
-            w.WriteStartObject("failed_commands");
-            foreach (var (kind, count) in r.FailedCommands)
-            {
-                w.WriteNumber(kind, count);
-            }
-
-            w.WriteEndObject();
+            WriteCounts(w, "failed_commands", r.FailedCommands);
             w.WriteNumber("release_p50_ms", Math.Round(r.ReleaseP50Ms, 2));
             w.WriteNumber("release_max_ms", Math.Round(r.ReleaseMaxMs, 2));
             w.WriteString("release_max_kind", r.ReleaseMaxKind);
@@ -290,13 +278,7 @@ internal static class StressCommand
             w.WriteNumber("budgets_visited", r.BudgetsVisited);
             w.WriteNumber("minimum_budget", r.MinimumBudget);
             w.WriteNumber("scenarios", r.Scenarios);
-            w.WriteStartObject("scenario_kinds");
-            foreach (var (kind, count) in r.ScenarioKinds)
-            {
-                w.WriteNumber(kind, count);
-            }
-
-            w.WriteEndObject();
+            WriteCounts(w, "scenario_kinds", r.ScenarioKinds);
             w.WriteNumber("interleavings", r.Interleavings);
             w.WriteNumber("schedule_points", r.SchedulePoints);
             w.WriteNumber("fault_service_restarts", r.FaultServiceRestarts);
@@ -340,5 +322,17 @@ internal static class StressCommand
         {
             w.WriteNull(name);
         }
+    }
+
+    // A name → count table as one JSON object.
+    private static void WriteCounts(Utf8JsonWriter w, string name, IEnumerable<KeyValuePair<string, long>> counts)
+    {
+        w.WriteStartObject(name);
+        foreach (var (kind, count) in counts)
+        {
+            w.WriteNumber(kind, count);
+        }
+
+        w.WriteEndObject();
     }
 }
