@@ -41,24 +41,8 @@ else
 fi
 log "QEMU: ${run[*]:-system} $(timeout 30 "${run[@]}" qemu-system-x86_64 --version | head -1)"
 
-# Step 4, the same way and into the same cache as tests/vlab/vlab.sh (keep the two in step): the
-# programs are republished only when a source they are built from changed.
-guest="$CACHE_DIR/guest"
-sources_hash=$(cd "$REPO_DIR" &&
-  find interop firmware-iface hw-sim driver tests/FpgaAccel.VlabGuest Directory.Build.props Directory.Packages.props \
-    -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.targets' \) \
-    -not -path '*/bin/*' -not -path '*/obj/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
-if [ "$(cat "$guest/.sources" 2>/dev/null)" != "$sources_hash" ] || [ ! -x "$guest/vlab-guest" ] || [ ! -x "$guest/fpgaaccel" ]; then
-  rm -rf "$guest"
-  for project in tests/FpgaAccel.VlabGuest/FpgaAccel.VlabGuest.csproj driver/FpgaAccel.Cli/FpgaAccel.Cli.csproj; do
-    log "publishing $project (self-contained, trimmed, single-file, ReadyToRun, linux-x64)"
-    (cd "$REPO_DIR" && timeout 900 "$DOTNET" publish "$project" -c Release -r linux-x64 --self-contained \
-        -p:PublishTrimmed=true -p:PublishSingleFile=true -p:PublishReadyToRun=true \
-        -p:DebugType=none -p:GenerateDocumentationFile=false -o "$guest" -v quiet -nologo) >&2 \
-      || die "dotnet publish $project failed (see above)."
-  done
-  echo "$sources_hash" > "$guest/.sources"
-fi
+# Step 4: the guest program and fpgaaccel, published into the same cache as the virtual lab's (publish-guest.sh).
+guest=$(DOTNET="$DOTNET" "$VLAB_DIR/publish-guest.sh")
 
 # Step 5: the lab's initramfs (busybox, VFIO modules, the programs), then a second cpio archive the
 # kernel unpacks after it, whose /init and /etc/vboard replace the lab's.
