@@ -222,6 +222,43 @@ public class DeviceFailureTests(CompletionMode mode)
         Assert.That(async () => await held.WaitAsync(s_bound), Throws.TypeOf<DeviceFatalException>());
     }
 
+    // An eviction batch whose fence never comes (INV_DONE stuck) cannot unpin its pages (spec 4.3), but must not keep
+    // them for good either: they wait, quarantined (R14), for the device to be reset or gone, as a single removal's do.
+    [Test]
+    public async Task AnEvictionWhoseFenceFailedReleasesItsPagesAtTheReset()
+    {
+        var backend = HoldingBackend.Create();
+        using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions
+        {
+            DeviceTimeout = TimeSpan.FromMilliseconds(300),
+            OnDemandBudgetPages = 4,
+            FaultAroundPages = 1,
+        });
+        device.StartFaultService();
+        using var context = device.CreateContext();
+        using var queue = device.OpenQueue(0, 8, mode);
+        using (var buffer = HostBuffer.Allocate(16 * 4096))
+        {
+            using (var region = context.RegisterOnDemand(buffer, DmaAccess.ReadWrite))
+            {
+                Assert.That((await queue.FillAsync(context, (ulong)buffer.Address, 4 * 4096, 1).AsTask().WaitAsync(s_bound)).Status, Is.EqualTo(CompletionStatus.Ok));
+                backend.SwallowInvalidations = true;
+                // The reclaim runs on the fault path or after the answered batch (F3): the command may fail or complete.
+                var evicting = queue.FillAsync(context, (ulong)buffer.Address + (8 * 4096), 4 * 4096, 2).AsTask();
+                await evicting.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(s_bound);
+                Assert.That(() => device.State, Is.EqualTo(DeviceState.Hung).After(5000, 5), "the stuck eviction fence declares the device hung");
+                var waiting = device.PagesAwaitingFence;
+                var mapped = device.IommuMappedPages;
+                Assert.That(waiting, Is.GreaterThan(0), "the evicted pages wait for the reset, still mapped");
+
+                backend.SwallowInvalidations = false;
+                Assert.That(device.Recover(), Is.True);
+                Assert.That(device.PagesAwaitingFence, Is.Zero, "the reset released them");
+                Assert.That(device.IommuMappedPages, Is.EqualTo(mapped - waiting), "and unmapped exactly those");
+            }
+        }
+    }
+
     [TestCase(FatalCause.UnmappedIova)]
     [TestCase(FatalCause.BadRingConfiguration)]
     [TestCase(FatalCause.Internal)]
