@@ -171,13 +171,18 @@ internal static class JitterOutputs
         w.WriteLine("mode,index,host_ns,device_start_cycle,device_end_cycle,device_ns,faults,status");
         foreach (var m in report.Modes)
         {
-            var name = ModeName(m.Mode);
-            for (var i = 0; i < m.Samples.Length; i++)
-            {
-                var s = m.Samples[i];
-                var deviceNs = (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle;
-                w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name},{i},{s.HostNanoseconds},{s.DeviceStartCycle},{s.DeviceEndCycle},{deviceNs:0},{s.Faults},{s.Status}"));
-            }
+            WriteSampleRows(w, string.Empty, m, nsPerCycle);
+        }
+    }
+
+    /// <summary>One CSV row per sample of <paramref name="mode"/>: <paramref name="prefix"/> (empty, or a sweep value and a comma), then mode,index,host_ns,device_start_cycle,device_end_cycle,device_ns,faults,status.</summary>
+    internal static void WriteSampleRows(TextWriter w, string prefix, JitterModeResult mode, double nsPerCycle)
+    {
+        var name = ModeName(mode.Mode);
+        for (var i = 0; i < mode.Samples.Length; i++)
+        {
+            var s = mode.Samples[i];
+            w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{prefix}{name},{i},{s.HostNanoseconds},{s.DeviceStartCycle},{s.DeviceEndCycle},{s.DeviceNanoseconds(nsPerCycle):0},{s.Faults},{s.Status}"));
         }
     }
 

@@ -154,15 +154,10 @@ internal static class JitterSweepOutputs
         w.WriteLine($"{report.Sweep.Name},mode,index,host_ns,device_start_cycle,device_end_cycle,device_ns,faults,status");
         foreach (var point in report.Points)
         {
+            var prefix = string.Create(CultureInfo.InvariantCulture, $"{point.Value},");
             foreach (var m in point.Modes)
             {
-                var name = JitterOutputs.ModeName(m.Mode);
-                for (var i = 0; i < m.Samples.Length; i++)
-                {
-                    var s = m.Samples[i];
-                    var deviceNs = (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle;
-                    w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{point.Value},{name},{i},{s.HostNanoseconds},{s.DeviceStartCycle},{s.DeviceEndCycle},{deviceNs:0},{s.Faults},{s.Status}"));
-                }
+                JitterOutputs.WriteSampleRows(w, prefix, m, nsPerCycle);
             }
         }
     }

@@ -113,7 +113,11 @@ public sealed record JitterOptions
 /// <param name="DeviceEndCycle">The device's completion cycle.</param>
 /// <param name="Faults">Faults the command took.</param>
 /// <param name="Status">Its completion status.</param>
-public readonly record struct JitterSample(long HostNanoseconds, ulong DeviceStartCycle, ulong DeviceEndCycle, ushort Faults, CompletionStatus Status);
+public readonly record struct JitterSample(long HostNanoseconds, ulong DeviceStartCycle, ulong DeviceEndCycle, ushort Faults, CompletionStatus Status)
+{
+    /// <summary>Device time from start to end at <paramref name="nsPerCycle"/> (0 when the device reported an end before its start).</summary>
+    public double DeviceNanoseconds(double nsPerCycle) => (DeviceEndCycle >= DeviceStartCycle ? DeviceEndCycle - DeviceStartCycle : 0) * nsPerCycle;
+}
 
 /// <summary>
 /// Order statistics of a latency sample. Percentiles are exact: nearest rank over the sorted samples
@@ -287,7 +291,7 @@ public static class Jitter
             allocated = GC.GetTotalAllocatedBytes(precise: false) - allocated;
             var nsPerCycle = 1e9 / device.Info.ClockHz;
             var host = samples.Select(s => (double)s.HostNanoseconds).ToArray();
-            var dev = samples.Select(s => (s.DeviceEndCycle >= s.DeviceStartCycle ? s.DeviceEndCycle - s.DeviceStartCycle : 0) * nsPerCycle).ToArray();
+            var dev = samples.Select(s => s.DeviceNanoseconds(nsPerCycle)).ToArray();
             LatencyStats? serviceStats = null;
             double? bytesPerFault = null;
             var serviceFaults = (service?.Metrics.Faults ?? 0) - serviceFaultsBefore;
