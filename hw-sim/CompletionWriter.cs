@@ -45,6 +45,8 @@ internal sealed class CompletionWriter
                 return false;
             }
 
+            PendingMessages messages = default;
+            var pendingMessages = -1;
             lock (model.RegisterLock)
             {
                 // Decision D10: a FATAL device posts nothing more.
@@ -83,13 +85,22 @@ internal sealed class CompletionWriter
 
                     _registers.CompletionPosted(tail);
                     _engine.CommandEnded(command, end);
+                    pendingMessages = 0;
                     if ((d.Flags & DescriptorFlags.Irq) != 0)
                     {
+                        // Sent once the lock is released (InterruptController's remarks): the woken driver thread's
+                        // first step (CQ_TAIL, or the next doorbell) needs this lock.
+                        model.DeferInterrupts();
                         model.RaiseInterruptLocked(InterruptCauses.Completion);
+                        pendingMessages = model.EndDeferInterrupts(ref messages);
                     }
-
-                    return true;
                 }
+            }
+
+            if (pendingMessages >= 0)
+            {
+                model.DeliverInterrupts(ref messages, pendingMessages);
+                return true;
             }
 
             // Full (or, decision D22, CQ_HEAD garbage, which looks full): wait, without the lock, for the driver to

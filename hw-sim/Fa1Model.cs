@@ -28,6 +28,7 @@ public sealed partial class Fa1Model : IDisposable
     private bool _resetting;
     private ulong _resetDoneAt;
     private bool _fatal;
+    private EngineWorker? _wakeAfterWrite;
     private ErrorRegister _error;
     private long _reads;
     private long _writes;
@@ -139,6 +140,7 @@ public sealed partial class Fa1Model : IDisposable
         }
 
         Interlocked.Increment(ref _writes);
+        EngineWorker? wake = null;
         lock (_lock)
         {
             if (!_present)
@@ -176,9 +178,23 @@ public sealed partial class Fa1Model : IDisposable
                     register.OnWrite?.Invoke(value);
                     break;
             }
+
+            (wake, _wakeAfterWrite) = (_wakeAfterWrite, null);
         }
 
+        // Decision D38: the lane a fault response released is woken once the lock is free (its first step takes it).
+        wake?.Wake.Set();
         JoinRetiredEngines();
+    }
+
+    /// <summary>
+    /// Register lock held, inside a register write: <paramref name="lane"/> is to be woken once the write has released
+    /// the lock (decision D38: a woken lane's first step is to take it).
+    /// </summary>
+    internal void WakeAfterWrite(EngineWorker lane)
+    {
+        _wakeAfterWrite?.Wake.Set(); // one slot: a second request in the same write (none today) is served at once
+        _wakeAfterWrite = lane;
     }
 
     /// <summary>
@@ -330,6 +346,15 @@ public sealed partial class Fa1Model : IDisposable
     /// waits for it, so a hook must not unmap itself).
     /// </summary>
     internal Action<DataAccess>? DataAccessHook { get; set; }
+
+    /// <summary>Register lock held: MSI-X messages from now on are held for the caller (InterruptController's remarks).</summary>
+    internal void DeferInterrupts() => _interrupts.BeginDeferral();
+
+    /// <summary>Register lock held: ends <see cref="DeferInterrupts"/>; the held messages go to <paramref name="messages"/>.</summary>
+    internal int EndDeferInterrupts(ref PendingMessages messages) => _interrupts.EndDeferral(ref messages);
+
+    /// <summary>The register lock released: sends the messages <see cref="EndDeferInterrupts"/> handed back.</summary>
+    internal void DeliverInterrupts(ref PendingMessages messages, int count) => _interrupts.Deliver(ref messages, count);
 
     /// <summary>Register lock held: latches and sends <paramref name="causes"/>.</summary>
     internal void RaiseInterruptLocked(InterruptCauses causes)

@@ -32,6 +32,12 @@ internal sealed class DeviceFault
     /// <summary>The driver's answer; None while waiting.</summary>
     public FaultResponseCode Response { get; set; }
 
+    /// <summary>The engine lane stalled on this fault: the one lane a response must wake.</summary>
+    public required EngineWorker Waiter { get; init; }
+
+    /// <summary>The waiter sleeps on its event, or is about to (register lock): a response must set the event.</summary>
+    public bool Sleeping { get; set; }
+
     /// <summary>FAULT_PTE when the DROPIN response arrived.</summary>
     public ulong DropinPte { get; set; }
 
@@ -130,7 +136,7 @@ internal sealed class FaultRing : DeviceBlock
     }
 
     /// <summary>A fault is detected: it gets a tag not live now and is outstanding until finished.</summary>
-    public DeviceFault Raise(byte context, ulong dva, bool write, bool present, int queue, ulong cycle)
+    public DeviceFault Raise(byte context, ulong dva, bool write, bool present, int queue, ulong cycle, EngineWorker waiter)
     {
         // Tags are unique among live faults device-wide; at most one fault per command in flight is
         // outstanding (Queues x CommandsInFlight, far below 65536), so a free tag is always found within
@@ -140,7 +146,7 @@ internal sealed class FaultRing : DeviceBlock
             _nextTag++;
         }
 
-        var fault = new DeviceFault { Tag = _nextTag++, Context = context, Dva = dva, Write = write, Present = present, Queue = queue, Cycle = cycle };
+        var fault = new DeviceFault { Tag = _nextTag++, Context = context, Dva = dva, Write = write, Present = present, Queue = queue, Cycle = cycle, Waiter = waiter };
         _outstanding.Add(fault);
         Interlocked.Increment(ref _raised);
         return fault;
@@ -337,9 +343,15 @@ internal sealed class FaultRing : DeviceBlock
         }
 
         _live.Remove(response.Tag);
-        fault.Response = response.Code;
         fault.DropinPte = _faultPte;
+        fault.Response = response.Code;
         Interlocked.Increment(ref _answered);
-        WakeEngines?.Invoke(fault.Queue);
+
+        // Decision D38: only the stalled lane needs the answer, and it is woken once the write has released the lock (a lane
+        // that has not gone to sleep yet finds the response when it looks under the lock).
+        if (fault.Sleeping)
+        {
+            _model.WakeAfterWrite(fault.Waiter);
+        }
     }
 }

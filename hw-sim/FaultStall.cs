@@ -73,7 +73,7 @@ internal sealed class FaultStall
                 return FaultAnswer.Abort;
             }
 
-            fault = _faultRing.Raise((byte)ctx, pending.Dva, pending.Write, pending.Present, _engine.Queue, detected);
+            fault = _faultRing.Raise((byte)ctx, pending.Dva, pending.Write, pending.Present, _engine.Queue, detected, worker);
         }
 
         try
@@ -82,8 +82,11 @@ internal sealed class FaultStall
             // caught up with it by the time the driver can see the record.
             timeline.Spend(Options.FaultToInterruptCycles);
             timeline.Publish();
+            PendingMessages messages = default;
             while (true)
             {
+                bool recorded;
+                var pendingMessages = 0;
                 lock (_engine.Model.RegisterLock)
                 {
                     if (!_engine.IsCurrent(worker) || _engine.Model.IsFatalLocked)
@@ -91,24 +94,32 @@ internal sealed class FaultStall
                         return FaultAnswer.Abandon;
                     }
 
-                    if (fault.Recorded)
-                    {
-                        break;
-                    }
-
                     // D25: with no ring a fault ends its command at once. A fault still held for room when the
                     // driver detaches the ring (FQ_LOG2 = 0) is such a fault: it aborts, and no record goes to the
                     // detached ring (its base maps nothing: a write there would be FATAL).
-                    if (!_faultRing.IsConfigured)
+                    if (!fault.Recorded && !_faultRing.IsConfigured)
                     {
                         _faultRing.AbortHeld();
                         return FaultAnswer.Abort;
                     }
 
-                    if (_faultRing.TryWriteRecord(fault))
+                    // The record's message (vector 0) is sent once the lock is released (InterruptController's
+                    // remarks): the woken fault service's first step is a register access that needs this lock.
+                    _engine.Model.DeferInterrupts();
+                    try
                     {
-                        break;
+                        recorded = fault.Recorded || _faultRing.TryWriteRecord(fault);
                     }
+                    finally
+                    {
+                        pendingMessages = _engine.Model.EndDeferInterrupts(ref messages);
+                    }
+                }
+
+                _engine.Model.DeliverInterrupts(ref messages, pendingMessages);
+                if (recorded)
+                {
+                    break;
                 }
 
                 // Held (ring full): FQ_HEAD writes, responses, reset and dispose wake us; a wake
@@ -138,8 +149,13 @@ internal sealed class FaultStall
                             _mmu.InstallDropin(ctx, fault.Dva, fault.DropinPte);
                         }
 
+                        fault.Sleeping = false;
                         break;
                     }
+
+                    // Checked and marked under the lock the response is written under: a response from now on sets
+                    // the event (latched if it comes before the wait), so none is missed.
+                    fault.Sleeping = true;
                 }
 
                 worker.Wake.WaitOne();

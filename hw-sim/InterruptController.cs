@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.Interop;
 
@@ -7,10 +8,23 @@ namespace FpgaAccel.HwSim;
 /// IRQ_STATUS, IRQ_MASK and MSI-X delivery through real Linux eventfds (spec 1, 3).
 /// All members run with the model's register lock held.
 /// </summary>
+/// <remarks>
+/// Deferred messages (issue 15, decision D39): an engine that raises a cause while it holds the register lock (a fault record, a
+/// completion) would otherwise wake the driver's thread while still holding the lock that thread needs first (IRQ_STATUS,
+/// FQ_TAIL): on two cores the woken thread spins or sleeps on the lock until the engine lets go, which is model overhead
+/// a board does not have. Between <see cref="BeginDeferral"/> and <see cref="EndDeferral"/> the causes latch and the
+/// messages are decided (mask, lost-message injection, vector) under the lock as before, but the eventfd writes are
+/// handed back to the caller, which makes them once it has released the lock. Order is kept: every register and record
+/// the message announces was written before the lock was released, so a driver woken by it sees them; a reset between
+/// the release and the write at worst delivers a message from before it, which a board's in-flight MSI-X can do too.
+/// </remarks>
 internal sealed class InterruptController
 {
     private readonly int _grantedByHost;
     private EventFd?[] _vectors = [];
+    private PendingMessages _deferred;
+    private int _deferredCount;
+    private int _deferring;
     private long _messages;
     private long _lost;
     private int _toLose;
@@ -56,6 +70,41 @@ internal sealed class InterruptController
     }
 
     public void Disconnect() => _vectors = [];
+
+    /// <summary>Messages sent from now on are held for the caller (register lock held; see the remarks).</summary>
+    public void BeginDeferral() => _deferring++;
+
+    /// <summary>
+    /// Ends a deferral (register lock held): the held messages are moved to <paramref name="messages"/>, for the caller to
+    /// <see cref="Deliver"/> once it has released the lock. Returns how many. Nested deferrals hand them to the outermost.
+    /// </summary>
+    public int EndDeferral(ref PendingMessages messages)
+    {
+        if (--_deferring > 0 || _deferredCount == 0)
+        {
+            return 0;
+        }
+
+        var count = _deferredCount;
+        for (var i = 0; i < count; i++)
+        {
+            messages[i] = _deferred[i];
+            _deferred[i] = null;
+        }
+
+        _deferredCount = 0;
+        return count;
+    }
+
+    /// <summary>Writes the eventfds <see cref="EndDeferral"/> handed back (no lock held).</summary>
+    public void Deliver(ref PendingMessages messages, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            Signal(messages[i]!);
+            messages[i] = null;
+        }
+    }
 
     /// <summary>Latches <paramref name="causes"/> and sends a message for each unmasked one.</summary>
     public void Raise(InterruptCauses causes)
@@ -114,16 +163,55 @@ internal sealed class InterruptController
                 continue;
             }
 
-            try
+            if (_deferring > 0)
             {
-                fd.Signal();
-                Interlocked.Increment(ref _messages);
+                // One message per vector is enough: the eventfd counts, and the driver drains whatever latched.
+                if (_deferredCount < PendingMessages.Capacity && !IsDeferred(fd))
+                {
+                    _deferred[_deferredCount++] = fd;
+                }
+
+                continue;
             }
-            catch (ObjectDisposedException)
-            {
-                // The host closed the eventfd without disconnecting it: the message goes nowhere,
-                // as it would on a board whose MSI-X entry was torn down.
-            }
+
+            Signal(fd);
         }
     }
+
+    private bool IsDeferred(EventFd fd)
+    {
+        for (var i = 0; i < _deferredCount; i++)
+        {
+            if (ReferenceEquals(_deferred[i], fd))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void Signal(EventFd fd)
+    {
+        try
+        {
+            fd.Signal();
+            Interlocked.Increment(ref _messages);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The host closed the eventfd without disconnecting it: the message goes nowhere,
+            // as it would on a board whose MSI-X entry was torn down.
+        }
+    }
+}
+
+/// <summary>MSI-X messages held during a deferral, one per vector at most (no allocation).</summary>
+[InlineArray(Capacity)]
+internal struct PendingMessages
+{
+    /// <summary>The device's vectors.</summary>
+    public const int Capacity = Fa1Identity.MsixVectors;
+
+    private EventFd? _element;
 }

@@ -21,7 +21,7 @@ public sealed class IommuMappingException : InvalidOperationException
 /// <summary>One IOMMU page translation: where the page lives in host memory, and its permission.</summary>
 /// <param name="Host">Host virtual address of the 4 KiB page (of the byte, once translated).</param>
 /// <param name="Access">What the device may do.</param>
-/// <param name="Mapping">The map call the page belongs to (read it only inside a device access scope: a drained mapping object is reused).</param>
+/// <param name="Mapping">The map call the page belongs to.</param>
 /// <param name="Generation">Distinct for every map call, so a use of a mapping after its unmap is recognisable (0 for none).</param>
 internal readonly record struct IommuPage(nint Host, DmaAccess Access, IommuMapping? Mapping, long Generation)
 {
@@ -30,33 +30,41 @@ internal readonly record struct IommuPage(nint Host, DmaAccess Access, IommuMapp
 }
 
 /// <summary>
-/// One map call: its IOVA range, its generation and the memory it holds. Set when mapped and not changed until
-/// its unmap has drained; then the IOMMU reuses the object for a later map (the fault path maps and unmaps a page
-/// per fault, and nothing refers to a drained mapping: pages copied out of it carry only its generation).
+/// One map call: its IOVA range, the host memory behind it, its access, its generation and the memory it holds. Never
+/// changed once made (only its holds are given back after its unmap has drained), so a reference read from the page
+/// directory at any time describes one map call consistently, even one since unmapped.
 /// </summary>
 internal sealed class IommuMapping
 {
     private MemoryMapping? _held;
     private MemoryMapping[]? _moreHeld;
 
-    public ulong Iova { get; private set; }
-
-    public ulong Length { get; private set; }
-
-    public ulong End => Iova + Length;
-
-    public long Generation { get; private set; }
-
-    /// <summary>Makes this the mapping of one map call (a fresh object, or one whose unmap has drained).</summary>
-    public IommuMapping Set(ulong iova, ulong length, long generation, MemoryMapping? held, MemoryMapping[]? moreHeld)
+    public IommuMapping(ulong iova, nint host, ulong length, DmaAccess access, long generation, MemoryMapping? held, MemoryMapping[]? moreHeld)
     {
         Iova = iova;
+        Host = host;
         Length = length;
+        Access = access;
         Generation = generation;
         _held = held;
         _moreHeld = moreHeld;
-        return this;
     }
+
+    public ulong Iova { get; }
+
+    /// <summary>Host address of the mapping's first byte.</summary>
+    public nint Host { get; }
+
+    public ulong Length { get; }
+
+    public ulong End => Iova + Length;
+
+    public DmaAccess Access { get; }
+
+    public long Generation { get; }
+
+    /// <summary>The translation of the page at <paramref name="iova"/> (inside this mapping).</summary>
+    public IommuPage PageAt(ulong iova) => new(Host + (nint)((iova & ~(PageTableFormat.PageSize - 1)) - Iova), Access, this, Generation);
 
     /// <summary>True when host address <paramref name="host"/> lies in a held mapping its owner has released.</summary>
     public bool IsReleasedByOwner(nint host) => HeldAt(host) is { IsReleasedByOwner: true };
@@ -123,8 +131,9 @@ internal sealed class IommuMapping
 /// lands in memory its owner already released is counted (<see cref="FreedMemoryAccesses"/>). Memory the
 /// registry does not know (NativeMemory, the GC heap, native mappings) is checked against
 /// /proc/self/maps at map and cannot be held: freeing it while mapped is the caller's bug, unseen here.</para>
-/// <para>Concurrency: lookups (<see cref="TryTranslate"/>) are lock-free reads of a concurrent dictionary
-/// and run on device engine threads while the driver maps and unmaps. Map and unmap serialize on
+/// <para>Concurrency: lookups (<see cref="TryTranslate"/>) are lock-free reads of the page directory (one
+/// reference per page, to the immutable mapping that maps it) and run on device engine threads while the driver
+/// maps and unmaps. Map and unmap serialize on
 /// <see cref="_writeLock"/> so the overlap check and the insert (or the split check and the removal) are one
 /// step, as in type1; unmaps also serialize among themselves on <see cref="_unmapLock"/>, which they keep
 /// through the wait below while maps go on.</para>
@@ -142,13 +151,9 @@ public sealed class ModelIommu
     /// <summary>vfio_iommu_type1's dma_entry_limit default (U16_MAX): mappings a container may hold at once.</summary>
     public const int DefaultMappingLimit = ushort.MaxValue;
 
-    // Drained mapping objects kept for reuse: enough for the fault path's map-per-fault churn.
-    private const int SpareMappings = 64;
-
-    private readonly ConcurrentDictionary<ulong, IommuPage> _pages = new();
+    private readonly IommuPageDirectory _pages = new();
     private readonly Dictionary<ulong, IommuMapping> _mappings = [];
     private readonly List<IommuMapping> _removing = [];
-    private readonly Stack<IommuMapping> _spare = new();
     private readonly Lock _writeLock = new();
     private readonly Lock _unmapLock = new();
     private readonly ulong _memlockLimit;
@@ -258,16 +263,12 @@ public sealed class ModelIommu
             if ((ulong)_pages.Count * page + length > _memlockLimit)
             {
                 mapping.ReleaseHolds();
-                _spare.Push(mapping);
                 throw new IommuMappingException(
                     $"IOMMU map of {length} bytes would pin {(ulong)_pages.Count * page + length} bytes, over the locked-memory limit (RLIMIT_MEMLOCK) of {_memlockLimit} bytes.", "ENOMEM");
             }
 
             _mappings.Add(iova, mapping);
-            for (var off = 0UL; off < length; off += page)
-            {
-                _pages[(iova + off) >> PageTableFormat.PageShift] = new IommuPage(host + (nint)off, access, mapping, mapping.Generation);
-            }
+            _pages.Set(iova, length, mapping);
 
             Interlocked.Increment(ref _mapCalls);
         }
@@ -305,12 +306,12 @@ public sealed class ModelIommu
 
                 // type1v2: an unmap must cover whole mappings; one that starts or ends inside a mapping is refused.
                 var end = iova + length;
-                if (_pages.TryGetValue(iova >> PageTableFormat.PageShift, out var first) && MappingOf(first) is var head && head.Iova != iova)
+                if (_pages.Find(iova) is { } head && head.Iova != iova)
                 {
                     throw SplitRefused(iova, length, head);
                 }
 
-                if (_pages.TryGetValue((end - 1) >> PageTableFormat.PageShift, out var last) && MappingOf(last) is var tail && tail.End != end)
+                if (_pages.Find(end - 1) is { } tail && tail.End != end)
                 {
                     throw SplitRefused(iova, length, tail);
                 }
@@ -373,8 +374,9 @@ public sealed class ModelIommu
     /// </summary>
     internal bool TryTranslate(ulong iova, DmaAccess access, out IommuPage page)
     {
-        if (_pages.TryGetValue(iova >> PageTableFormat.PageShift, out page) && (page.Access & access) == access)
+        if (_pages.Find(iova) is { } mapping && (mapping.Access & access) == access)
         {
+            page = mapping.PageAt(iova);
             if (page.InFreedMemory)
             {
                 Interlocked.Increment(ref _freedAccesses);
@@ -390,7 +392,12 @@ public sealed class ModelIommu
     }
 
     /// <summary>Looks a page up without it counting as a device access (the model's oracle uses this).</summary>
-    internal bool TryPeek(ulong iova, out IommuPage page) => _pages.TryGetValue(iova >> PageTableFormat.PageShift, out page);
+    internal bool TryPeek(ulong iova, out IommuPage page)
+    {
+        var mapping = _pages.Find(iova);
+        page = mapping?.PageAt(iova) ?? default;
+        return mapping is not null;
+    }
 
     /// <summary>Drops every mapping (the container closed); returns once no device access touches them.</summary>
     internal void Clear() => UnmapAll();
@@ -400,9 +407,6 @@ public sealed class ModelIommu
             $"IOMMU unmap of IOVA 0x{iova:X}..0x{iova + length - 1:X} would split the mapping 0x{mapping.Iova:X}..0x{mapping.End - 1:X}: "
             + "type1v2 unmaps whole mappings only; unmap a range that starts and ends on mapping boundaries (map in the units you will unmap).", "EINVAL");
 
-    // Write lock held: the mapping a page belongs to (every listed page has one).
-    private static IommuMapping MappingOf(in IommuPage page) => page.Mapping!;
-
     // Write lock held: a mapping overlapping [iova, iova + length), or null. Looks at whichever is fewer,
     // the range's pages or the mappings, so a huge range costs no more than the mappings there are.
     private IommuMapping? FindOverlap(ulong iova, ulong length)
@@ -410,15 +414,7 @@ public sealed class ModelIommu
         var pages = length >> PageTableFormat.PageShift;
         if (pages <= (ulong)_mappings.Count)
         {
-            for (var off = 0UL; off < length; off += PageTableFormat.PageSize)
-            {
-                if (_pages.TryGetValue((iova + off) >> PageTableFormat.PageShift, out var hit))
-                {
-                    return MappingOf(hit);
-                }
-            }
-
-            return null;
+            return _pages.FirstIn(iova, length);
         }
 
         foreach (var mapping in _mappings.Values)
@@ -465,10 +461,7 @@ public sealed class ModelIommu
         foreach (var mapping in _removing)
         {
             _mappings.Remove(mapping.Iova);
-            for (var off = 0UL; off < mapping.Length; off += PageTableFormat.PageSize)
-            {
-                _pages.TryRemove((mapping.Iova + off) >> PageTableFormat.PageShift, out _);
-            }
+            _pages.Clear(mapping.Iova, mapping.Length);
         }
     }
 
@@ -490,18 +483,6 @@ public sealed class ModelIommu
         foreach (var mapping in _removing)
         {
             mapping.ReleaseHolds();
-        }
-
-        // Drained: nothing refers to these any more; later maps reuse them (under the write lock).
-        lock (_writeLock)
-        {
-            foreach (var mapping in _removing)
-            {
-                if (_spare.Count < SpareMappings)
-                {
-                    _spare.Push(mapping);
-                }
-            }
         }
 
         _removing.Clear();
@@ -575,8 +556,7 @@ public sealed class ModelIommu
             throw;
         }
 
-        var mapping = _spare.TryPop(out var reused) ? reused : new IommuMapping();
-        return mapping.Set(iova, length, Interlocked.Increment(ref _generation), only, several?.ToArray());
+        return new IommuMapping(iova, host, length, access, Interlocked.Increment(ref _generation), only, several?.ToArray());
     }
 
     private static IommuMappingException PinRefused(ulong iova, nint host, ulong length, ulong at, string why) =>

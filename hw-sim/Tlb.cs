@@ -13,10 +13,16 @@ internal sealed class Tlb
 {
     private const ulong PagesPerHugePage = PageTableFormat.HugePageSize / PageTableFormat.PageSize;
 
+    // A range of at most this many pages is looked for in its pages' sets only (when the narrow scan applies).
+    private const ulong NarrowScanPages = 64;
+
     private readonly Entry[] _entries;
     private readonly int _ways;
     private readonly ulong _setMask;
     private ulong _useStamp;
+
+    // Valid entries that are 2 MiB leaves: while there are none, every entry of a page sits in that page's own set.
+    private int _hugeEntries;
 
     public Tlb(int ways, int setsLog2)
     {
@@ -78,6 +84,7 @@ internal sealed class Tlb
 
         ref var old = ref _entries[victim];
         TlbTranslation? evicted = old.Valid && (old.Context != context || old.Page != page) ? old.Translation : null;
+        _hugeEntries += (huge ? 1 : 0) - (old.Valid && old.Huge ? 1 : 0);
         old = new Entry
         {
             Valid = true,
@@ -98,14 +105,23 @@ internal sealed class Tlb
     public int MarkRetired(int? context, ulong firstPage, ulong endPage, long epoch)
     {
         var marked = 0;
+        if (NarrowScan(context, firstPage, endPage))
+        {
+            for (var page = firstPage; page < endPage; page++)
+            {
+                var set = SetOf((byte)context!.Value, page);
+                for (var way = 0; way < _ways; way++)
+                {
+                    marked += MarkIfCovered(ref _entries[set + way], context, firstPage, endPage, epoch);
+                }
+            }
+
+            return marked;
+        }
+
         for (var i = 0; i < _entries.Length; i++)
         {
-            ref var e = ref _entries[i];
-            if (e.Valid && (context is not { } c || e.Context == c) && e.Translation.FillEpoch < epoch && Overlaps(e, firstPage, endPage))
-            {
-                e.Retired = true;
-                marked++;
-            }
+            marked += MarkIfCovered(ref _entries[i], context, firstPage, endPage, epoch);
         }
 
         return marked;
@@ -147,25 +163,65 @@ internal sealed class Tlb
     public int Invalidate(int? context, ulong firstPage, ulong endPage)
     {
         var dropped = 0;
-        for (var i = 0; i < _entries.Length; i++)
+        if (NarrowScan(context, firstPage, endPage))
         {
-            ref var e = ref _entries[i];
-            if (!e.Valid || (context is { } c && e.Context != c))
+            for (var page = firstPage; page < endPage; page++)
             {
-                continue;
+                var set = SetOf((byte)context!.Value, page);
+                for (var way = 0; way < _ways; way++)
+                {
+                    dropped += DropIfCovered(ref _entries[set + way], context, firstPage, endPage);
+                }
             }
 
-            if (Overlaps(e, firstPage, endPage))
-            {
-                e = default;
-                dropped++;
-            }
+            return dropped;
+        }
+
+        for (var i = 0; i < _entries.Length; i++)
+        {
+            dropped += DropIfCovered(ref _entries[i], context, firstPage, endPage);
         }
 
         return dropped;
     }
 
-    public void Clear() => Array.Clear(_entries);
+    public void Clear()
+    {
+        Array.Clear(_entries);
+        _hugeEntries = 0;
+    }
+
+    // A hardware TLB matches a range in all its entries at once; the model looks only where the range's entries can be
+    // when that is cheaper: one context, a short range, and no 2 MiB leaf anywhere (a 2 MiB leaf is kept under the 4 KiB
+    // page that filled it, which may lie outside the range, in another set). Entries are tagged (context, page) and a
+    // 4 KiB entry of page p is always in set SetOf(context, p), so the narrow scan finds every entry the full one would;
+    // and since SetOf is a bijection on the page's low bits, a range no longer than the set count visits each set once.
+    private bool NarrowScan(int? context, ulong firstPage, ulong endPage) =>
+        context is >= 0 and <= byte.MaxValue && _hugeEntries == 0 && endPage > firstPage
+        && endPage - firstPage <= Math.Min(NarrowScanPages, _setMask + 1);
+
+    private int DropIfCovered(ref Entry e, int? context, ulong firstPage, ulong endPage)
+    {
+        if (!e.Valid || (context is { } c && e.Context != c) || !Overlaps(e, firstPage, endPage))
+        {
+            return 0;
+        }
+
+        _hugeEntries -= e.Huge ? 1 : 0;
+        e = default;
+        return 1;
+    }
+
+    private static int MarkIfCovered(ref Entry e, int? context, ulong firstPage, ulong endPage, long epoch)
+    {
+        if (e.Valid && (context is not { } c || e.Context == c) && e.Translation.FillEpoch < epoch && Overlaps(e, firstPage, endPage))
+        {
+            e.Retired = true;
+            return 1;
+        }
+
+        return 0;
+    }
 
     // A 2 MiB leaf counts as its whole span, so that an invalidation of any page of it drops it.
     private static bool Overlaps(in Entry e, ulong firstPage, ulong endPage)

@@ -342,7 +342,7 @@ internal static class JitterCommand
             if (m.FaultService is { } fs)
             {
                 console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                    $"{JitterOutputs.ModeName(m.Mode)}: fault service time (record's device cycle to response), {fs.Count} faults: p50 {Us(fs.P50)}, p99 {Us(fs.P99)}, p99.9 {Us(fs.P999)}, max {Us(fs.Max)}; " +
+                    $"{JitterOutputs.ModeName(m.Mode)}: fault service time (record's device cycle to response sent), {fs.Count} faults: p50 {Us(fs.P50)}, p99 {Us(fs.P99)}, p99.9 {Us(fs.P999)}, max {Us(fs.Max)}; " +
                     $"{m.ServiceBytesPerFault:0.##} bytes allocated per fault on the service thread")));
             }
 

@@ -175,7 +175,7 @@ public sealed record LatencyStats(long Count, double Min, double P50, double P90
 /// <param name="Gen1">Gen-1 collections during the measured phase.</param>
 /// <param name="Gen2">Gen-2 collections during the measured phase.</param>
 /// <param name="AllocatedBytes">Bytes allocated by every thread during the measured phase.</param>
-/// <param name="FaultService">Fault service time (record's device cycle to response) of the measured phase's faults, in ns; null without faults.</param>
+/// <param name="FaultService">Fault service time (record's device cycle to response sent) of the measured phase's faults, in ns; null without faults.</param>
 /// <param name="ServiceBytesPerFault">Bytes the fault service thread allocated per fault in the measured phase; null without faults.</param>
 /// <param name="Paging">The on-demand pager's counters over the measured phase (differences); null for pinned.</param>
 public sealed record JitterModeResult(BufferMode Mode, JitterSample[] Samples, LatencyStats Host, LatencyStats Device, long Faults, long Evictions, long NonOk, int Gen0, int Gen1, int Gen2, long AllocatedBytes,

@@ -29,6 +29,34 @@ public class IommuTests
     }
 
     [Test]
+    public void MappingsAcrossADirectoryLeafTranslateOverlapAndUnmapWhole()
+    {
+        // The page directory keeps one leaf per 16 MiB of IOVA: a mapping that straddles two leaves must translate,
+        // collide (EEXIST) and unmap on both sides of the boundary, and count its pages once.
+        const ulong boundary = 0x100_0000;
+        using var memory = MemoryMapping.Anonymous(4 * 4096);
+        var iommu = new ModelIommu(48, ulong.MaxValue);
+        iommu.Map(boundary - (2 * 4096), memory.Address, 4 * 4096, DmaAccess.ReadWrite);
+        Assert.That(iommu.MappedPages, Is.EqualTo(4));
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.That(iommu.TryTranslate(boundary - (2 * 4096) + ((ulong)i * 4096) + 16, DmaAccess.DeviceRead, out var page), Is.True);
+            Assert.That(page.Host, Is.EqualTo(memory.Address + (i * 4096) + 16));
+            Assert.That(page.Mapping!.Iova, Is.EqualTo(boundary - (2 * 4096)));
+        }
+
+        using var other = MemoryMapping.Anonymous(4096);
+        var ex = Assert.Throws<IommuMappingException>(() => iommu.Map(boundary + 4096, other.Address, 4096, DmaAccess.ReadWrite))!;
+        Assert.That(ex.ErrnoName, Is.EqualTo("EEXIST"), "the second leaf's half is found");
+        Assert.That(Assert.Throws<IommuMappingException>(() => iommu.Unmap(boundary, 2 * 4096))!.ErrnoName, Is.EqualTo("EINVAL"), "an unmap from the middle would split it");
+        Assert.That(iommu.Unmap(boundary - (2 * 4096), 4 * 4096), Is.EqualTo(4UL * 4096));
+        Assert.That(iommu.MappedPages, Is.Zero);
+        Assert.That(iommu.TryTranslate(boundary, DmaAccess.DeviceRead, out _), Is.False);
+        iommu.Map(boundary + 4096, other.Address, 4096, DmaAccess.ReadWrite);
+        Assert.That(iommu.MappedPages, Is.EqualTo(1), "the leaves are reused");
+    }
+
+    [Test]
     public void ReadOnlyMappingRefusesDeviceWrites()
     {
         using var memory = MemoryMapping.Anonymous(4096);

@@ -52,7 +52,7 @@ public sealed class FaultMetrics : IDisposable
         _meter.CreateObservableGauge("fpgaaccel.ondemand.pinned_pages", onDemandPinned, "{page}", "Pages pinned on demand now");
         _meter.CreateObservableCounter("fpgaaccel.ondemand.limit_evictions", _limitEvictions, "{page}",
             "On-demand pages given back because the locked-memory limit, not the budget, ran out on the fault path");
-        _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to the response");
+        _serviceTime = _meter.CreateHistogram<double>("fpgaaccel.fault.service_time", "us", "From the fault record's device cycle to its response being sent");
     }
 
     /// <summary>Fault records serviced (answered RETRY, DROPIN or ABORT) since the service started.</summary>
@@ -127,7 +127,7 @@ public sealed class FaultMetrics : IDisposable
     }
 
     /// <summary>
-    /// The most recent fault service times in microseconds (record's device cycle to response), up to
+    /// The most recent fault service times in microseconds (record's device cycle to response sent), up to
     /// <see cref="RecentCapacity"/>, oldest first. Kept in a preallocated ring: recording allocates nothing.
     /// </summary>
     public double[] RecentServiceTimes()

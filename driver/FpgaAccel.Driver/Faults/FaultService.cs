@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FpgaAccel.Driver.Backends;
 using FpgaAccel.Driver.Dma;
 using FpgaAccel.Driver.Mmu;
 using FpgaAccel.FirmwareInterface;
@@ -524,7 +525,7 @@ public sealed partial class FaultService : IDisposable
         {
             Metrics.Abort();
             LogAbortOnce(record.Context, region, record.Dva, write);
-            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Abort).Raw);
+            Respond(b, record, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Abort));
         }
         else if (_dropin)
         {
@@ -533,22 +534,30 @@ public sealed partial class FaultService : IDisposable
             var iova = leaf.IsLeafBit ? leaf.Address + (page & (PageTableFormat.HugePageSize - 1)) : leaf.Address;
             var pte = PageTableEntry.Create(iova, leaf.Flags & (PteFlags.Valid | PteFlags.Read | PteFlags.Write));
             b.Write64(Fa1Registers.FaultPte, pte.Raw);
-            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Dropin).Raw);
+            Respond(b, record, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Dropin));
             Metrics.Dropin(raced: _mmu.Invalidator.Issued != invalidationsBefore);
         }
         else
         {
-            b.Write64(Fa1Registers.FaultResp, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Retry).Raw);
+            Respond(b, record, new FaultResponse(record.Tag, record.Context, FaultResponseCode.Retry));
             Metrics.Retry();
         }
 
-        var now = b.Read64(Fa1Registers.Cycles);
+        _trace?.Mark(FaultStage.Respond);
+    }
+
+    // The service time ends when the response is sent (decision F24): CYCLES is read just before the FAULT_RESP write. The
+    // write is posted (on a board it leaves at once and costs the CPU nothing more); a read after it would also count
+    // whatever runs before the read returns: on the model, the engine thread the write wakes, which on a busy core may
+    // preempt this one for a whole command.
+    private void Respond(IDeviceBackend backend, in FaultRecord record, FaultResponse response)
+    {
+        var now = backend.Read64(Fa1Registers.Cycles);
+        backend.Write64(Fa1Registers.FaultResp, response.Raw);
         if (now != Fa1Identity.DeviceLost && now >= record.Cycle)
         {
             Metrics.ServiceTime((now - record.Cycle) * _microsecondsPerCycle);
         }
-
-        _trace?.Mark(FaultStage.Respond);
     }
 
     // Spec 4.4's record, range-checked: a context and a queue the device has, reserved fields zero, only WRITE and PRESENT, a DVA
