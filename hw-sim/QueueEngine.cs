@@ -178,7 +178,9 @@ internal sealed class QueueEngine
     // SQ_TAIL was written (register lock held): the first doorbell starts a lane, later ones wake the lanes.
     private void OnDoorbell()
     {
-        if (_lanes.Count == 0)
+        // D35: a doorbell that finds every lane busy (running a command, perhaps stalled on a fault) starts another, up to
+        // the limit; waking the busy ones would leave the new command waiting for a stalled one to end.
+        if (_lanes.Count == 0 || (_busy == _lanes.Count && _lanes.Count < _active.Length))
         {
             StartLane();
         }
