@@ -105,7 +105,7 @@ internal sealed class CompletionWriter
 
             // Full (or, decision D22, CQ_HEAD garbage, which looks full): wait, without the lock, for the driver to
             // move CQ_HEAD. CQ_HEAD writes, reset and dispose set the event; one set between the check
-            // above and this wait stays latched in the AutoResetEvent, so no wake-up is lost.
+            // above and this wait stays latched in the lane's event (LaneSignal), so no wake-up is lost.
             worker.Wake.WaitOne();
             if (worker.StopRequested)
             {

@@ -186,6 +186,9 @@ public sealed class ModelIommu
     /// <summary>Pages mapped now.</summary>
     internal long MappedPages => _pages.Count;
 
+    /// <summary>Leaves of the page directory allocated now (D40: bounded by the spans mapped, plus a few kept empty).</summary>
+    internal int DirectoryLeaves => _pages.Leaves;
+
     /// <summary>Mappings (map calls not yet unmapped) now.</summary>
     internal int Mappings
     {

@@ -57,6 +57,32 @@ public class IommuTests
     }
 
     [Test]
+    public void SparseMappingsDoNotLeaveTheirDirectoryLeavesBehind()
+    {
+        // One page in each of 300 distinct 16 MiB spans, then all unmapped: the directory keeps only a bounded number of
+        // empty leaves, not one per span ever used.
+        const int spans = 300;
+        using var memory = MemoryMapping.Anonymous(4096);
+        var iommu = new ModelIommu(48, ulong.MaxValue);
+        for (var i = 0; i < spans; i++)
+        {
+            iommu.Map(0x1_0000_0000UL + ((ulong)i << 24), memory.Address, 4096, DmaAccess.ReadWrite);
+        }
+
+        Assert.That(iommu.DirectoryLeaves, Is.EqualTo(spans));
+        for (var i = 0; i < spans; i++)
+        {
+            Assert.That(iommu.Unmap(0x1_0000_0000UL + ((ulong)i << 24), 4096), Is.EqualTo(4096UL));
+        }
+
+        Assert.That(iommu.MappedPages, Is.Zero);
+        Assert.That(iommu.DirectoryLeaves, Is.LessThanOrEqualTo(IommuPageDirectory.KeptEmptyLeaves));
+        iommu.Map(0x1_0000_0000UL + (7UL << 24), memory.Address, 4096, DmaAccess.ReadWrite);
+        Assert.That(iommu.TryTranslate(0x1_0000_0000UL + (7UL << 24), DmaAccess.DeviceRead, out var page), Is.True, "a dropped leaf is made again");
+        Assert.That(page.Host, Is.EqualTo(memory.Address));
+    }
+
+    [Test]
     public void ReadOnlyMappingRefusesDeviceWrites()
     {
         using var memory = MemoryMapping.Anonymous(4096);
