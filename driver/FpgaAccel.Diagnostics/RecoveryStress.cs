@@ -158,6 +158,10 @@ public static class RecoveryStress
 
     private const int BufferBytes = 16 * 1024;
 
+    // Commands every worker completes, uncounted, before the first injection (Run.WarmUpAsync), and the bound on that.
+    private const int WarmUpCommands = 20;
+    private static readonly TimeSpan s_warmUpBound = TimeSpan.FromSeconds(10);
+
     /// <summary>
     /// The device options the run needs: a short command deadline (a stopped engine is a hang within the release bound)
     /// and a fast health check.
@@ -270,7 +274,11 @@ public static class RecoveryStress
             var rng = new Random(options.Seed);
             var clock = Stopwatch.StartNew();
             var fatalCause = 0;
-            await Task.Delay(100).ConfigureAwait(false); // traffic first
+            if (!await WarmUpAsync(workers).ConfigureAwait(false))
+            {
+                return;
+            }
+
             while (clock.Elapsed < options.Duration)
             {
                 await Task.Delay(rng.Next(20, 80)).ConfigureAwait(false);
@@ -434,12 +442,43 @@ public static class RecoveryStress
             return true;
         }
 
-        private async Task<bool> RecoverAsync(List<Worker> workers)
+        // Traffic first, not counted: every worker completes WarmUpCommands commands with the device Ready throughout. The
+        // first command down each path compiles its code, which with the CLI's full-optimization JIT (decision F23) can
+        // take longer than the run's 50 ms deadline; a device the health check failed for that is recovered and the
+        // warm-up starts over. Bounded by WarmUpBound.
+        private async Task<bool> WarmUpAsync(List<Worker> workers)
+        {
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < s_warmUpBound)
+            {
+                var before = workers.Select(w => w.Completed).ToArray();
+                var done = await Until(() => device.State != DeviceState.Ready || workers.Select((w, i) => w.Completed >= before[i] + WarmUpCommands).All(x => x),
+                    s_warmUpBound - clock.Elapsed).ConfigureAwait(false);
+                if (done && device.State == DeviceState.Ready)
+                {
+                    return true;
+                }
+
+                if (device.State != DeviceState.Ready && !await RecoverAsync(workers, counted: false).ConfigureAwait(false))
+                {
+                    return false;
+                }
+            }
+
+            AddFailure($"warm-up: the workers did not complete {WarmUpCommands} commands each with the device Ready within {s_warmUpBound.TotalSeconds:0} s");
+            Stop();
+            return false;
+        }
+
+        private async Task<bool> RecoverAsync(List<Worker> workers, bool counted = true)
         {
             try
             {
                 await Task.Run(device.Recover).ConfigureAwait(false);
-                _resets++;
+                if (counted)
+                {
+                    _resets++;
+                }
             }
             catch (FpgaAccelException ex)
             {
