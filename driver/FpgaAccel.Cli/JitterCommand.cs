@@ -32,6 +32,12 @@ internal static class JitterCommand
         service.AcceptOnlyFromAmong("block", "adaptive");
         var completion = new Option<string>("--completion") { Description = "Completion by interrupt (eventfd) or by polling the PHASE bit.", DefaultValueFactory = _ => "interrupt" };
         completion.AcceptOnlyFromAmong("interrupt", "poll");
+        var continuations = new Option<string>("--continuations")
+        {
+            Description = "Where the client's code after each await runs: inline on the thread that harvested the completion (a run-to-completion client), or on the thread pool (the queue's default).",
+            DefaultValueFactory = _ => "inline",
+        };
+        continuations.AcceptOnlyFromAmong("inline", "pool");
         var faultAround = new Option<int?>("--fault-around") { Description = "On-demand fault-around window in pages: a power of two, 1 (off) to 64 (default: the device's, 16 = 64 KiB)." };
         faultAround.Validators.Add(r =>
         {
@@ -79,7 +85,7 @@ internal static class JitterCommand
 
         var command = new Command("jitter", "Measure DMA latency with pinned buffers against on-demand (IO-page-faulting) buffers: percentiles, tails, histograms.");
         common.AddTo(command, withJson: false);
-        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, faultAround, prefetch, stages, sweep, hgrm, json, csv, svg })
+        foreach (var o in new Option[] { mode, op, size, count, warmup, budget, service, completion, continuations, faultAround, prefetch, stages, sweep, hgrm, json, csv, svg })
         {
             command.Options.Add(o);
         }
@@ -93,6 +99,7 @@ internal static class JitterCommand
                 Count = result.GetValue(count),
                 Warmup = result.GetValue(warmup),
                 Completion = result.GetValue(completion) == "poll" ? CompletionMode.Poll : CompletionMode.Interrupt,
+                Continuations = result.GetValue(continuations) == "pool" ? ContinuationMode.ThreadPool : ContinuationMode.Inline,
                 // On the virtual clock a run is meant to be reproducible (D34): reclaim before answering (F3).
                 FaultService = new FaultServiceOptions
                 {
@@ -294,7 +301,7 @@ internal static class JitterCommand
     {
         var o = report.Options;
         console.MarkupLine(Markup.Escape($"{o.Operation.ToString().ToLowerInvariant()} of {o.Size} bytes, {o.Count} commands per mode after {o.Warmup} warm-up, " +
-            $"budget {report.Budget} pages, {report.Service} fault service, {o.Completion.ToString().ToLowerInvariant()} completions, on {report.Device.Info.BackendDescription}"));
+            $"budget {report.Budget} pages, {report.Service} fault service, {o.Completion.ToString().ToLowerInvariant()} completions, {(o.Continuations == ContinuationMode.Inline ? "inline" : "thread-pool")} continuations, on {report.Device.Info.BackendDescription}"));
         console.MarkupLine(Markup.Escape($"percentiles: {LatencyStats.Method}"));
 
         foreach (var (title, pick) in new (string, Func<JitterModeResult, LatencyStats>)[] { ("host latency (submit to completion seen)", m => m.Host), ("device time (end - start cycle)", m => m.Device) })

@@ -56,6 +56,7 @@ internal static class JitterOutputs
         w.WriteNumber("budget_pages", report.Budget);
         w.WriteString("service", report.Service);
         w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
+        w.WriteString("continuations", report.Options.Continuations == FpgaAccel.Driver.Queues.ContinuationMode.Inline ? "inline" : "pool");
         var paging = report.Modes.Select(m => m.Paging).FirstOrDefault(p => p is not null);
         if (paging is not null || report.Options.FaultAroundPages is not null)
         {

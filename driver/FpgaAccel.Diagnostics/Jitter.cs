@@ -63,6 +63,13 @@ public sealed record JitterOptions
     public CompletionMode Completion { get; init; } = CompletionMode.Interrupt;
 
     /// <summary>
+    /// Where the client's code after each await runs (decision F25). Inline by default: the client is a run-to-completion
+    /// loop (await a result, submit the next command), which is how a latency-bound caller drives a queue, and it leaves
+    /// no thread-pool worker spinning on a core the fault service may need. ThreadPool measures the queue's default.
+    /// </summary>
+    public ContinuationMode Continuations { get; init; } = ContinuationMode.Inline;
+
+    /// <summary>
     /// Fault-around window of the on-demand regions, in pages (a power of two, 1 = off); null keeps the device's default
     /// (<see cref="FpgaDeviceOptions.FaultAroundPages"/>, 16).
     /// </summary>
@@ -255,69 +262,80 @@ public static class Jitter
 
         try
         {
-            using var queue = device.OpenQueue(0, 64, options.Completion);
-            var samples = new JitterSample[options.Count];
-            var evictionsBefore = device.OnDemand.Evictions;
-            for (var i = 0; i < options.Warmup; i++)
+            var queue = device.OpenQueue(0, 64, options.Completion, options.Continuations);
+            try
             {
-                Prefetch(prefetch, options, stride, i % slots);
-                await IssueAsync(queue, context, options, source, destination, stride, i % slots, cancellationToken).ConfigureAwait(false);
-            }
-
-            evictionsBefore = device.OnDemand.Evictions;
-            var pagingBefore = device.OnDemandStatistics;
-            var service = device.Faults;
-            var serviceFaultsBefore = service?.Metrics.Faults ?? 0;
-            var serviceBytesBefore = service?.AllocatedBytes ?? 0;
-            var gen0 = GC.CollectionCount(0);
-            var gen1 = GC.CollectionCount(1);
-            var gen2 = GC.CollectionCount(2);
-            var allocated = GC.GetTotalAllocatedBytes(precise: false);
-            for (var i = 0; i < options.Count; i++)
-            {
-                var slot = (options.Warmup + i) % slots;
-                var start = Stopwatch.GetTimestamp();
-                Prefetch(prefetch, options, stride, slot);
-                var result = await IssueAsync(queue, context, options, source, destination, stride, slot, cancellationToken).ConfigureAwait(false);
-                var elapsed = Stopwatch.GetElapsedTime(start);
-                samples[i] = new JitterSample((long)elapsed.TotalNanoseconds, result.StartCycle, result.EndCycle, result.Faults, result.Status);
-                if ((i & 255) == 255)
+                var samples = new JitterSample[options.Count];
+                var evictionsBefore = device.OnDemand.Evictions;
+                for (var i = 0; i < options.Warmup; i++)
                 {
-                    progress?.Report(i + 1);
+                    Prefetch(prefetch, options, stride, i % slots);
+                    await IssueAsync(queue, context, options, source, destination, stride, i % slots, cancellationToken).ConfigureAwait(false);
                 }
-            }
 
-            progress?.Report(options.Count);
-            allocated = GC.GetTotalAllocatedBytes(precise: false) - allocated;
-            var nsPerCycle = 1e9 / device.Info.ClockHz;
-            var host = samples.Select(s => (double)s.HostNanoseconds).ToArray();
-            var dev = samples.Select(s => s.DeviceNanoseconds(nsPerCycle)).ToArray();
-            LatencyStats? serviceStats = null;
-            double? bytesPerFault = null;
-            var serviceFaults = (service?.Metrics.Faults ?? 0) - serviceFaultsBefore;
-            if (service is not null && serviceFaults > 0)
+                evictionsBefore = device.OnDemand.Evictions;
+                var pagingBefore = device.OnDemandStatistics;
+                var service = device.Faults;
+                var serviceFaultsBefore = service?.Metrics.Faults ?? 0;
+                var serviceBytesBefore = service?.AllocatedBytes ?? 0;
+                var gen0 = GC.CollectionCount(0);
+                var gen1 = GC.CollectionCount(1);
+                var gen2 = GC.CollectionCount(2);
+                var allocated = GC.GetTotalAllocatedBytes(precise: false);
+                for (var i = 0; i < options.Count; i++)
+                {
+                    var slot = (options.Warmup + i) % slots;
+                    var start = Stopwatch.GetTimestamp();
+                    Prefetch(prefetch, options, stride, slot);
+                    var result = await IssueAsync(queue, context, options, source, destination, stride, slot, cancellationToken).ConfigureAwait(false);
+                    var elapsed = Stopwatch.GetElapsedTime(start);
+                    samples[i] = new JitterSample((long)elapsed.TotalNanoseconds, result.StartCycle, result.EndCycle, result.Faults, result.Status);
+                    if ((i & 255) == 255)
+                    {
+                        progress?.Report(i + 1);
+                    }
+                }
+
+                allocated = GC.GetTotalAllocatedBytes(precise: false) - allocated;
+                await Task.Yield(); // F25: the statistics are not the harvesting thread's work
+                progress?.Report(options.Count);
+                var nsPerCycle = 1e9 / device.Info.ClockHz;
+                var host = samples.Select(s => (double)s.HostNanoseconds).ToArray();
+                var dev = samples.Select(s => s.DeviceNanoseconds(nsPerCycle)).ToArray();
+                LatencyStats? serviceStats = null;
+                double? bytesPerFault = null;
+                var serviceFaults = (service?.Metrics.Faults ?? 0) - serviceFaultsBefore;
+                if (service is not null && serviceFaults > 0)
+                {
+                    var recent = service.Metrics.RecentServiceTimes();
+                    var take = (int)Math.Min(serviceFaults, recent.Length);
+                    serviceStats = LatencyStats.From(recent.AsSpan(recent.Length - take).ToArray().Select(us => us * 1000).ToArray());
+                    bytesPerFault = (double)(service.AllocatedBytes - serviceBytesBefore) / serviceFaults;
+                }
+
+                return new JitterModeResult(
+                    mode,
+                    samples,
+                    LatencyStats.From(host),
+                    LatencyStats.From(dev),
+                    samples.Sum(s => (long)s.Faults),
+                    device.OnDemand.Evictions - evictionsBefore,
+                    samples.LongCount(s => s.Status != CompletionStatus.Ok),
+                    GC.CollectionCount(0) - gen0,
+                    GC.CollectionCount(1) - gen1,
+                    GC.CollectionCount(2) - gen2,
+                    allocated,
+                    mode == BufferMode.OnDemand ? serviceStats : null,
+                    mode == BufferMode.OnDemand ? bytesPerFault : null,
+                    mode == BufferMode.OnDemand ? Delta(pagingBefore, device.OnDemandStatistics, sourceRegion!.FaultAroundPages, options.Prefetch) : null);
+            }
+            finally
             {
-                var recent = service.Metrics.RecentServiceTimes();
-                var take = (int)Math.Min(serviceFaults, recent.Length);
-                serviceStats = LatencyStats.From(recent.AsSpan(recent.Length - take).ToArray().Select(us => us * 1000).ToArray());
-                bytesPerFault = (double)(service.AllocatedBytes - serviceBytesBefore) / serviceFaults;
+                // F25: with inline continuations this may be the thread that harvested the last completion; leave it before
+                // disposing the queue (which refuses to run there) and the buffers.
+                await Task.Yield();
+                queue.Dispose();
             }
-
-            return new JitterModeResult(
-                mode,
-                samples,
-                LatencyStats.From(host),
-                LatencyStats.From(dev),
-                samples.Sum(s => (long)s.Faults),
-                device.OnDemand.Evictions - evictionsBefore,
-                samples.LongCount(s => s.Status != CompletionStatus.Ok),
-                GC.CollectionCount(0) - gen0,
-                GC.CollectionCount(1) - gen1,
-                GC.CollectionCount(2) - gen2,
-                allocated,
-                mode == BufferMode.OnDemand ? serviceStats : null,
-                mode == BufferMode.OnDemand ? bytesPerFault : null,
-                mode == BufferMode.OnDemand ? Delta(pagingBefore, device.OnDemandStatistics, sourceRegion!.FaultAroundPages, options.Prefetch) : null);
         }
         finally
         {

@@ -180,8 +180,11 @@ public sealed partial class FpgaDevice : IDisposable
     /// <summary>Creates a hardware context with its own device page table.</summary>
     public DeviceContext CreateContext(ContextOptions? options = null) => Mmu.CreateContext(options ?? new ContextOptions());
 
-    /// <summary>Opens command queue <paramref name="index"/> (0 .. CAPS.queues-1) with rings of <paramref name="entries"/> slots.</summary>
-    public CommandQueue OpenQueue(int index = 0, int entries = 256, CompletionMode mode = CompletionMode.Interrupt)
+    /// <summary>
+    /// Opens command queue <paramref name="index"/> (0 .. CAPS.queues-1) with rings of <paramref name="entries"/> slots;
+    /// <paramref name="continuations"/> says where the code after an await of a result runs.
+    /// </summary>
+    public CommandQueue OpenQueue(int index = 0, int entries = 256, CompletionMode mode = CompletionMode.Interrupt, ContinuationMode continuations = ContinuationMode.ThreadPool)
     {
         var caps = Info.Capabilities;
         if (index < 0 || index >= caps.Queues)
@@ -197,6 +200,11 @@ public sealed partial class FpgaDevice : IDisposable
         if (!Enum.IsDefined(mode))
         {
             throw new InvalidDeviceOptionException("mode", mode, "a queue completes by Interrupt or by Poll");
+        }
+
+        if (!Enum.IsDefined(continuations))
+        {
+            throw new InvalidDeviceOptionException("continuations", continuations, "continuations run on the ThreadPool or Inline on the harvesting thread");
         }
 
         if (Health.Failure is { } failure)
@@ -219,7 +227,7 @@ public sealed partial class FpgaDevice : IDisposable
                     $"{minimum / OnDemandPager.MinimumBudget} open queues need an on-demand budget of at least {minimum} pages (a COPY stalled on a fault needs its source and its destination page); raise the budget or open fewer queues");
             }
 
-            var queue = new CommandQueue(this, index, entries, mode, _options.LoggerFactory.CreateLogger<CommandQueue>());
+            var queue = new CommandQueue(this, index, entries, mode, continuations, _options.LoggerFactory.CreateLogger<CommandQueue>());
             _queues.RemoveAll(q => q.IsDisposed);
             _queues.Add(queue);
             _queueArray = [.. _queues];
@@ -375,8 +383,10 @@ public sealed partial class FpgaDevice : IDisposable
     /// Closes the device: its queues (waiting, bounded, for commands in flight), the fault service, every context
     /// and pin, the interrupt dispatcher, then the backend. Safe to call twice.
     /// </summary>
+    /// <exception cref="InvalidOperationException">Called from an inline continuation (<see cref="ContinuationMode.Inline"/>).</exception>
     public void Dispose()
     {
+        CommandQueue.ThrowIfInInlineContinuation("the device");
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using FpgaAccel.Driver.Backends;
@@ -94,13 +95,14 @@ public sealed partial class CommandQueue : IDisposable
     private long _recoveredAfter;
     private volatile FpgaAccelException? _failure;
 
-    internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ILogger logger)
+    internal CommandQueue(FpgaDevice device, int index, int entries, CompletionMode mode, ContinuationMode continuations, ILogger logger)
     {
         _device = device;
         _logger = logger;
         Index = index;
         Entries = entries;
         Mode = mode;
+        Continuations = continuations;
         _log2 = System.Numerics.BitOperations.Log2((uint)entries);
         _mask = entries - 1;
         _credits = new SemaphoreSlim(entries, entries);
@@ -161,6 +163,9 @@ public sealed partial class CommandQueue : IDisposable
 
     /// <summary>How completions are noticed: the COMPLETION interrupt, or a poller thread on the ring.</summary>
     public CompletionMode Mode { get; }
+
+    /// <summary>Where the code after an await of a result runs (decision F25).</summary>
+    public ContinuationMode Continuations { get; }
 
     /// <summary>True once disposed: the queue accepts no command and its rings are freed.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
@@ -237,8 +242,10 @@ public sealed partial class CommandQueue : IDisposable
     /// removed before the memory is freed, so a late device write is refused by the IOMMU, never lands in reused memory.
     /// See the remarks for the argument.
     /// </summary>
+    /// <exception cref="InvalidOperationException">Called from an inline continuation (<see cref="ContinuationMode.Inline"/>).</exception>
     public void Dispose()
     {
+        ThrowIfInInlineContinuation("queue " + Index);
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
@@ -580,7 +587,72 @@ public sealed partial class CommandQueue : IDisposable
         }
     }
 
-    private unsafe int Harvest()
+    // Inline continuations (F25): the results are gathered under the harvest lock and delivered after it is released, on
+    // this thread, so a continuation that submits the next command takes no lock this thread holds. The arrays come from
+    // the shared pools (no allocation in steady state); a harvest holds at most a ring's worth, since CQ_HEAD moves only at
+    // its end. Credits were given back under the lock, before any continuation runs.
+    // Set on the harvesting thread while it runs inline continuations (F25).
+    [ThreadStatic]
+    private static CommandQueue? s_inlineQueue;
+
+    /// <summary>
+    /// F25: a queue or device disposed from an inline continuation would wait for the thread the continuation runs on
+    /// (the interrupt dispatcher or the poller) to stop: refused with the rule and the fix, before anything is changed.
+    /// </summary>
+    internal static void ThrowIfInInlineContinuation(string what)
+    {
+        if (s_inlineQueue is { } queue)
+        {
+            throw new InvalidOperationException(
+                $"Cannot dispose {what} from an inline continuation of queue {queue.Index} (ContinuationMode.Inline): the continuation runs on the thread that harvested it, which the dispose must stop and wait for. Leave that thread first (await Task.Yield()), then dispose.");
+        }
+    }
+
+    private int Harvest()
+    {
+        if (Continuations != ContinuationMode.Inline)
+        {
+            var none = default(InlineBatch);
+            return HarvestLocked(ref none);
+        }
+
+        var batch = new InlineBatch(ArrayPool<CompletionSource?>.Shared.Rent(Entries), ArrayPool<CommandResult>.Shared.Rent(Entries));
+        try
+        {
+            return HarvestLocked(ref batch);
+        }
+        finally
+        {
+            var previous = s_inlineQueue;
+            s_inlineQueue = this;
+            try
+            {
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var source = batch.Sources![i]!;
+                    batch.Sources[i] = null;
+                    try
+                    {
+                        source.CompleteInline(batch.Results![i]);
+                    }
+                    catch (Exception ex)
+                    {
+                        // A continuation that throws must not end the harvesting thread (the interrupt dispatcher, the poller).
+                        LogContinuationFailed(_logger, Index, ex);
+                    }
+                }
+            }
+            finally
+            {
+                s_inlineQueue = previous;
+            }
+
+            ArrayPool<CompletionSource?>.Shared.Return(batch.Sources!);
+            ArrayPool<CommandResult>.Shared.Return(batch.Results!);
+        }
+    }
+
+    private unsafe int HarvestLocked(ref InlineBatch batch)
     {
         ScheduleHooks.At(SchedulePoint.HarvestBegun);
         var seen = 0;
@@ -620,7 +692,7 @@ public sealed partial class CommandQueue : IDisposable
 
                 _cqHead++;
                 seen++;
-                Complete(in copy);
+                Complete(in copy, ref batch);
             }
 
             if (seen > 0)
@@ -666,7 +738,7 @@ public sealed partial class CommandQueue : IDisposable
     }
 
     // With the harvest lock held.
-    private void Complete(in CompletionRecord record)
+    private void Complete(in CompletionRecord record, ref InlineBatch batch)
     {
         if (!IsLive(record.Tag))
         {
@@ -688,6 +760,11 @@ public sealed partial class CommandQueue : IDisposable
             LogBadStatus(_logger, Index, record.Tag, (ushort)record.Status, record.Faults);
             source.Fail(new DeviceProtocolException($"Queue {Index}: the completion of tag 0x{record.Tag:X8} has status {(ushort)record.Status} with {record.Faults} faults; " +
                 "spec 5 allows statuses 0 to 4, and a FAULT status counts at least one fault (decision D18). The command's outcome is unknown: check the device (fpgaaccel info) and reset it."));
+        }
+        else if (batch.Sources is not null)
+        {
+            batch.Sources[batch.Count] = source;
+            batch.Results![batch.Count++] = new CommandResult(record.Tag, record.Status, record.Faults, record.Result, record.StartCycle, record.EndCycle);
         }
         else
         {
@@ -783,6 +860,17 @@ public sealed partial class CommandQueue : IDisposable
 
     [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Queue {Queue}: the device failed; {Commands} command(s) in flight released with {Error}")]
     private static partial void LogFailed(ILogger logger, int queue, int commands, string error);
+
+    [LoggerMessage(EventId = 47, Level = LogLevel.Error, Message = "Queue {Queue}: an inline continuation threw; the harvest goes on")]
+    private static partial void LogContinuationFailed(ILogger logger, int queue, Exception ex);
+
+    // The results of one harvest with inline continuations, delivered once its lock is released (F25).
+    private struct InlineBatch(CompletionSource?[] sources, CommandResult[] results)
+    {
+        public CompletionSource?[]? Sources = sources;
+        public CommandResult[]? Results = results;
+        public int Count;
+    }
 
     [LoggerMessage(EventId = 45, Level = LogLevel.Error, Message = "Queue {Queue} could not be detached from the device while closing")]
     private static partial void LogDetachFailed(ILogger logger, int queue, Exception ex);

@@ -12,6 +12,24 @@ public enum CompletionMode
     Poll,
 }
 
+/// <summary>Where the code after an await of a command's result (its continuation) runs (decision F25).</summary>
+public enum ContinuationMode
+{
+    /// <summary>On a thread-pool thread: nothing the caller does after the await can hold up the driver's harvest.</summary>
+    ThreadPool,
+
+    /// <summary>
+    /// On the thread that harvested the completion (the interrupt dispatcher, the poller, the health check, or a caller
+    /// of <see cref="CommandQueue.Harvest"/>), once the harvest has released its lock: no hop through the thread pool, and
+    /// no pool worker left spinning for more work on a core the fault service may need. For run-to-completion callers
+    /// (await, then submit the next command). The continuation must not block, since that thread harvests nothing while
+    /// it runs (other queues' completions wait for it, or for the health check's next sweep), and must not dispose the
+    /// queue or the device (that would wait for the very thread it runs on: <see cref="CommandQueue.Dispose"/> refuses);
+    /// leave the thread first (<c>await Task.Yield()</c>).
+    /// </summary>
+    Inline,
+}
+
 /// <summary>A completed command, as the device reported it (spec 5 completion record).</summary>
 /// <param name="Tag">The tag the queue gave the command.</param>
 /// <param name="Status">OK, FAULT, BAD_DESC, DMA_ERROR or CTX_DISABLED.</param>

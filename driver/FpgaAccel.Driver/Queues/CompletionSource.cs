@@ -37,6 +37,14 @@ internal sealed class CompletionSource : IValueTaskSource<CommandResult>, IThrea
         ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
     }
 
+    /// <summary>Inline continuations (F25): completes the core here, so the awaiter's continuation runs on this thread.</summary>
+    public void CompleteInline(in CommandResult result)
+    {
+        _result = result;
+        _error = null;
+        ((IThreadPoolWorkItem)this).Execute();
+    }
+
     public void Fail(Exception error)
     {
         _error = error;
