@@ -4,6 +4,7 @@ using FpgaAccel.Driver.Faults;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
 using FpgaAccel.Interop;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Driver.Faults;
@@ -83,13 +84,5 @@ public class FaultServiceLifecycleTests
         Assert.That((await fill).Status, Is.EqualTo(CompletionStatus.Fault), "a fault left in the ring at stop is aborted");
         Assert.That(device.Oracle!.Read().LostFaults, Is.Zero);
         Assert.That(device.FatalError, Is.Null);
-    }
-
-    /// <summary>Reports FQ_TAIL as 0 while asked to: the fault service sees no record arrive.</summary>
-    private sealed class TailHidingBackend(IDeviceBackend inner) : FpgaAccel.Tests.Support.DelegatingBackend(inner)
-    {
-        public bool HideTail { get; set; }
-
-        public override ulong Read64(uint offset) => HideTail && offset == Fa1Registers.FqTail ? 0 : base.Read64(offset);
     }
 }

@@ -6,6 +6,7 @@ using FpgaAccel.Driver.Queues;
 using FpgaAccel.FirmwareInterface;
 using FpgaAccel.HwSim;
 using FpgaAccel.Interop;
+using FpgaAccel.Tests.Support;
 using NUnit.Framework;
 
 namespace FpgaAccel.Tests.Driver.Queues;
@@ -26,7 +27,7 @@ public class OverdueTests
         // pinned FILLs complete on the queue's other lanes (D35). The health check's own deadline is far away.
         // Deadline 200 ms: the command is 1.5 deadlines old at the first check and 4.5 at the last.
         var model = new ModelBackend(new ModelOptions { Clock = ClockMode.Wall, CommandsInFlight = 4 });
-        var backend = new TailHidingBackend(model);
+        var backend = new TailHidingBackend(model, hideTail: true);
         using var device = FpgaDevice.Open(backend, new FpgaDeviceOptions { OnDemandBudgetPages = 16, DeviceTimeout = TimeSpan.FromMinutes(1) });
         using var onDemand = HostBuffer.Allocate(PageTableFormat.PageSize);
         using var pinnedBuffer = HostBuffer.Allocate(PageTableFormat.PageSize);
@@ -79,13 +80,5 @@ public class OverdueTests
 
         var result = await queue.FillAsync(context, (ulong)buffer.Address, 64, pattern).AsTask().WaitAsync(s_bound);
         Assert.That(result.Status, Is.EqualTo(CompletionStatus.Ok));
-    }
-
-    /// <summary>Reports FQ_TAIL as 0 while asked to: the fault service sees no record arrive.</summary>
-    private sealed class TailHidingBackend(IDeviceBackend inner) : FpgaAccel.Tests.Support.DelegatingBackend(inner)
-    {
-        public bool HideTail { get; set; } = true;
-
-        public override ulong Read64(uint offset) => HideTail && offset == Fa1Registers.FqTail ? 0 : base.Read64(offset);
     }
 }
