@@ -99,13 +99,27 @@ public class ContinuationTests
         using var pin = context.Pin(buffer, DmaAccess.ReadWrite);
         using var queue = device.OpenQueue(0, 16, CompletionMode.Interrupt, ContinuationMode.Inline);
 
+        // Only a continuation that waited runs on the harvesting thread (a result already there is taken on the awaiting
+        // thread): submit until one does, then try to dispose from there.
         var (queueError, deviceError) = await Task.Run(async () =>
         {
-            await queue.FillAsync(context, (ulong)buffer.Address, 64, 1);
-            var q = Assert.Throws<InvalidOperationException>(queue.Dispose);
-            var d = Assert.Throws<InvalidOperationException>(device.Dispose);
-            await Task.Yield();
-            return (q, d);
+            for (var i = 0; i < 200; i++)
+            {
+                var before = Environment.CurrentManagedThreadId;
+                await queue.FillAsync(context, (ulong)buffer.Address, 64, (ulong)i);
+                if (Environment.CurrentManagedThreadId != before && Thread.CurrentThread.Name?.StartsWith("fpgaaccel-", StringComparison.Ordinal) == true)
+                {
+                    var q = Assert.Throws<InvalidOperationException>(queue.Dispose);
+                    var d = Assert.Throws<InvalidOperationException>(device.Dispose);
+                    await Task.Yield();
+                    return (q, d);
+                }
+
+                await Task.Yield();
+            }
+
+            Assert.Fail("no continuation ran on the harvesting thread in 200 commands");
+            return default;
         }).WaitAsync(s_bound);
 
         Assert.That(queueError!.Message, Does.Contain("inline continuation").And.Contain("await Task.Yield()"));
