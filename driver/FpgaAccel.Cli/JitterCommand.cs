@@ -301,7 +301,7 @@ internal static class JitterCommand
     {
         var o = report.Options;
         console.MarkupLine(Markup.Escape($"{o.Operation.ToString().ToLowerInvariant()} of {o.Size} bytes, {o.Count} commands per mode after {o.Warmup} warm-up, " +
-            $"budget {report.Budget} pages, {report.Service} fault service, {o.Completion.ToString().ToLowerInvariant()} completions, {(o.Continuations == ContinuationMode.Inline ? "inline" : "thread-pool")} continuations, on {report.Device.Info.BackendDescription}"));
+            $"budget {report.Budget} pages, {report.Service} fault service, {o.Completion.ToString().ToLowerInvariant()} completions, {JitterOutputs.ContinuationsName(o.Continuations)} continuations, on {report.Device.Info.BackendDescription}"));
         console.MarkupLine(Markup.Escape($"percentiles: {LatencyStats.Method}"));
 
         foreach (var (title, pick) in new (string, Func<JitterModeResult, LatencyStats>)[] { ("host latency (submit to completion seen)", m => m.Host), ("device time (end - start cycle)", m => m.Device) })

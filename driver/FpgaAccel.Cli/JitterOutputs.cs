@@ -56,7 +56,7 @@ internal static class JitterOutputs
         w.WriteNumber("budget_pages", report.Budget);
         w.WriteString("service", report.Service);
         w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
-        w.WriteString("continuations", report.Options.Continuations == FpgaAccel.Driver.Queues.ContinuationMode.Inline ? "inline" : "pool");
+        w.WriteString("continuations", ContinuationsName(report.Options.Continuations));
         var paging = report.Modes.Select(m => m.Paging).FirstOrDefault(p => p is not null);
         if (paging is not null || report.Options.FaultAroundPages is not null)
         {
@@ -254,6 +254,10 @@ internal static class JitterOutputs
         var bytes = Encoding.UTF8.GetBytes(svg.ToString());
         stream.Write(bytes);
     }
+
+    /// <summary>The name a continuation mode has on the command line and in the JSON: inline or pool (decision F25).</summary>
+    internal static string ContinuationsName(FpgaAccel.Driver.Queues.ContinuationMode mode) =>
+        mode == FpgaAccel.Driver.Queues.ContinuationMode.Inline ? "inline" : "pool";
 
     public static string ModeName(BufferMode mode) => mode == BufferMode.Pinned ? "pinned" : "ondemand";
 

@@ -95,7 +95,7 @@ internal static class JitterSweepOutputs
         w.WriteNumber("warmup", report.Options.Warmup);
         w.WriteString("service", report.Service);
         w.WriteString("completion", report.Options.Completion.ToString().ToLowerInvariant());
-        w.WriteString("continuations", report.Options.Continuations == FpgaAccel.Driver.Queues.ContinuationMode.Inline ? "inline" : "pool");
+        w.WriteString("continuations", JitterOutputs.ContinuationsName(report.Options.Continuations));
         w.WriteNumber("clock_hz", report.Device.Info.ClockHz);
         w.WriteEndObject();
         w.WriteStartObject("machine");
