@@ -25,7 +25,11 @@ public enum ContinuationMode
     /// (await, then submit the next command). The continuation must not block, since that thread harvests nothing while
     /// it runs (other queues' completions wait for it, or for the health check's next sweep), and must not dispose the
     /// queue or the device (that would wait for the very thread it runs on: <see cref="CommandQueue.Dispose"/> refuses);
-    /// leave the thread first (<c>await Task.Yield()</c>).
+    /// leave the thread first (<c>await Task.Yield()</c>). A result already there when the await looks is taken on the
+    /// awaiting thread, as in either mode; one that lands in the moment between the await's look and its registration of
+    /// the continuation is found done on registering, and the continuation goes to the thread pool (as an await of a
+    /// <see cref="Task"/> does in the same race), since running it inside the registration would nest it in the awaiting
+    /// frame.
     /// </summary>
     Inline,
 }
