@@ -193,7 +193,7 @@ internal static class JitterOutputs
     /// </summary>
     public static void WriteSvg(JitterRunReport report, Stream stream)
     {
-        const double width = 860, height = 520, left = 80, right = 30, top = 50, bottom = 60;
+        var plot = new SvgPlot(width: 860, height: 520, left: 80, right: 30, top: 50, bottom: 60);
         var all = report.Modes.SelectMany(m => m.Samples.Select(s => Math.Max(1.0, s.HostNanoseconds / 1000.0))).ToArray();
         var minX = Math.Floor(Math.Log10(all.Length == 0 ? 1 : all.Min()));
         var maxX = Math.Ceiling(Math.Log10(all.Length == 0 ? 10 : all.Max()));
@@ -204,33 +204,24 @@ internal static class JitterOutputs
 
         var maxN = Math.Max(10, report.Modes.Max(m => m.Samples.Length));
         var minY = -Math.Ceiling(Math.Log10(maxN));
-        double X(double us) => left + ((Math.Log10(us) - minX) / (maxX - minX) * (width - left - right));
-        double Y(double fraction) => top + ((0 - Math.Log10(fraction)) / (0 - minY) * (height - top - bottom));
-        var svg = new StringBuilder();
+        double X(double us) => plot.Left + ((Math.Log10(us) - minX) / (maxX - minX) * (plot.Width - plot.Left - plot.Right));
+        double Y(double fraction) => plot.Top + ((0 - Math.Log10(fraction)) / (0 - minY) * (plot.Height - plot.Top - plot.Bottom));
         var c = CultureInfo.InvariantCulture;
-        svg.Append(c, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
-        svg.Append(c, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n");
-        svg.Append(c, $"<text x=\"{width / 2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">FA-1 {report.Options.Operation.ToString().ToLowerInvariant()} {report.Options.Size} B: host latency tail, pinned vs on-demand ({report.Device.Info.Backend.ToString().ToLowerInvariant()})</text>\n");
+        plot.Begin(plot.Width / 2, string.Create(c, $"FA-1 {report.Options.Operation.ToString().ToLowerInvariant()} {report.Options.Size} B: host latency tail, pinned vs on-demand ({report.Device.Info.Backend.ToString().ToLowerInvariant()})"));
         for (var d = minX; d <= maxX; d++)
         {
-            var x = X(Math.Pow(10, d));
-            svg.Append(c, $"<line x1=\"{x:0.#}\" y1=\"{top}\" x2=\"{x:0.#}\" y2=\"{height - bottom}\" stroke=\"#ddd\"/>\n");
-            svg.Append(c, $"<text x=\"{x:0.#}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\">{FormatMicroseconds(Math.Pow(10, d))}</text>\n");
+            plot.VerticalGridLine(X(Math.Pow(10, d)), FormatMicroseconds(Math.Pow(10, d)));
         }
 
         for (var d = 0; d >= minY; d--)
         {
-            var y = Y(Math.Pow(10, d));
-            svg.Append(c, $"<line x1=\"{left}\" y1=\"{y:0.#}\" x2=\"{width - right}\" y2=\"{y:0.#}\" stroke=\"#ddd\"/>\n");
-            svg.Append(c, $"<text x=\"{left - 8}\" y=\"{y + 4:0.#}\" text-anchor=\"end\">{(d == 0 ? "1" : $"1e{d}")}</text>\n");
+            plot.HorizontalGridLine(Y(Math.Pow(10, d)), d == 0 ? "1" : string.Create(c, $"1e{d}"));
         }
 
-        svg.Append(c, $"<rect x=\"{left}\" y=\"{top}\" width=\"{width - left - right}\" height=\"{height - top - bottom}\" fill=\"none\" stroke=\"#444\"/>\n");
-        svg.Append(c, $"<text x=\"{(left + width - right) / 2}\" y=\"{height - 16}\" text-anchor=\"middle\">host latency, submit to completion seen (log)</text>\n");
-        svg.Append(c, $"<text x=\"18\" y=\"{(top + height - bottom) / 2}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {(top + height - bottom) / 2})\">fraction of commands slower (log)</text>\n");
-        string[] colours = ["#1f77b4", "#d62728"];
+        plot.Frame("host latency, submit to completion seen (log)", "fraction of commands slower (log)");
+        var svg = plot.Text;
         // Lower left is empty in a tail plot (fast and rare), so the legend goes there.
-        var legendY = height - bottom - 12 - (18 * (report.Modes.Count - 1));
+        var legendY = plot.Height - plot.Bottom - 12 - (18 * (report.Modes.Count - 1));
         for (var k = 0; k < report.Modes.Count; k++)
         {
             var m = report.Modes[k];
@@ -243,16 +234,14 @@ internal static class JitterOutputs
                 points.Append(c, $"{X(sorted[i]):0.#},{Y(fraction):0.#} ");
             }
 
-            var colour = colours[k % colours.Length];
+            var colour = SvgPlot.Colours[k % SvgPlot.Colours.Length];
             svg.Append(c, $"<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{points.ToString().TrimEnd()}\"/>\n");
-            svg.Append(c, $"<line x1=\"{left + 12}\" y1=\"{legendY - 4}\" x2=\"{left + 37}\" y2=\"{legendY - 4}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n");
-            svg.Append(c, $"<text x=\"{left + 44}\" y=\"{legendY}\">{ModeName(m.Mode)}: p50 {FormatMicroseconds(m.Host.P50 / 1000)}, p99.9 {FormatMicroseconds(m.Host.P999 / 1000)}, {m.Faults} faults</text>\n");
+            svg.Append(c, $"<line x1=\"{plot.Left + 12}\" y1=\"{legendY - 4}\" x2=\"{plot.Left + 37}\" y2=\"{legendY - 4}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n");
+            svg.Append(c, $"<text x=\"{plot.Left + 44}\" y=\"{legendY}\">{ModeName(m.Mode)}: p50 {FormatMicroseconds(m.Host.P50 / 1000)}, p99.9 {FormatMicroseconds(m.Host.P999 / 1000)}, {m.Faults} faults</text>\n");
             legendY += 18;
         }
 
-        svg.Append("</svg>\n");
-        var bytes = Encoding.UTF8.GetBytes(svg.ToString());
-        stream.Write(bytes);
+        plot.End(stream);
     }
 
     /// <summary>The name a continuation mode has on the command line and in the JSON: inline or pool (decision F25).</summary>

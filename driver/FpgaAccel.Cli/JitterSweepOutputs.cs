@@ -169,7 +169,7 @@ internal static class JitterSweepOutputs
     /// </summary>
     public static void WriteSvg(JitterSweepReport report, Stream stream)
     {
-        const double width = 860, height = 520, left = 80, right = 190, top = 50, bottom = 60;
+        var plot = new SvgPlot(width: 860, height: 520, left: 80, right: 190, top: 50, bottom: 60);
         var points = report.Points;
         var categorical = report.Sweep.Parameter == SweepParameter.Prefetch || points.Count == 1;
         var xs = points.Select((p, i) => categorical ? i : Math.Log2(p.Value)).ToArray();
@@ -187,36 +187,28 @@ internal static class JitterSweepOutputs
             maxY = minY + 1;
         }
 
-        double X(double v) => left + ((v - minX) / (maxX - minX) * (width - left - right));
-        double Y(double us) => height - bottom - ((Math.Log10(us) - minY) / (maxY - minY) * (height - top - bottom));
+        double X(double v) => plot.Left + ((v - minX) / (maxX - minX) * (plot.Width - plot.Left - plot.Right));
+        double Y(double us) => plot.Height - plot.Bottom - ((Math.Log10(us) - minY) / (maxY - minY) * (plot.Height - plot.Top - plot.Bottom));
         var c = CultureInfo.InvariantCulture;
-        var svg = new StringBuilder();
-        svg.Append(c, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
-        svg.Append(c, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n");
-        svg.Append(c, $"<text x=\"{(left + width - right) / 2}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">FA-1 {report.Options.Operation.ToString().ToLowerInvariant()}: host latency against {report.Sweep.Name} ({report.Device.Info.Backend.ToString().ToLowerInvariant()})</text>\n");
+        var right = plot.Width - plot.Right;
+        plot.Begin((plot.Left + right) / 2, string.Create(c, $"FA-1 {report.Options.Operation.ToString().ToLowerInvariant()}: host latency against {report.Sweep.Name} ({report.Device.Info.Backend.ToString().ToLowerInvariant()})"));
         for (var d = minY; d <= maxY; d++)
         {
-            var y = Y(Math.Pow(10, d));
-            svg.Append(c, $"<line x1=\"{left}\" y1=\"{y:0.#}\" x2=\"{width - right}\" y2=\"{y:0.#}\" stroke=\"#ddd\"/>\n");
-            svg.Append(c, $"<text x=\"{left - 8}\" y=\"{y + 4:0.#}\" text-anchor=\"end\">{JitterOutputs.FormatMicroseconds(Math.Pow(10, d))}</text>\n");
+            plot.HorizontalGridLine(Y(Math.Pow(10, d)), JitterOutputs.FormatMicroseconds(Math.Pow(10, d)));
         }
 
         for (var i = 0; i < points.Count; i++)
         {
-            var x = X(xs[i]);
-            svg.Append(c, $"<line x1=\"{x:0.#}\" y1=\"{top}\" x2=\"{x:0.#}\" y2=\"{height - bottom}\" stroke=\"#eee\"/>\n");
-            svg.Append(c, $"<text x=\"{x:0.#}\" y=\"{height - bottom + 18}\" text-anchor=\"middle\">{report.Sweep.Format(points[i].Value)}</text>\n");
+            plot.VerticalGridLine(X(xs[i]), report.Sweep.Format(points[i].Value), stroke: "#eee");
         }
 
-        svg.Append(c, $"<rect x=\"{left}\" y=\"{top}\" width=\"{width - left - right}\" height=\"{height - top - bottom}\" fill=\"none\" stroke=\"#444\"/>\n");
-        svg.Append(c, $"<text x=\"{(left + width - right) / 2}\" y=\"{height - 16}\" text-anchor=\"middle\">{report.Sweep.Name}{(categorical ? string.Empty : " (log)")}</text>\n");
-        svg.Append(c, $"<text x=\"18\" y=\"{(top + height - bottom) / 2}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {(top + height - bottom) / 2})\">host latency, submit to completion seen (log)</text>\n");
-        string[] colours = ["#1f77b4", "#d62728"];
-        var legendY = top + 10;
+        plot.Frame(report.Sweep.Name + (categorical ? string.Empty : " (log)"), "host latency, submit to completion seen (log)");
+        var svg = plot.Text;
+        var legendY = plot.Top + 10;
         var modes = report.Modes;
         for (var k = 0; k < modes.Count; k++)
         {
-            var colour = colours[k % colours.Length];
+            var colour = SvgPlot.Colours[k % SvgPlot.Colours.Length];
             foreach (var (name, pick, dash) in s_percentiles)
             {
                 var line = new StringBuilder();
@@ -229,14 +221,13 @@ internal static class JitterSweepOutputs
 
                 var dashAttribute = dash.Length == 0 ? string.Empty : $" stroke-dasharray=\"{dash}\"";
                 svg.Append(c, $"<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dashAttribute} points=\"{line.ToString().TrimEnd()}\"/>\n");
-                svg.Append(c, $"<line x1=\"{width - right + 12}\" y1=\"{legendY - 4}\" x2=\"{width - right + 42}\" y2=\"{legendY - 4}\" stroke=\"{colour}\" stroke-width=\"2\"{dashAttribute}/>\n");
-                svg.Append(c, $"<text x=\"{width - right + 48}\" y=\"{legendY}\">{JitterOutputs.ModeName(modes[k])} {name}</text>\n");
+                svg.Append(c, $"<line x1=\"{right + 12}\" y1=\"{legendY - 4}\" x2=\"{right + 42}\" y2=\"{legendY - 4}\" stroke=\"{colour}\" stroke-width=\"2\"{dashAttribute}/>\n");
+                svg.Append(c, $"<text x=\"{right + 48}\" y=\"{legendY}\">{JitterOutputs.ModeName(modes[k])} {name}</text>\n");
                 legendY += 18;
             }
         }
 
-        svg.Append("</svg>\n");
-        stream.Write(Encoding.UTF8.GetBytes(svg.ToString()));
+        plot.End(stream);
     }
 
     private static string Us(double ns) => JitterOutputs.FormatMicroseconds(ns / 1000);
